@@ -1,0 +1,29 @@
+"""``mvr3d benchmark``: fit, predict and evaluate every class of a dataset."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mvr3d.cli.common import add_model_options, config_from_args, output_lock
+from mvr3d.engine.benchmark import METHODS, run_benchmark
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("benchmark", help="evaluate a method on every class of a dataset")
+    parser.add_argument("--data", type=Path, required=True, help="Real3D-AD layout root")
+    parser.add_argument("--method", default="mvr", choices=METHODS)
+    parser.add_argument("--classes", nargs="+", help="classes to run (default: all)")
+    parser.add_argument("--out", type=Path, required=True, help="results folder (reruns resume)")
+    add_model_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    with output_lock(args.out):
+        summary = run_benchmark(args.data, args.out, config, args.method, args.classes)
+    print((args.out / "results.md").read_text())
+    mean = summary["mean"]
+    print(f"mean O-ROC {mean['o_roc']:.3f}  P-ROC {mean['p_roc']:.3f}; results in {args.out}")
+    return 0

@@ -1,0 +1,71 @@
+"""NumPy point clouds: ``.npy`` (N, 3) / (N, 4) arrays and ``.npz`` archives."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from mvr3d.errors import InputError
+from mvr3d.io.cloud import PointCloud
+from mvr3d.utils.atomic import atomic_write
+
+__all__ = ["read_npy", "read_npz", "write_npy", "write_npz"]
+
+VALUE_KEYS = ("values", "labels", "scores", "label", "score")
+
+
+def _split_table(table: np.ndarray, path: Path) -> PointCloud:
+    """(N, 3) -> points; (N, 4) -> points plus the last column as values."""
+    if table.ndim != 2 or table.shape[1] not in (3, 4):
+        raise InputError(f"expected an array of shape (N, 3) or (N, 4), got {table.shape}", path)
+    values = np.ascontiguousarray(table[:, 3]) if table.shape[1] == 4 else None
+    return PointCloud(points=np.ascontiguousarray(table[:, :3]), values=values, path=path)
+
+
+def read_npy(path: str | Path) -> PointCloud:
+    path = Path(path)
+    try:
+        table = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"not a readable .npy file ({exc})", path) from None
+    return _split_table(table, path)
+
+
+def read_npz(path: str | Path) -> PointCloud:
+    """Read key ``points`` (+ ``values``/``labels``/``scores``), or an archive of one array."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"not a readable .npz file ({exc})", path) from None
+    if "points" in arrays:
+        values = next((arrays[k] for k in VALUE_KEYS if k in arrays), None)
+        cloud = _split_table(arrays["points"], path)
+        if values is not None:
+            if values.shape != (len(cloud),):
+                raise InputError(
+                    f"values have shape {values.shape}, expected ({len(cloud)},)", path
+                )
+            cloud.values = values
+        return cloud
+    if len(arrays) == 1:
+        return _split_table(next(iter(arrays.values())), path)
+    raise InputError(
+        f"expected a 'points' array or a single array, found keys {sorted(arrays)[:10]}", path
+    )
+
+
+def write_npy(path: str | Path, points: np.ndarray, values: np.ndarray | None = None) -> None:
+    """(N, 3) points, or (N, 4) with values as the last column (in their common dtype)."""
+    table = points if values is None else np.column_stack([points, values])
+    with atomic_write(path, "wb") as handle:
+        np.save(handle, table, allow_pickle=False)
+
+
+def write_npz(path: str | Path, points: np.ndarray, values: np.ndarray | None = None) -> None:
+    arrays = {"points": points} if values is None else {"points": points, "values": values}
+    with atomic_write(path, "wb") as handle:
+        np.savez(handle, **arrays)

@@ -1,0 +1,73 @@
+"""Configuration of an MVR detector, one dataclass, JSON round-trippable."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from mvr3d.errors import InputError
+from mvr3d.render import RenderConfig
+
+
+@dataclass
+class MVRConfig:
+    backbone: str = "dinov2_vits14"
+    weights: str | None = None  # file path, "random", or None to search the usual sources
+    render: RenderConfig = field(default_factory=RenderConfig)
+    views: str | int = "paper27"  # poses used to score a scan (and, augmented, to train)
+    # Pose augmentation: each template is also rendered under this many random rotations of
+    # up to ``augment_degrees``, so partial scans in other poses still look normal.
+    augment_rotations: int = 8
+    augment_degrees: float = 30.0
+    iterations: int = 300
+    batch_size: int = 16
+    lr: float = 2e-4
+    final_lr_ratio: float = 0.1
+    warmup: int = 30
+    weight_decay: float = 1e-5
+    grad_clip: float = 0.1
+    easy_fraction: float = 0.9
+    easy_factor: float = 0.1
+    dropout: float = 0.2
+    map_blur_sigma: float = 4.0  # Gaussian blur of anomaly maps, in model-input pixels
+    smoothing_k: int = 0  # k-NN smoothing of point scores; 0 or 1 turns it off
+    object_score: str = "top1"  # "max" or "top1" (mean of the top 1 % of points)
+    top_fraction: float = 0.01
+    view_batch: int = 27  # views per network batch at scoring time
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    amp: bool = True  # bf16 autocast on CUDA
+
+    def __post_init__(self) -> None:
+        if isinstance(self.render, dict):
+            self.render = RenderConfig(**self.render)
+        self.validate()
+
+    def validate(self) -> None:
+        checks = {
+            "iterations": self.iterations >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "augment_rotations": self.augment_rotations >= 0,
+            "easy_fraction": 0 <= self.easy_fraction < 1,
+            "object_score": self.object_score in ("max", "top1"),
+            "top_fraction": 0 < self.top_fraction <= 1,
+            "view_batch": self.view_batch >= 1,
+            "smoothing_k": self.smoothing_k >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise InputError(f"invalid MVRConfig field(s) {bad}: {[getattr(self, n) for n in bad]}")
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["render"] = dataclasses.asdict(self.render)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MVRConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"unknown MVRConfig field(s): {unknown}")
+        return cls(**data)

@@ -1,0 +1,264 @@
+"""MVRDetector: ``fit(normal_scans)``, ``score(scan)``, ``save(dir)``, ``load(dir)``."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mvr3d.errors import CheckpointError, InputError
+from mvr3d.models import checkpoint
+from mvr3d.models.backbones import create_backbone, get_spec
+from mvr3d.models.config import MVRConfig
+from mvr3d.models.loss import global_cosine_hard_mining
+from mvr3d.models.mvr import MVRNet
+from mvr3d.models.optim import stable_adamw, warm_cosine_scheduler
+from mvr3d.models.scoring import (
+    average_visible,
+    fill_unseen,
+    object_score,
+    sample_at_pixels,
+    smooth_knn,
+    upsample_maps,
+)
+from mvr3d.models.student import StudentConfig
+from mvr3d.render import make_poses, render_views, to_model_input
+from mvr3d.utils.seeding import seed_everything
+
+log = logging.getLogger(__name__)
+
+ScanLike = np.ndarray | str | Path | object  # arrays, paths, PointCloud or Sample
+
+
+@dataclass
+class ScanScore:
+    point_scores: np.ndarray  # (N,) float32, input order
+    object_score: float
+    coverage: float  # fraction of points seen directly in at least one view
+
+
+def as_points(scan: ScanLike) -> np.ndarray:
+    """Accept an (N, 3) array, a path, or anything with a ``.points`` array."""
+    source = None
+    if isinstance(scan, (str, Path)):
+        from mvr3d.io import read_points
+
+        source, scan = scan, read_points(scan)
+    points = getattr(scan, "points", scan)
+    source = source or getattr(scan, "path", None)
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise InputError(f"expected an (N, 3) point array, got shape {points.shape}", source)
+    if len(points) < 2:
+        raise InputError(f"a scan needs at least 2 points, got {len(points)}", source)
+    if not np.isfinite(points).all():
+        raise InputError("scan has NaN or infinite coordinates", source)
+    return points
+
+
+def random_rotations(count: int, max_degrees: float, rng: np.random.Generator) -> torch.Tensor:
+    """Rotations about uniformly random axes by angles uniform in [0, max_degrees]."""
+    axis = rng.normal(size=(count, 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    angle = np.deg2rad(rng.uniform(0, max_degrees, size=count))
+    k = np.zeros((count, 3, 3))
+    k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    k = k - k.transpose(0, 2, 1)
+    eye = np.eye(3)[None]
+    rot = eye + np.sin(angle)[:, None, None] * k + (1 - np.cos(angle))[:, None, None] * (k @ k)
+    return torch.from_numpy(rot).float()
+
+
+def bounding_frame(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Bounding-box centre and the radius of the sphere about it holding every point."""
+    centre = (points.min(axis=0).astype(np.float64) + points.max(axis=0)) / 2
+    radius = float(np.sqrt(((points - centre) ** 2).sum(axis=1).max()))
+    return centre, radius
+
+
+class MVRDetector:
+    """Multi-View Reconstruction anomaly detector for point clouds."""
+
+    def __init__(self, config: MVRConfig | None = None, **overrides: object) -> None:
+        config = config or MVRConfig()
+        if overrides:
+            config = MVRConfig.from_dict({**config.to_dict(), **overrides})
+        patch = 14
+        if config.render.image_size % patch:
+            raise InputError(f"render.image_size must be a multiple of {patch}, got {config.render.image_size}")
+        self.config = config
+        self.device = _pick_device(config.device)
+        self.net: MVRNet | None = None
+        self.radius_: float | None = None
+        self.history_: list[float] = []
+
+    # ----------------------------------------------------------------- building
+    def _build(self, teacher_state: dict | None = None) -> MVRNet:
+        cfg = self.config
+        seed_everything(cfg.seed)
+        spec = get_spec(cfg.backbone)
+        weights = "random" if teacher_state is not None else cfg.weights
+        teacher = create_backbone(cfg.backbone, weights, img_size=cfg.render.image_size)
+        if teacher_state is not None:
+            teacher.load_state_dict(teacher_state, strict=True)
+        for param in teacher.parameters():  # fp16-exact, so a saved teacher reloads bit-identically
+            param.data = param.data.half().float()
+        student = StudentConfig(
+            embed_dim=teacher.embed_dim,
+            num_heads=max(1, teacher.embed_dim // 64),
+            dropout=cfg.dropout,
+        )
+        return MVRNet(teacher, spec.layers, student).to(self.device)
+
+    def _poses(self) -> torch.Tensor:
+        return make_poses(self.config.views)
+
+    def _render(self, points: np.ndarray, rotations: torch.Tensor, centre: np.ndarray):
+        views = render_views(
+            points, rotations, self.config.render, center=centre, radius=self.radius_,
+            device=self.device,
+        )
+        return views, to_model_input(views.images)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, scans: Iterable[ScanLike], progress: bool = True) -> MVRDetector:
+        """Train the student on normal scans (e.g. the complete templates of one class)."""
+        cfg = self.config
+        clouds = [as_points(scan) for scan in scans]
+        if not clouds:
+            raise InputError("fit() needs at least one normal scan")
+        rng = seed_everything(cfg.seed)
+        self.radius_ = float(np.median([bounding_frame(c)[1] for c in clouds]))
+        self.net = self._build()
+        pool = self._training_images(clouds, rng)
+        self._train(pool, rng, progress)
+        return self
+
+    def _training_images(self, clouds: Sequence[np.ndarray], rng: np.random.Generator) -> torch.Tensor:
+        poses = self._poses()
+        images = []
+        for points in clouds:
+            centre, _ = bounding_frame(points)
+            augment = random_rotations(self.config.augment_rotations, self.config.augment_degrees, rng)
+            rotations = torch.cat([poses] + [poses @ r for r in augment])
+            for chunk in rotations.split(max(1, len(poses))):
+                images.append(self._render(points, chunk, centre)[1].to(torch.float16))
+        return torch.cat(images)
+
+    def _train(self, pool: torch.Tensor, rng: np.random.Generator, progress: bool) -> None:
+        cfg, net = self.config, self.net
+        net.student.train()
+        optimizer = stable_adamw(net.student.parameters(), cfg.lr, cfg.weight_decay)
+        scheduler = warm_cosine_scheduler(optimizer, cfg.iterations, cfg.warmup, cfg.final_lr_ratio)
+        bar = tqdm(range(cfg.iterations), desc="fit", disable=not progress, leave=False)
+        self.history_ = []
+        for it in bar:
+            index = torch.from_numpy(rng.choice(len(pool), size=min(cfg.batch_size, len(pool)), replace=False))
+            batch = pool[index].to(self.device, non_blocking=True).float()
+            # Hard mining ramps in over the first half of training (Dinomaly ramps over 1000 its).
+            easy = cfg.easy_fraction * min(1.0, it / max(1, cfg.iterations // 2))
+            with self._autocast():
+                teacher, student = net(batch)
+            loss = global_cosine_hard_mining(teacher, student, easy, cfg.easy_factor)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.student.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            self.history_.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{self.history_[-1]:.4f}")
+        net.student.eval()
+
+    def _autocast(self):
+        enabled = self.config.amp and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    # ------------------------------------------------------------------ scoring
+    def _check_fitted(self) -> MVRNet:
+        if self.net is None or self.radius_ is None:
+            raise CheckpointError("the detector is not fitted: call fit() or MVRDetector.load()")
+        return self.net
+
+    @torch.no_grad()
+    def view_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """(V, gh, gw) token-level anomaly maps for model-ready images."""
+        net = self._check_fitted()
+        maps = []
+        for chunk in images.split(self.config.view_batch):
+            with self._autocast():
+                maps.append(net.anomaly_maps(chunk.to(self.device)).float())
+        return torch.cat(maps)
+
+    def score(self, scan: ScanLike) -> ScanScore:
+        """Per-point scores (input order and count) and the object score of one scan."""
+        cfg = self.config
+        points = as_points(scan)
+        self._check_fitted()
+        centre, radius = bounding_frame(points)
+        self._warn_if_unlike_training(radius, scan)
+        views, images = self._render(points, self._poses(), centre)
+        maps = upsample_maps(self.view_maps(images), cfg.render.image_size, cfg.map_blur_sigma)
+        values = sample_at_pixels(maps, views.pixels.to(maps.device), cfg.render.render_size)
+        scores, seen = average_visible(values, views.visible.to(maps.device))
+        scores, seen = scores.cpu().numpy().astype(np.float32), seen.cpu().numpy()
+        scores = fill_unseen(points, scores, seen)
+        scores = smooth_knn(points, scores, cfg.smoothing_k)
+        return ScanScore(scores, object_score(scores, cfg.object_score, cfg.top_fraction), float(seen.mean()))
+
+    def _warn_if_unlike_training(self, radius: float, scan: ScanLike) -> None:
+        ratio = radius / self.radius_
+        if ratio > 1.5 or ratio < 0.2:
+            name = getattr(scan, "path", None) or (scan if isinstance(scan, (str, Path)) else "scan")
+            warnings.warn(
+                f"{name}: object is {ratio:.2f}x the size of the training scans; it may not be "
+                "of the class this detector was fitted on (or its units differ)",
+                stacklevel=3,
+            )
+
+    # ------------------------------------------------------------- persistence
+    def save(self, directory: str | Path, overwrite: bool = False) -> Path:
+        net = self._check_fitted()
+        state = {"radius": self.radius_, "history": self.history_}
+        return checkpoint.save(
+            Path(directory), self.config.to_dict(), state,
+            net.teacher.state_dict(), net.student.state_dict(), overwrite=overwrite,
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | None = None) -> MVRDetector:
+        config, state, teacher, student = checkpoint.load(Path(directory))
+        if device is not None:
+            config["device"] = device
+        try:
+            detector = cls(MVRConfig.from_dict(config))
+            detector.net = detector._build(teacher_state=teacher)
+            detector.net.student.load_state_dict(student, strict=True)
+        except (InputError, RuntimeError, KeyError) as error:
+            raise CheckpointError(f"{directory}: checkpoint does not match its config ({error})") from error
+        detector.net.eval()
+        detector.radius_ = float(state["radius"])
+        detector.history_ = list(state.get("history", []))
+        if not math.isfinite(detector.radius_) or detector.radius_ <= 0:
+            raise CheckpointError(f"{directory}: invalid radius {detector.radius_} in config.json")
+        return detector
+
+    def __repr__(self) -> str:
+        fitted = "fitted" if self.net is not None else "not fitted"
+        return f"MVRDetector(backbone={self.config.backbone!r}, views={self.config.views!r}, {fitted})"
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} requested but CUDA is not available")
+    return device
+

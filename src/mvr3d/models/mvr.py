@@ -1,0 +1,51 @@
+"""The MVR network: frozen DINOv2 teacher + Dinomaly student, one image batch at a time."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mvr3d.models.student import Student, StudentConfig, fuse_groups
+
+
+class MVRNet(nn.Module):
+    def __init__(self, teacher: nn.Module, layers: tuple[int, ...], student: StudentConfig) -> None:
+        super().__init__()
+        if max(max(g) for g in student.groups) >= len(layers):
+            raise ValueError("student groups refer to more layers than the teacher provides")
+        self.teacher = teacher
+        self.layers = tuple(layers)
+        self.student = Student(student)
+
+    def teacher_layers(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Patch tokens (B, T, D) of the chosen teacher blocks; class/register tokens dropped."""
+        with torch.no_grad():
+            return self.teacher.forward_intermediates(
+                images,
+                indices=list(self.layers),
+                output_fmt="NLC",
+                intermediates_only=True,
+                norm=False,
+                stop_early=True,
+            )
+
+    def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Grouped teacher targets and student reconstructions, each a list of (B, T, D)."""
+        encoded = self.teacher_layers(images)
+        decoded = self.student(torch.stack(encoded).mean(dim=0))
+        groups = self.student.config.groups
+        return fuse_groups(encoded, groups), fuse_groups(decoded, groups)
+
+    def token_grid(self, images: torch.Tensor) -> tuple[int, int]:
+        patch = self.teacher.patch_embed.patch_size
+        return images.shape[-2] // patch[0], images.shape[-1] // patch[1]
+
+    @torch.no_grad()
+    def anomaly_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, gh, gw) mean over groups of 1 - cos(teacher, student) on the token grid."""
+        teacher, student = self(images)
+        distance = torch.stack(
+            [1 - F.cosine_similarity(t.float(), s.float(), dim=-1) for t, s in zip(teacher, student, strict=True)]
+        ).mean(dim=0)
+        return distance.reshape(images.shape[0], *self.token_grid(images))

@@ -1,0 +1,16 @@
+"""Multi-view rendering of point clouds: poses, camera fit, z-buffer, images."""
+
+from mvr3d.render.config import RenderConfig
+from mvr3d.render.poses import euler_to_matrix, fibonacci_poses, make_poses, paper_poses
+from mvr3d.render.zbuffer import MultiView, render_views, to_model_input
+
+__all__ = [
+    "MultiView",
+    "RenderConfig",
+    "euler_to_matrix",
+    "fibonacci_poses",
+    "make_poses",
+    "paper_poses",
+    "render_views",
+    "to_model_input",
+]

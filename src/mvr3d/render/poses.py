@@ -1,0 +1,146 @@
+"""View poses: rotations applied to the centred cloud before it is seen from +z.
+
+A pose R shows the object as seen from the direction ``R.T @ (0, 0, 1)`` in the object's
+own frame. Euler angles follow Open3D's ``get_rotation_matrix_from_xyz`` (R = Rx Ry Rz),
+which CPMF used to define the 27 poses MVR adopts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mvr3d.errors import InputError
+
+PAPER_ANGLES_DEG = (0.0, -15.0, 15.0)
+
+
+def euler_to_matrix(angles_deg: Tensor | np.ndarray) -> Tensor:
+    """(K, 3) x/y/z angles in degrees -> (K, 3, 3) float32 rotations R = Rx @ Ry @ Rz."""
+    angles = torch.as_tensor(angles_deg, dtype=torch.float64)
+    if angles.ndim != 2 or angles.shape[1] != 3:
+        raise InputError(f"Euler angles must have shape (K, 3), got {tuple(angles.shape)}")
+    cos, sin = torch.cos(torch.deg2rad(angles)), torch.sin(torch.deg2rad(angles))
+    one, zero = torch.ones_like(cos[:, 0]), torch.zeros_like(cos[:, 0])
+
+    def axis(c: Tensor, s: Tensor, rows: tuple) -> Tensor:
+        table = {"c": c, "s": s, "-s": -s, "1": one, "0": zero}
+        return torch.stack([torch.stack([table[e] for e in row], -1) for row in rows], -2)
+
+    rx = axis(cos[:, 0], sin[:, 0], (("1", "0", "0"), ("0", "c", "-s"), ("0", "s", "c")))
+    ry = axis(cos[:, 1], sin[:, 1], (("c", "0", "s"), ("0", "1", "0"), ("-s", "0", "c")))
+    rz = axis(cos[:, 2], sin[:, 2], (("c", "-s", "0"), ("s", "c", "0"), ("0", "0", "1")))
+    return (rx @ ry @ rz).float()
+
+
+def paper_poses() -> Tensor:
+    """CPMF/MVR's 27 poses: every x/y/z Euler combination of {0, -15, +15} degrees.
+
+    Enumeration order (z fastest), so the identity comes first.
+    """
+    angles = torch.tensor(list(itertools.product(PAPER_ANGLES_DEG, repeat=3)))
+    return euler_to_matrix(angles)
+
+
+def paper_pose_order() -> Tensor:
+    """Indices of :func:`paper_poses` from least to most rotated.
+
+    Ties are broken by how far the view direction moves (an in-plane z rotation shows the
+    same surface, so it comes after x/y tilts), then by enumeration order. The first 3
+    are identity and the y = -/+15 degree tilts; the ablation's 1/3/9/15/21 views are
+    prefixes of this order.
+    """
+    poses = paper_poses().double()
+    angle = torch.rad2deg(torch.arccos(((poses.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)))
+    tilt = torch.rad2deg(torch.arccos(poses[:, 2, 2].clamp(-1, 1)))
+    keys = [(round(float(a), 4), -round(float(t), 4), i) for i, (a, t) in enumerate(zip(angle, tilt, strict=True))]
+    return torch.tensor([key[2] for key in sorted(keys)])
+
+
+def look_from(directions: Tensor) -> Tensor:
+    """(K, 3) unit view directions -> (K, 3, 3) rotations taking each direction to +z."""
+    d = torch.nn.functional.normalize(directions.double(), dim=1)
+    # The up hint must not be parallel to the view direction.
+    up = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64).expand_as(d).clone()
+    up[d[:, 1].abs() > 0.99] = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    x_axis = torch.nn.functional.normalize(torch.cross(up, d, dim=1), dim=1)
+    y_axis = torch.cross(d, x_axis, dim=1)
+    return torch.stack([x_axis, y_axis, d], dim=1).float()
+
+
+def fibonacci_poses(n: int) -> Tensor:
+    """(n, 3, 3) rotations seeing the object from n near-uniform directions (full sphere).
+
+    Directions run from +z (identity first) to -z along a Fibonacci spiral.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"the number of views must be a positive integer, got {n!r}")
+    if n == 1:
+        return torch.eye(3).unsqueeze(0)
+    i = torch.arange(n, dtype=torch.float64)
+    z = 1.0 - 2.0 * i / (n - 1)
+    ring = torch.sqrt((1.0 - z * z).clamp_min(0.0))
+    phi = i * math.pi * (3.0 - math.sqrt(5.0))
+    return look_from(torch.stack([ring * torch.cos(phi), ring * torch.sin(phi), z], dim=1))
+
+
+def check_rotations(rotations: Tensor | np.ndarray, atol: float = 1e-4) -> Tensor:
+    """Validate (V, 3, 3) proper rotations; return them as float32."""
+    r = torch.as_tensor(rotations)
+    if r.ndim == 2 and r.shape == (3, 3):
+        r = r.unsqueeze(0)
+    if r.ndim != 3 or r.shape[1:] != (3, 3) or r.shape[0] < 1:
+        raise InputError(f"rotations must have shape (V, 3, 3), got {tuple(r.shape)}")
+    if not (r.is_floating_point() and torch.isfinite(r).all()):
+        raise InputError("rotations must be finite floating-point matrices")
+    r64 = r.double()
+    error = (r64 @ r64.transpose(1, 2) - torch.eye(3, dtype=torch.float64, device=r.device)).abs()
+    bad = (error.amax(dim=(1, 2)) > atol) | ((torch.linalg.det(r64) - 1.0).abs() > atol)
+    if bad.any():
+        index = int(bad.nonzero()[0])
+        raise InputError(
+            f"rotation {index} is not a proper rotation (need R @ R.T = I and det(R) = +1)"
+        )
+    return r.float()
+
+
+def make_poses(spec: str | int | Tensor | np.ndarray) -> Tensor:
+    """Rotations from a spec.
+
+    - ``"paper27"`` (or ``"paper"``): the 27 CPMF/MVR poses;
+    - an int n <= 27 (or ``"paperN"``): the n least-rotated paper poses
+      (:func:`paper_pose_order`), so the paper's view-count ablation uses its own poses;
+    - an int n > 27 or ``"fibonacciN"``: n directions over the whole sphere;
+    - a (V, 3, 3) tensor/array: validated user rotations.
+    """
+    if isinstance(spec, (Tensor, np.ndarray)):
+        return check_rotations(spec)
+    if isinstance(spec, str):
+        return _poses_from_string(spec)
+    if isinstance(spec, bool) or not isinstance(spec, int) or spec < 1:
+        raise InputError(f"views must be a positive integer, a name or rotations, got {spec!r}")
+    if spec <= 27:
+        return paper_poses()[paper_pose_order()[:spec]]
+    return fibonacci_poses(spec)
+
+
+def _poses_from_string(spec: str) -> Tensor:
+    text = spec.strip().lower().replace(":", "").replace("-", "")
+    if text.isdigit():
+        return make_poses(int(text))
+    if text == "paper":
+        return paper_poses()
+    for prefix in ("paper", "fibonacci"):
+        count = text.removeprefix(prefix)
+        if count != text and count.isdigit() and int(count) >= 1:
+            if prefix == "fibonacci":
+                return fibonacci_poses(int(count))
+            if int(count) <= 27:
+                return make_poses(int(count))
+    raise InputError(
+        f"unknown views {spec!r}: use an integer, 'paper27', 'paperN' (N <= 27) or 'fibonacciN'"
+    )

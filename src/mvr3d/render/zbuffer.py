@@ -1,0 +1,262 @@
+"""Multi-view z-buffer rendering of point clouds (paper II-C; DESIGN.md step 2).
+
+Every step is a batched tensor operation over all views of a chunk (no loops over
+points or views), on whatever device the points live on. Per chunk of views:
+rotate (one matmul) -> project -> z-buffer by scatter-min over (views, pixels) ->
+occlusion by splatting each point over its footprint (a min-pool of the z-buffer) ->
+visibility by gather + tolerance -> hole filling -> depth / shading images ->
+area pooling to the network resolution.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mvr3d.errors import InputError
+from mvr3d.render.camera import (
+    Camera,
+    as_points,
+    estimate_spacing,
+    make_camera,
+    normalise_points,
+    project,
+)
+from mvr3d.render.config import RenderConfig
+from mvr3d.render.poses import check_rotations
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Farthest surface stays brighter than the background so silhouettes survive.
+FAR_LEVEL = 0.1
+AMBIENT = 0.1
+# From the viewer's upper left, so faces turned to the camera are all lit.
+LIGHT = (-0.35, 0.35, 0.868)
+MAX_FOOTPRINT_RADIUS = 8
+DEFAULT_MAX_ELEMENTS = 2**24
+# Bit pattern of float32 +inf: positive floats order like their int32 bit patterns.
+_INF_BITS = 0x7F800000
+
+
+@dataclass(frozen=True)
+class MultiView:
+    """Rendered views of one cloud plus each point's pixel and visibility per view.
+
+    ``pixel_index`` holds ``row * render_size + col`` as int32 (a quarter of the memory
+    of (V, N, 2) int64); :attr:`pixels` expands it on demand.
+    """
+
+    images: Tensor  # (V, C, image_size, image_size) float32 in [0, 1]
+    pixel_index: Tensor  # (V, N) int32, at render resolution
+    visible: Tensor  # (V, N) bool
+    render_size: int
+    image_size: int
+    centre: Tensor  # (3,) float64, the bounding-box centre the views rotate about
+    scale: float  # bounding-sphere radius, in input units
+
+    @property
+    def num_views(self) -> int:
+        return self.visible.shape[0]
+
+    @property
+    def num_points(self) -> int:
+        return self.visible.shape[1]
+
+    @property
+    def pixels(self) -> Tensor:
+        """(V, N, 2) int64 (row, col) at render resolution."""
+        index = self.pixel_index.long()
+        return torch.stack((index // self.render_size, index % self.render_size), dim=-1)
+
+    def image_pixels(self) -> Tensor:
+        """(V, N, 2) int64 (row, col) at image resolution."""
+        return self.pixels // (self.render_size // self.image_size)
+
+    @property
+    def seen(self) -> Tensor:
+        """(N,) bool: visible in at least one view."""
+        return self.visible.any(dim=0)
+
+    @property
+    def coverage(self) -> float:
+        """Fraction of points visible in at least one view."""
+        return float(self.seen.float().mean())
+
+
+def render_views(
+    points: Tensor | np.ndarray,
+    rotations: Tensor | np.ndarray,
+    config: RenderConfig | None = None,
+    *,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> MultiView:
+    """Render an (N, 3) cloud from the (V, 3, 3) poses; deterministic.
+
+    Views are processed in chunks of ``max(1, max_elements // N)``, so peak memory stays
+    near 30 bytes * ``max_elements`` (plus the outputs, 5 bytes per point and view)
+    whatever V is.
+    """
+    config = config or RenderConfig()
+    cloud = as_points(points)
+    poses = check_rotations(rotations).to(cloud.device)
+    scaled, centre, radius = normalise_points(cloud)
+    camera = make_camera(config)
+    spacing = estimate_spacing(scaled)
+    tolerance = config.depth_tolerance * max(camera.pixel_size, spacing)
+    # Footprint of one point on screen: at least the 3x3 neighbourhood.
+    footprint = min(MAX_FOOTPRINT_RADIUS, max(1, math.ceil(spacing / camera.pixel_size)))
+    per_chunk = max(1, max_elements // scaled.shape[0])
+    parts = [
+        _render_chunk(scaled, poses[start : start + per_chunk], camera, config, tolerance, footprint)
+        for start in range(0, poses.shape[0], per_chunk)
+    ]
+    images, index, visible = (torch.cat(items) if len(parts) > 1 else items[0] for items in zip(*parts, strict=True))
+    return MultiView(images, index, visible, config.render_size, config.image_size, centre, radius)
+
+
+def _render_chunk(
+    scaled: Tensor, poses: Tensor, camera: Camera, config: RenderConfig, tolerance: float,
+    footprint: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    index, depth = project(scaled, poses, camera)
+    views, pixels = poses.shape[0], camera.size * camera.size
+    offsets = torch.arange(views, dtype=torch.int32, device=index.device).mul_(pixels)
+    flat = (index + offsets[:, None]).view(-1)
+    zbuffer = _zbuffer(flat, depth, views, camera.size)
+    # Splat every point over its footprint so that far points cannot show through the
+    # gaps between near ones.
+    front = _window_reduce(zbuffer, footprint, torch.minimum)
+    nearest = front.view(-1).index_select(0, flat).view_as(depth)
+    visible = depth <= nearest.add_(tolerance)
+    del flat, depth, nearest
+    images = _images(zbuffer, front, tolerance, footprint, camera, config)
+    return images, index, visible
+
+
+def _zbuffer(flat: Tensor, depth: Tensor, views: int, size: int) -> Tensor:
+    """Global pixel indices and depths -> (V, 1, size, size) nearest depth, inf where empty."""
+    bits = torch.full((views * size * size,), _INF_BITS, dtype=torch.int32, device=flat.device)
+    # Depths are positive, so an integer min over their bit patterns is the float min
+    # (and faster). index_reduce_ takes int32 indices, saving an int64 copy.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="index_reduce", category=UserWarning)
+        bits.index_reduce_(0, flat, depth.view(torch.int32).view(-1), "amin")
+    return bits.view(torch.float32).view(views, 1, size, size)
+
+
+def _window_reduce(x: Tensor, radius: int, op: Callable[..., Tensor]) -> Tensor:
+    """Reduce over the (2 * radius + 1)^2 window around each pixel, ignoring the outside.
+
+    Shifted slices are much faster than max_pool2d on CPU, and separable.
+    """
+    for dim in (2, 3):
+        n = x.shape[dim]
+        out = torch.empty_like(x)
+        op(x.narrow(dim, 1, n - 1), x.narrow(dim, 0, n - 1), out=out.narrow(dim, 1, n - 1))
+        out.narrow(dim, 0, 1).copy_(x.narrow(dim, 0, 1))
+        for shift in range(1, radius + 1):
+            if shift > 1:
+                ahead = out.narrow(dim, shift, n - shift)
+                op(ahead, x.narrow(dim, 0, n - shift), out=ahead)
+            behind = out.narrow(dim, 0, n - shift)
+            op(behind, x.narrow(dim, shift, n - shift), out=behind)
+        x = out
+    return x
+
+
+def _images(
+    zbuffer: Tensor, front: Tensor, tolerance: float, footprint: int, camera: Camera,
+    config: RenderConfig,
+) -> Tensor:
+    # Pixels whose nearest point is occluded by a neighbour's footprint are treated as
+    # empty, like the points behind them.
+    occupied = zbuffer <= front.add(tolerance).clamp_max_(torch.finfo(torch.float32).max)
+    surface = zbuffer
+    if config.fill_holes:
+        # Holes: empty pixels inside the morphological closing of the occupied mask; they
+        # take the nearest depth around them, as if the points' footprints were larger.
+        closed = _window_reduce(_window_reduce(occupied, footprint, torch.logical_or),
+                                footprint, torch.logical_and)
+        holes = closed.logical_and_(occupied.logical_not())
+        surface = torch.where(holes, front, zbuffer)
+        occupied = occupied.logical_or_(holes)
+    # Area pooling: mean depth of the covered sub-pixels plus the covered fraction.
+    factor = config.pool_factor
+    coverage = F.avg_pool2d(occupied.float(), factor) if factor > 1 else occupied.float()
+    total = torch.where(occupied, surface, 0.0)
+    total = F.avg_pool2d(total, factor) if factor > 1 else total
+    mask = coverage > 0
+    depth = torch.where(mask, total / coverage.clamp_min(1e-12), 0.0)
+    channels = []
+    if config.content in ("depth", "depth+shading"):
+        channels.append(_depth_image(depth, mask, camera, config))
+    if config.content in ("shading", "depth+shading"):
+        channels.append(_shading_image(depth, mask, camera, factor))
+    image = torch.cat(channels, dim=1) if len(channels) > 1 else channels[0]
+    # Partly covered pixels blend with the background (anti-aliased silhouettes).
+    return (image * coverage + config.background * (1.0 - coverage)).clamp_(0.0, 1.0)
+
+
+def _depth_image(depth: Tensor, mask: Tensor, camera: Camera, config: RenderConfig) -> Tensor:
+    """Near surface -> 1, far surface -> FAR_LEVEL."""
+    if config.depth_range == "view":
+        near = torch.where(mask, depth, math.inf).amin(dim=(1, 2, 3), keepdim=True)
+        far = torch.where(mask, depth, -math.inf).amax(dim=(1, 2, 3), keepdim=True)
+        near, far = near.nan_to_num(0.0, 0.0, 0.0), far.nan_to_num(0.0, 0.0, 0.0)
+    else:
+        near_bound, far_bound = camera.depth_bounds
+        near = torch.tensor(near_bound, device=depth.device)
+        far = torch.tensor(far_bound, device=depth.device)
+    relative = (far - depth) / (far - near).clamp_min(1e-12)
+    return (FAR_LEVEL + (1.0 - FAR_LEVEL) * relative).clamp_(0.0, 1.0)
+
+
+def _shading_image(depth: Tensor, mask: Tensor, camera: Camera, factor: int) -> Tensor:
+    """Lambert shading with normals from screen-space depth gradients (no neighbour search)."""
+    if camera.projection == "orthographic":
+        pixel: float | Tensor = camera.pixel_size * factor
+    else:
+        pixel = (depth * (2.0 * camera.tan_half_fov * factor / camera.size)).clamp_min(1e-12)
+    # Height toward the camera is -depth; columns follow +x, rows follow -y.
+    nx = _difference(depth, mask, dim=3) / pixel
+    ny = _difference(depth, mask, dim=2).neg_() / pixel
+    lx, ly, lz = (c / math.sqrt(sum(v * v for v in LIGHT)) for c in LIGHT)
+    lambert = (nx * lx + ny * ly + lz) / torch.sqrt(nx * nx + ny * ny + 1.0)
+    return AMBIENT + (1.0 - AMBIENT) * lambert.clamp_(0.0, 1.0)
+
+
+def _difference(depth: Tensor, mask: Tensor, dim: int) -> Tensor:
+    """Central difference per pixel, one-sided at surface borders, 0 on isolated pixels."""
+    pad = (1, 1, 0, 0) if dim == 3 else (0, 0, 1, 1)
+    padded, valid = F.pad(depth, pad), F.pad(mask, pad)
+    length = depth.shape[dim]
+    after = torch.where(valid.narrow(dim, 2, length), padded.narrow(dim, 2, length), depth)
+    before = torch.where(valid.narrow(dim, 0, length), padded.narrow(dim, 0, length), depth)
+    count = valid.narrow(dim, 2, length).float() + valid.narrow(dim, 0, length).float()
+    return (after - before) / count.clamp_min(1.0)
+
+
+def to_model_input(images: Tensor) -> Tensor:
+    """(V, C, h, w) images in [0, 1] -> (V, 3, h, w) ImageNet-normalised network input.
+
+    One channel is replicated to grey RGB; depth+shading becomes (depth, shading, depth),
+    so both signals reach the backbone and the mapping is symmetric in red/blue.
+    """
+    if images.ndim != 4 or images.shape[1] not in (1, 2, 3):
+        raise InputError(f"images must have shape (V, C, h, w) with C in 1..3, got {tuple(images.shape)}")
+    if images.shape[1] == 1:
+        rgb = images.expand(-1, 3, -1, -1)
+    elif images.shape[1] == 2:
+        rgb = images[:, [0, 1, 0]]
+    else:
+        rgb = images
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    return (rgb.float() - mean) / std

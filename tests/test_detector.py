@@ -1,0 +1,130 @@
+"""End to end with a tiny random-init ViT: fit, score, save, load, and bad checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mvr3d.errors import CheckpointError, InputError
+from mvr3d.models import MVRConfig, MVRDetector
+from mvr3d.render import RenderConfig
+
+
+def tiny_config(**overrides) -> MVRConfig:
+    settings = dict(
+        backbone="tiny_test", weights="random", render=RenderConfig(render_size=112, image_size=56),
+        views=3, augment_rotations=1, augment_degrees=20.0, iterations=4, batch_size=4, warmup=2,
+        map_blur_sigma=1.0, device="cpu",
+    )
+    settings.update(overrides)
+    return MVRConfig(**settings)
+
+
+def sphere(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    points = rng.normal(size=(n, 3))
+    return 10.0 * points / np.linalg.norm(points, axis=1, keepdims=True)
+
+
+def with_bulge(points: np.ndarray, height: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    direction = np.array([0.0, 0.0, 1.0])
+    cosine = points @ direction / np.linalg.norm(points, axis=1)
+    weight = np.clip((cosine - 0.9) / 0.1, 0, 1) ** 2
+    bumped = points * (1 + height / 10.0 * weight)[:, None]
+    return bumped, weight > 0.05
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return MVRDetector(tiny_config()).fit([sphere(3000, s) for s in range(2)], progress=False)
+
+
+def test_scores_have_input_order_and_count(fitted):
+    points = sphere(2500, 7)
+    result = fitted.score(points)
+    assert result.point_scores.shape == (2500,) and result.point_scores.dtype == np.float32
+    assert np.isfinite(result.point_scores).all()
+    assert 0.9 <= result.coverage <= 1.0
+    order = np.random.default_rng(0).permutation(len(points))
+    shuffled = fitted.score(points[order])
+    np.testing.assert_allclose(shuffled.point_scores, result.point_scores[order], rtol=1e-5, atol=1e-7)
+    assert shuffled.object_score == pytest.approx(result.object_score, rel=1e-5)
+
+
+def test_save_load_scores_identically(fitted, tmp_path):
+    points = sphere(2000, 11)
+    before = fitted.score(points)
+    fitted.save(tmp_path / "model")
+    loaded = MVRDetector.load(tmp_path / "model")
+    after = loaded.score(points)
+    np.testing.assert_array_equal(before.point_scores, after.point_scores)
+    assert before.object_score == after.object_score
+    record = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert record["provenance"]["versions"]["torch"] and record["config"]["backbone"] == "tiny_test"
+
+
+def test_same_seed_gives_bit_identical_scores():
+    scans = [sphere(1500, s) for s in range(2)]
+    a = MVRDetector(tiny_config()).fit(scans, progress=False).score(sphere(1200, 5))
+    b = MVRDetector(tiny_config()).fit(scans, progress=False).score(sphere(1200, 5))
+    np.testing.assert_array_equal(a.point_scores, b.point_scores)
+
+
+def test_defect_scores_higher_after_short_fit():
+    config = tiny_config(iterations=40, lr=2e-3, augment_rotations=2, views=5)
+    detector = MVRDetector(config).fit([sphere(4000, s) for s in range(3)], progress=False)
+    good = [detector.score(sphere(4000, 100 + s)).object_score for s in range(3)]
+    bumped, labels = with_bulge(sphere(4000, 200), height=4.0)
+    defective = detector.score(bumped)
+    assert defective.object_score > max(good)
+    assert defective.point_scores[labels].mean() > defective.point_scores[~labels].mean()
+
+
+def test_unfitted_and_bad_scans(fitted):
+    with pytest.raises(CheckpointError, match="not fitted"):
+        MVRDetector(tiny_config()).score(sphere(100, 0))
+    with pytest.raises(InputError, match="at least 2 points"):
+        fitted.score(np.zeros((0, 3)))
+    with pytest.raises(InputError, match="NaN"):
+        fitted.score(np.array([[0, 0, 0], [1, np.nan, 0], [1, 1, 1]], dtype=float))
+    with pytest.raises(InputError, match=r"\(N, 3\)"):
+        fitted.score(np.zeros((10, 2)))
+
+
+def test_checkpoint_errors(fitted, tmp_path):
+    target = tmp_path / "model"
+    fitted.save(target)
+    with pytest.raises(CheckpointError, match="already there"):
+        fitted.save(target)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("user data")
+    with pytest.raises(CheckpointError, match="not an mvr3d checkpoint"):
+        fitted.save(foreign)
+    assert (foreign / "notes.txt").read_text() == "user data"
+
+    record = json.loads((target / "config.json").read_text())
+    record["format_version"] = 99
+    (target / "config.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="format version 99"):
+        MVRDetector.load(target)
+
+    fitted.save(target, overwrite=True)
+    blob = bytearray((target / "student.safetensors").read_bytes())
+    blob[-10] ^= 0xFF
+    (target / "student.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="checksum"):
+        MVRDetector.load(target)
+
+    (target / "config.json").write_text("{ truncated")
+    with pytest.raises(CheckpointError, match="corrupted JSON"):
+        MVRDetector.load(target)
+    with pytest.raises(CheckpointError, match="config.json missing"):
+        MVRDetector.load(tmp_path / "nowhere")
+
+
+def test_bad_config_is_named():
+    with pytest.raises(InputError, match="iterations"):
+        tiny_config(iterations=0)
+    with pytest.raises(InputError, match="multiple of 14"):
+        MVRDetector(tiny_config(render=RenderConfig(render_size=100, image_size=50)))
