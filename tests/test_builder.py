@@ -100,6 +100,8 @@ def test_same_seed_same_bytes(built: tuple[Path, dict, float], tmp_path: Path) -
     out, _, _ = built
     again = make_demo_dataset(tmp_path / "again", seed=0)
     assert files_of(again) == files_of(out)
+    parallel = make_benchmark(demo_shapes_dir(), tmp_path / "parallel", "tiny", seed=0, workers=2)
+    assert files_of(tmp_path / "parallel") == files_of(out) and parallel["preset"] == "tiny"
     other = make_benchmark(demo_shapes_dir(), tmp_path / "other", preset="tiny", seed=1)
     assert other["classes"] != json.loads((out / "meta.json").read_text())["classes"]
 

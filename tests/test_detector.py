@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from mvr3d.errors import CheckpointError, InputError
+from mvr3d.metrics import auroc
 from mvr3d.models import MVRConfig, MVRDetector
 from mvr3d.render import RenderConfig
 
 
 def tiny_config(**overrides) -> MVRConfig:
     settings = dict(
-        backbone="tiny_test", weights="random", render=RenderConfig(render_size=112, image_size=56),
+        backbone="tiny_test", weights="random", render=RenderConfig(render_size=112, image_size=56, depth_range="scan"),
         views=3, augment_rotations=1, augment_degrees=20.0, iterations=4, batch_size=4, warmup=2,
         map_blur_sigma=1.0, device="cpu",
     )
@@ -44,7 +45,7 @@ def test_scores_have_input_order_and_count(fitted):
     result = fitted.score(points)
     assert result.point_scores.shape == (2500,) and result.point_scores.dtype == np.float32
     assert np.isfinite(result.point_scores).all()
-    assert 0.9 <= result.coverage <= 1.0
+    assert 0.2 < result.coverage < 0.8  # three views around +z see about half a sphere
     order = np.random.default_rng(0).permutation(len(points))
     shuffled = fitted.score(points[order])
     np.testing.assert_allclose(shuffled.point_scores, result.point_scores[order], rtol=1e-5, atol=1e-7)
@@ -70,14 +71,19 @@ def test_same_seed_gives_bit_identical_scores():
     np.testing.assert_array_equal(a.point_scores, b.point_scores)
 
 
-def test_defect_scores_higher_after_short_fit():
-    config = tiny_config(iterations=40, lr=2e-3, augment_rotations=2, views=5)
-    detector = MVRDetector(config).fit([sphere(4000, s) for s in range(3)], progress=False)
-    good = [detector.score(sphere(4000, 100 + s)).object_score for s in range(3)]
-    bumped, labels = with_bulge(sphere(4000, 200), height=4.0)
-    defective = detector.score(bumped)
-    assert defective.object_score > max(good)
-    assert defective.point_scores[labels].mean() > defective.point_scores[~labels].mean()
+def test_pretrained_teacher_localises_a_bulge():
+    """After a short fit with the offline DINOv2 ViT-S, a bulged sphere outscores good ones
+    and its bulge points outscore the rest."""
+    config = tiny_config(
+        backbone="dinov2_vits14", weights=None, iterations=20, lr=2e-3, views=5,
+        render=RenderConfig(render_size=336, image_size=112, depth_range="scan"), map_blur_sigma=2.0,
+    )
+    detector = MVRDetector(config).fit([sphere(10000, s) for s in range(2)], progress=False)
+    good = [detector.score(sphere(10000, 100 + s)).object_score for s in range(2)]
+    bumped, labels = with_bulge(sphere(10000, 200), height=2.0)
+    result = detector.score(bumped)
+    assert result.object_score > max(good)
+    assert auroc(result.point_scores, labels) > 0.7
 
 
 def test_unfitted_and_bad_scans(fitted):

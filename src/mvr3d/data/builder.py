@@ -45,12 +45,26 @@ TRIMESH_MODELS = frozenset(
         "idler_riser.STL", "octagonal_pocket.stl", "plate_holes.STL", "round.stl",
     )
 )  # fmt: skip
-MIT_LICENCE = "MIT (trimesh project test models; LICENSE-trimesh-models.md)"
-RESEARCH_LICENCE = "terms of the original source: research use with credit, do not redistribute"
+# Classic test models (alecjacobson/common-3d-test-models, libigl-tutorial-data).
+RESEARCH_MODELS = frozenset(
+    name.lower()
+    for name in (
+        "alligator.obj", "cheburashka.obj", "cow.obj", "fandisk.obj", "homer.obj", "igea.ply",
+        "nefertiti.obj", "rocker-arm.obj", "spot.obj", "stanford-bunny.obj", "woody.obj",
+        "beetle.off", "bumpy-cube.obj", "camelhead.off", "decimated-knight.off", "fertility.off",
+        "screwdriver.off", "truck.obj",
+    )
+)  # fmt: skip
+MIT_LICENCE = "MIT (github mikedh/trimesh test models; LICENSE-trimesh-models.md)"
+RESEARCH_LICENCE = (
+    "terms of the original source (common 3D test models): research use with credit, "
+    "do not redistribute"
+)
+UNKNOWN_LICENCE = "unknown (user-supplied mesh)"
 
 # A test scan keeps about this share of a closed surface; used to size the dense sample.
 VISIBLE_SHARE = 0.3
-# z-buffer cell edge and depth tolerance, in mean point spacings of the dense sample.
+# z-buffer cell edge in mean point spacings of the dense sample; depth tolerance in cells.
 CELL_SPACINGS = 2.5
 DEPTH_TOLERANCE_CELLS = 2.0
 MAX_DEFECT_TRIES = 20
@@ -78,6 +92,10 @@ class BenchmarkPreset:
     max_translation: float = 0.1
     anomaly_fraction: tuple[float, float] = (0.01, 0.05)
     workers: int = 0
+    # The scanner looks from within this angle of the mesh's +z axis, as a fixed scanner
+    # above parts lying the same way up would (180 = from anywhere). Detectors render
+    # scans around +z, so this is the range of directions they must cope with.
+    view_cone_deg: float = 60.0
 
 
 TINY = BenchmarkPreset(
@@ -134,9 +152,10 @@ def class_name(path: Path) -> str:
 
 
 def licence_of(path: Path) -> str:
-    if path.name.lower() in TRIMESH_MODELS:
+    name = path.name.lower()
+    if name in TRIMESH_MODELS:
         return MIT_LICENCE
-    return RESEARCH_LICENCE
+    return RESEARCH_LICENCE if name in RESEARCH_MODELS else UNKNOWN_LICENCE
 
 
 def choose_shapes(shapes_dir: Path, preset: BenchmarkPreset) -> list[Path]:
@@ -148,8 +167,10 @@ def choose_shapes(shapes_dir: Path, preset: BenchmarkPreset) -> list[Path]:
     )
     by_name = {p.name.lower(): p for p in available}
     preferred = [by_name[s.lower()] for s in preset.shapes if s.lower() in by_name]
-    chosen = preferred + [p for p in available if p not in preferred]
-    chosen = list({class_name(p): p for p in reversed(chosen)}.values())[::-1]  # unique names
+    unique: dict[str, Path] = {}  # class names must differ: "Round.stl" vs "round.obj"
+    for path in preferred + available:
+        unique.setdefault(class_name(path), path)
+    chosen = list(unique.values())
     if not chosen:
         raise InputError(f"no meshes ({'/'.join(MESH_EXTENSIONS)}) found", shapes_dir)
     if len(chosen) < preset.n_classes:
@@ -225,6 +246,15 @@ def visible_from(
     return facing & (depth >= front[key] - slack)
 
 
+def random_view(rng: np.random.Generator, cone_deg: float) -> np.ndarray:
+    """Uniform direction on the spherical cap within ``cone_deg`` of +z."""
+    cos_max = np.cos(np.deg2rad(min(cone_deg, 180.0)))
+    z = rng.uniform(cos_max, 1.0)
+    phi = rng.uniform(0.0, 2 * np.pi)
+    r = np.sqrt(max(0.0, 1 - z * z))
+    return np.array([r * np.cos(phi), r * np.sin(phi), z])
+
+
 def random_pose(
     rng: np.random.Generator, max_deg: float, max_shift: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -275,7 +305,7 @@ def make_test_scan(
     """One partial scan; a defect is applied to the whole surface before the visibility cut."""
     size = float(np.linalg.norm(mesh.extents))
     target = int(rng.integers(*preset.scan_points, endpoint=True))
-    view = random_direction(rng)
+    view = random_view(rng, preset.view_cone_deg)
     n_dense = int(np.ceil(target / VISIBLE_SHARE))
     for _ in range(3):  # grow the dense sample when this view sees less than expected
         points, normals = sample_with_normals(mesh, n_dense, rng)

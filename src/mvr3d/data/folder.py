@@ -25,7 +25,7 @@ from mvr3d.data.real3d import (
 from mvr3d.data.sample import Sample
 from mvr3d.errors import DatasetError
 
-POINT_EXTENSIONS = (".pcd", ".ply", ".txt", ".xyz", ".pts", ".npy")
+POINT_EXTENSIONS = (".pcd", ".ply", ".txt", ".xyz", ".csv", ".pts", ".npy", ".npz")
 LABELS_SUFFIX = ".labels.txt"
 
 
@@ -84,7 +84,7 @@ class FolderDataset(Sequence[Sample]):
         from mvr3d.io import read_points
 
         points = read_points(path).points
-        stem = scan_stem(path)
+        stem = path.stem
         if self.split == "train":
             return Sample(stem, path, points, None, 0, "good", self.category)
         if defect == "good":
@@ -96,10 +96,9 @@ class FolderDataset(Sequence[Sample]):
         return Sample(stem, path, points, labels, label, defect, self.category)
 
     def label_paths(self, path: Path, defect: str) -> tuple[Path, Path]:
-        stem = scan_stem(path)
-        return path.with_name(
-            stem + LABELS_SUFFIX
-        ), self.root / "ground_truth" / defect / f"{stem}.txt"
+        """Where per-point truth may live: beside the scan, or under ground_truth/."""
+        beside = path.with_name(path.stem + LABELS_SUFFIX)
+        return beside, self.root / "ground_truth" / defect / f"{path.stem}.txt"
 
     def _read_labels(self, path: Path, defect: str, n_points: int) -> np.ndarray | None:
         from mvr3d.io import read_points
@@ -120,10 +119,6 @@ class FolderDataset(Sequence[Sample]):
 
     def __repr__(self) -> str:
         return f"FolderDataset(root={str(self.root)!r}, split={self.split!r}, n={len(self)})"
-
-
-def scan_stem(path: Path) -> str:
-    return path.name[: -len(path.suffix)] if path.suffix else path.name
 
 
 def read_label_column(path: Path) -> np.ndarray:

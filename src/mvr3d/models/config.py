@@ -13,7 +13,9 @@ from mvr3d.render import RenderConfig
 class MVRConfig:
     backbone: str = "dinov2_vits14"
     weights: str | None = None  # file path, "random", or None to search the usual sources
-    render: RenderConfig = field(default_factory=RenderConfig)
+    # One grey level per depth in every view: with the camera scale fixed to the templates,
+    # a scan's undamaged surface then looks the same as in training whatever its extent.
+    render: RenderConfig = field(default_factory=lambda: RenderConfig(depth_range="scan"))
     views: str | int = "paper27"  # poses used to score a scan (and, augmented, to train)
     # Pose augmentation: each template is also rendered under this many random rotations of
     # up to ``augment_degrees``, so partial scans in other poses still look normal.

@@ -121,10 +121,8 @@ class MVRDetector:
         return make_poses(self.config.views)
 
     def _render(self, points: np.ndarray, rotations: torch.Tensor, centre: np.ndarray):
-        views = render_views(
-            points, rotations, self.config.render, center=centre, radius=self.radius_,
-            device=self.device,
-        )
+        cloud = torch.from_numpy(np.ascontiguousarray(points)).to(self.device)
+        views = render_views(cloud, rotations.to(self.device), self.config.render, centre=centre, radius=self.radius_)
         return views, to_model_input(views.images)
 
     # ------------------------------------------------------------------ fitting
@@ -205,8 +203,8 @@ class MVRDetector:
         self._warn_if_unlike_training(radius, scan)
         views, images = self._render(points, self._poses(), centre)
         maps = upsample_maps(self.view_maps(images), cfg.render.image_size, cfg.map_blur_sigma)
-        values = sample_at_pixels(maps, views.pixels.to(maps.device), cfg.render.render_size)
-        scores, seen = average_visible(values, views.visible.to(maps.device))
+        values = sample_at_pixels(maps, views.pixels, cfg.render.render_size)
+        scores, seen = average_visible(values, views.visible)
         scores, seen = scores.cpu().numpy().astype(np.float32), seen.cpu().numpy()
         scores = fill_unseen(points, scores, seen)
         scores = smooth_knn(points, scores, cfg.smoothing_k)

@@ -49,14 +49,19 @@ def make_camera(config: RenderConfig) -> Camera:
     half_fov = math.radians(config.fov_degrees) / 2.0
     distance = half / math.sin(half_fov)  # the cone from the camera touches the sphere
     return Camera(
-        "perspective", config.render_size, distance * math.tan(half_fov), distance,
+        "perspective",
+        config.render_size,
+        distance * math.tan(half_fov),
+        distance,
         math.tan(half_fov),
     )
 
 
 def as_points(points: Tensor | np.ndarray) -> Tensor:
     """Validate an (N, 3) real array; return it as a tensor on its own device."""
-    tensor = torch.from_numpy(np.ascontiguousarray(points)) if isinstance(points, np.ndarray) else points
+    tensor = (
+        torch.from_numpy(np.ascontiguousarray(points)) if isinstance(points, np.ndarray) else points
+    )
     if not isinstance(tensor, Tensor):
         raise InputError(f"points must be a tensor or numpy array, got {type(points).__name__}")
     if tensor.ndim != 2 or tensor.shape[1] != 3:
@@ -72,19 +77,29 @@ def as_points(points: Tensor | np.ndarray) -> Tensor:
     return tensor
 
 
-def normalise_points(points: Tensor) -> tuple[Tensor, Tensor, float]:
+def normalise_points(
+    points: Tensor, centre: Tensor | np.ndarray | None = None, radius: float | None = None
+) -> tuple[Tensor, Tensor, float]:
     """Centre on the bounding-box centre, scale by the bounding-sphere radius.
 
     Returns (float32 (N, 3) points inside the unit sphere, float64 centre, radius).
     Centring happens in float64 so that scans far from the origin keep their detail.
+    A given ``centre`` / ``radius`` replaces the fitted one, so that scans of one class
+    (a partial scan and its complete templates, say) are drawn at one common scale.
     """
     low, high = points.amin(dim=0), points.amax(dim=0)
-    centre = (low.double() + high.double()) / 2.0
-    centred = points.double() - centre
-    radius = float(centred.square().sum(dim=1).amax().sqrt())
     span = float((high.double() - low.double()).abs().amax())
-    if radius == 0.0 or radius <= 1e-12 * max(1.0, float(centre.abs().amax())) or span == 0.0:
+    if centre is None:
+        centre = (low.double() + high.double()) / 2.0
+    else:
+        centre = torch.as_tensor(centre, dtype=torch.float64, device=points.device).reshape(3)
+    centred = points.double() - centre
+    fitted = float(centred.square().sum(dim=1).amax().sqrt())
+    if fitted == 0.0 or fitted <= 1e-12 * max(1.0, float(centre.abs().amax())) or span == 0.0:
         raise InputError("all points are identical: the cloud has no extent to render")
+    if radius is not None and not (math.isfinite(radius) and radius > 0):
+        raise InputError(f"radius must be a positive number, got {radius}")
+    radius = fitted if radius is None else float(radius)
     return (centred / radius).float(), centre, radius
 
 

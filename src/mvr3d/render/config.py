@@ -21,7 +21,10 @@ class RenderConfig:
 
     ``render_size`` is the z-buffer resolution; images are area-pooled to ``image_size``
     (the paper renders at 672 and pools to 224 to suppress aliasing and noise).
-    ``depth_tolerance`` is in units of max(render pixel size, estimated point spacing).
+    ``depth_tolerance`` is in units of a point's screen footprint (its radius is about
+    max(render pixel size, estimated point spacing), measured to the footprint's corner):
+    a point is visible when no point in its footprint is nearer by more than that, so
+    it is the steepest slope (depth change per screen distance) still seen.
     ``depth_range``: "view" stretches each view's visible depth to the full grey range
     (most contrast for the backbone); "scan" uses the bounding sphere, so one depth maps
     to one grey level in every view of a scan.

@@ -55,9 +55,14 @@ def paper_pose_order() -> Tensor:
     prefixes of this order.
     """
     poses = paper_poses().double()
-    angle = torch.rad2deg(torch.arccos(((poses.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)))
+    angle = torch.rad2deg(
+        torch.arccos(((poses.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1))
+    )
     tilt = torch.rad2deg(torch.arccos(poses[:, 2, 2].clamp(-1, 1)))
-    keys = [(round(float(a), 4), -round(float(t), 4), i) for i, (a, t) in enumerate(zip(angle, tilt, strict=True))]
+    keys = [
+        (round(float(a), 4), -round(float(t), 4), i)
+        for i, (a, t) in enumerate(zip(angle, tilt, strict=True))
+    ]
     return torch.tensor([key[2] for key in sorted(keys)])
 
 
@@ -111,7 +116,7 @@ def check_rotations(rotations: Tensor | np.ndarray, atol: float = 1e-4) -> Tenso
 def make_poses(spec: str | int | Tensor | np.ndarray) -> Tensor:
     """Rotations from a spec.
 
-    - ``"paper27"`` (or ``"paper"``): the 27 CPMF/MVR poses;
+    - ``"paper27"`` (or ``"paper"``): the 27 CPMF/MVR poses in enumeration order;
     - an int n <= 27 (or ``"paperN"``): the n least-rotated paper poses
       (:func:`paper_pose_order`), so the paper's view-count ablation uses its own poses;
     - an int n > 27 or ``"fibonacciN"``: n directions over the whole sphere;
@@ -139,7 +144,9 @@ def _poses_from_string(spec: str) -> Tensor:
         if count != text and count.isdigit() and int(count) >= 1:
             if prefix == "fibonacci":
                 return fibonacci_poses(int(count))
-            if int(count) <= 27:
+            if int(count) == 27:
+                return paper_poses()
+            if int(count) < 27:
                 return make_poses(int(count))
     raise InputError(
         f"unknown views {spec!r}: use an integer, 'paper27', 'paperN' (N <= 27) or 'fibonacciN'"

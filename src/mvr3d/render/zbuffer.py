@@ -39,7 +39,7 @@ FAR_LEVEL = 0.1
 AMBIENT = 0.1
 # From the viewer's upper left, so faces turned to the camera are all lit.
 LIGHT = (-0.35, 0.35, 0.868)
-MAX_FOOTPRINT_RADIUS = 8
+MAX_FOOTPRINT_RADIUS = 16
 DEFAULT_MAX_ELEMENTS = 2**24
 # Bit pattern of float32 +inf: positive floats order like their int32 bit patterns.
 _INF_BITS = 0x7F800000
@@ -95,9 +95,14 @@ def render_views(
     rotations: Tensor | np.ndarray,
     config: RenderConfig | None = None,
     *,
+    centre: Tensor | np.ndarray | None = None,
+    radius: float | None = None,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> MultiView:
     """Render an (N, 3) cloud from the (V, 3, 3) poses; deterministic.
+
+    By default the camera is fitted to the cloud's bounding sphere; ``centre`` and
+    ``radius`` (input units) fix it instead, e.g. to the scale of a class's templates.
 
     Views are processed in chunks of ``max(1, max_elements // N)``, so peak memory stays
     near 30 bytes * ``max_elements`` (plus the outputs, 5 bytes per point and view)
@@ -106,23 +111,35 @@ def render_views(
     config = config or RenderConfig()
     cloud = as_points(points)
     poses = check_rotations(rotations).to(cloud.device)
-    scaled, centre, radius = normalise_points(cloud)
+    scaled, centre, radius = normalise_points(cloud, centre, radius)
     camera = make_camera(config)
     spacing = estimate_spacing(scaled)
-    tolerance = config.depth_tolerance * max(camera.pixel_size, spacing)
-    # Footprint of one point on screen: at least the 3x3 neighbourhood.
-    footprint = min(MAX_FOOTPRINT_RADIUS, max(1, math.ceil(spacing / camera.pixel_size)))
+    # Footprint radius of one point on screen, in pixels: about the point spacing, and at
+    # least the 3x3 neighbourhood.
+    footprint = min(MAX_FOOTPRINT_RADIUS, max(1, round(spacing / camera.pixel_size)))
+    # A point counts as visible when nothing in its footprint is nearer by more than
+    # depth_tolerance * (footprint half-diagonal): a surface sloping up to that
+    # depth-per-screen-distance ratio (1.5: about 56 degrees) still sees itself.
+    tolerance = config.depth_tolerance * math.sqrt(2.0) * footprint * camera.pixel_size
     per_chunk = max(1, max_elements // scaled.shape[0])
     parts = [
-        _render_chunk(scaled, poses[start : start + per_chunk], camera, config, tolerance, footprint)
+        _render_chunk(
+            scaled, poses[start : start + per_chunk], camera, config, tolerance, footprint
+        )
         for start in range(0, poses.shape[0], per_chunk)
     ]
-    images, index, visible = (torch.cat(items) if len(parts) > 1 else items[0] for items in zip(*parts, strict=True))
+    images, index, visible = (
+        torch.cat(items) if len(parts) > 1 else items[0] for items in zip(*parts, strict=True)
+    )
     return MultiView(images, index, visible, config.render_size, config.image_size, centre, radius)
 
 
 def _render_chunk(
-    scaled: Tensor, poses: Tensor, camera: Camera, config: RenderConfig, tolerance: float,
+    scaled: Tensor,
+    poses: Tensor,
+    camera: Camera,
+    config: RenderConfig,
+    tolerance: float,
     footprint: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     index, depth = project(scaled, poses, camera)
@@ -132,7 +149,7 @@ def _render_chunk(
     zbuffer = _zbuffer(flat, depth, views, camera.size)
     # Splat every point over its footprint so that far points cannot show through the
     # gaps between near ones.
-    front = _window_reduce(zbuffer, footprint, torch.minimum)
+    front = _window_reduce(zbuffer, footprint, torch.minimum, math.inf)
     nearest = front.view(-1).index_select(0, flat).view_as(depth)
     visible = depth <= nearest.add_(tolerance)
     del flat, depth, nearest
@@ -151,46 +168,56 @@ def _zbuffer(flat: Tensor, depth: Tensor, views: int, size: int) -> Tensor:
     return bits.view(torch.float32).view(views, 1, size, size)
 
 
-def _window_reduce(x: Tensor, radius: int, op: Callable[..., Tensor]) -> Tensor:
-    """Reduce over the (2 * radius + 1)^2 window around each pixel, ignoring the outside.
+def _window_reduce(x: Tensor, radius: int, op: Callable[..., Tensor], identity: float) -> Tensor:
+    """Reduce over the (2 * radius + 1)^2 window around each pixel (outside = identity).
 
-    Shifted slices are much faster than max_pool2d on CPU, and separable.
+    Separable, and each 1-D pass doubles its window: O(log radius) full-image ops,
+    which on CPU is far faster than max_pool2d.
     """
+    kernel = 2 * radius + 1
     for dim in (2, 3):
+        pad_shape = list(x.shape)
+        pad_shape[dim] = radius
+        pad = torch.full(pad_shape, identity, dtype=x.dtype, device=x.device)
+        run, width = torch.cat((pad, x, pad), dim=dim), 1
+        while 2 * width <= kernel:  # run[i] = op(padded[i : i + width])
+            length = run.shape[dim] - width
+            run, width = op(run.narrow(dim, 0, length), run.narrow(dim, width, length)), 2 * width
         n = x.shape[dim]
-        out = torch.empty_like(x)
-        op(x.narrow(dim, 1, n - 1), x.narrow(dim, 0, n - 1), out=out.narrow(dim, 1, n - 1))
-        out.narrow(dim, 0, 1).copy_(x.narrow(dim, 0, 1))
-        for shift in range(1, radius + 1):
-            if shift > 1:
-                ahead = out.narrow(dim, shift, n - shift)
-                op(ahead, x.narrow(dim, 0, n - shift), out=ahead)
-            behind = out.narrow(dim, 0, n - shift)
-            op(behind, x.narrow(dim, shift, n - shift), out=behind)
-        x = out
+        x = op(run.narrow(dim, 0, n), run.narrow(dim, kernel - width, n))
     return x
 
 
 def _images(
-    zbuffer: Tensor, front: Tensor, tolerance: float, footprint: int, camera: Camera,
+    zbuffer: Tensor,
+    front: Tensor,
+    tolerance: float,
+    footprint: int,
+    camera: Camera,
     config: RenderConfig,
 ) -> Tensor:
     # Pixels whose nearest point is occluded by a neighbour's footprint are treated as
     # empty, like the points behind them.
-    occupied = zbuffer <= front.add(tolerance).clamp_max_(torch.finfo(torch.float32).max)
-    surface = zbuffer
+    # (inf - inf is nan, which compares False: empty pixels stay empty.)
+    occupied = torch.sub(zbuffer, front) <= tolerance
+    surface = zbuffer  # owned by this chunk: updated in place
     if config.fill_holes:
-        # Holes: empty pixels inside the morphological closing of the occupied mask; they
-        # take the nearest depth around them, as if the points' footprints were larger.
-        closed = _window_reduce(_window_reduce(occupied, footprint, torch.logical_or),
-                                footprint, torch.logical_and)
-        holes = closed.logical_and_(occupied.logical_not())
-        surface = torch.where(holes, front, zbuffer)
+        # Holes: empty pixels inside the morphological closing of the occupied mask. The
+        # closing spans two point spacings because random sampling leaves gaps wider than
+        # the mean spacing; holes take the nearest depth around them.
+        radius = min(MAX_FOOTPRINT_RADIUS, 2 * footprint)
+        empty = occupied.logical_not()
+        grown = _window_reduce(occupied, radius, torch.logical_or, False)
+        holes = _window_reduce(grown, radius, torch.logical_and, True).logical_and_(empty)
+        nearest = _window_reduce(
+            surface.masked_fill(empty, math.inf), radius, torch.minimum, math.inf
+        )
+        torch.where(holes, nearest, surface, out=surface)
         occupied = occupied.logical_or_(holes)
     # Area pooling: mean depth of the covered sub-pixels plus the covered fraction.
     factor = config.pool_factor
     coverage = F.avg_pool2d(occupied.float(), factor) if factor > 1 else occupied.float()
-    total = torch.where(occupied, surface, 0.0)
+    total = surface.masked_fill_(occupied.logical_not(), 0.0)
     total = F.avg_pool2d(total, factor) if factor > 1 else total
     mask = coverage > 0
     depth = torch.where(mask, total / coverage.clamp_min(1e-12), 0.0)
@@ -214,7 +241,9 @@ def _depth_image(depth: Tensor, mask: Tensor, camera: Camera, config: RenderConf
         near_bound, far_bound = camera.depth_bounds
         near = torch.tensor(near_bound, device=depth.device)
         far = torch.tensor(far_bound, device=depth.device)
-    relative = (far - depth) / (far - near).clamp_min(1e-12)
+    span = far - near
+    # A surface facing the camera squarely has no depth range: show it as near.
+    relative = torch.where(span > 1e-9, (far - depth) / span.clamp_min(1e-9), 1.0)
     return (FAR_LEVEL + (1.0 - FAR_LEVEL) * relative).clamp_(0.0, 1.0)
 
 
@@ -234,13 +263,15 @@ def _shading_image(depth: Tensor, mask: Tensor, camera: Camera, factor: int) -> 
 
 def _difference(depth: Tensor, mask: Tensor, dim: int) -> Tensor:
     """Central difference per pixel, one-sided at surface borders, 0 on isolated pixels."""
-    pad = (1, 1, 0, 0) if dim == 3 else (0, 0, 1, 1)
-    padded, valid = F.pad(depth, pad), F.pad(mask, pad)
     length = depth.shape[dim]
-    after = torch.where(valid.narrow(dim, 2, length), padded.narrow(dim, 2, length), depth)
-    before = torch.where(valid.narrow(dim, 0, length), padded.narrow(dim, 0, length), depth)
-    count = valid.narrow(dim, 2, length).float() + valid.narrow(dim, 0, length).float()
-    return (after - before) / count.clamp_min(1.0)
+    pair = mask.narrow(dim, 1, length - 1) & mask.narrow(dim, 0, length - 1)
+    step = (depth.narrow(dim, 1, length - 1) - depth.narrow(dim, 0, length - 1)) * pair
+    total, count = torch.zeros_like(depth), torch.zeros_like(depth)
+    total.narrow(dim, 0, length - 1).add_(step)
+    total.narrow(dim, 1, length - 1).add_(step)
+    count.narrow(dim, 0, length - 1).add_(pair)
+    count.narrow(dim, 1, length - 1).add_(pair)
+    return total / count.clamp_min_(1.0)
 
 
 def to_model_input(images: Tensor) -> Tensor:
@@ -250,7 +281,9 @@ def to_model_input(images: Tensor) -> Tensor:
     so both signals reach the backbone and the mapping is symmetric in red/blue.
     """
     if images.ndim != 4 or images.shape[1] not in (1, 2, 3):
-        raise InputError(f"images must have shape (V, C, h, w) with C in 1..3, got {tuple(images.shape)}")
+        raise InputError(
+            f"images must have shape (V, C, h, w) with C in 1..3, got {tuple(images.shape)}"
+        )
     if images.shape[1] == 1:
         rgb = images.expand(-1, 3, -1, -1)
     elif images.shape[1] == 2:

@@ -1,0 +1,33 @@
+"""Comparison baselines with the MVRDetector interface: ``fit(scans)``, ``score(scan)``.
+
+``BASELINES`` maps a benchmark name to a class constructible with no arguments (all
+take ``seed``). The Real3D-AD rows they stand for: ``btf_raw`` / ``btf_fpfh`` = BTF,
+``patchcore_fpfh`` = PatchCore (FPFH+Raw), ``registration`` = Reg3D-AD-like.
+"""
+
+from mvr3d.baselines.btf import BTFDetector, BTFFPFHDetector, BTFRawDetector, PatchCoreDetector
+from mvr3d.baselines.fpfh import estimate_normals, fpfh, voxel_downsample
+from mvr3d.baselines.patchcore import PatchCoreMemory, greedy_coreset
+from mvr3d.baselines.registration import RegistrationDetector, icp
+
+BASELINES: dict[str, type] = {
+    "btf_raw": BTFRawDetector,
+    "btf_fpfh": BTFFPFHDetector,
+    "patchcore_fpfh": PatchCoreDetector,
+    "registration": RegistrationDetector,
+}
+
+__all__ = [
+    "BASELINES",
+    "BTFDetector",
+    "BTFFPFHDetector",
+    "BTFRawDetector",
+    "PatchCoreDetector",
+    "PatchCoreMemory",
+    "RegistrationDetector",
+    "estimate_normals",
+    "fpfh",
+    "greedy_coreset",
+    "icp",
+    "voxel_downsample",
+]

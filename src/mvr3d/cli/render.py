@@ -1,0 +1,68 @@
+"""``mvr3d render``: render a scan from several views and write PNGs plus a contact sheet."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from mvr3d.render import RenderConfig, make_poses, render_views
+from mvr3d.render.config import CONTENTS, PROJECTIONS
+from mvr3d.render.sheet import save_views
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "render",
+        help="render a scan to multi-view images",
+        description="Render a point cloud from several poses (z-buffer with visibility test) "
+        "and write one PNG per view plus contact_sheet.png.",
+    )
+    defaults = RenderConfig()
+    parser.add_argument("scan", type=Path, help="point cloud file (PCD, PLY, XYZ/TXT, NPY)")
+    parser.add_argument(
+        "--views",
+        default="27",
+        help="number of views (<= 27: the least-rotated paper poses; more: Fibonacci sphere), "
+        "'paper27' or 'fibonacciN' (default: 27)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--render-size", type=int, default=defaults.render_size)
+    parser.add_argument("--image-size", type=int, default=defaults.image_size)
+    parser.add_argument("--projection", choices=PROJECTIONS, default=defaults.projection)
+    parser.add_argument("--content", choices=CONTENTS, default=defaults.content)
+    parser.add_argument(
+        "--no-fill-holes",
+        dest="fill_holes",
+        action="store_false",
+        help="leave empty pixels inside the surface empty",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = RenderConfig(
+        render_size=args.render_size,
+        image_size=args.image_size,
+        projection=args.projection,
+        content=args.content,
+        fill_holes=args.fill_holes,
+    )
+    poses = make_poses(int(args.views) if str(args.views).isdigit() else args.views)
+    points = _read_points(args.scan)
+    multiview = render_views(points, poses, config)
+    seen = int(multiview.seen.sum())
+    print(
+        f"visible in at least one view: {100.0 * seen / multiview.num_points:.1f} % "
+        f"of {multiview.num_points:,} points ({multiview.num_views} views)"
+    )
+    for path in save_views(multiview, args.out):
+        print(path)
+    return 0
+
+
+def _read_points(path: Path) -> np.ndarray:
+    from mvr3d.io import read_points  # the I/O layer is optional at import time
+
+    return read_points(path).points

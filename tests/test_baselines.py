@@ -1,0 +1,179 @@
+"""Comparison baselines: FPFH, coreset, ICP and the four detectors on toy shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from mvr3d.baselines import BASELINES, fpfh, greedy_coreset, icp, voxel_downsample
+from mvr3d.baselines.registration import RegistrationDetector
+from mvr3d.errors import InputError
+
+
+def sphere(n: int, rng: np.random.Generator, noise: float = 0.005) -> np.ndarray:
+    points = rng.normal(size=(n, 3))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    return points + rng.normal(scale=noise, size=points.shape)
+
+
+def bumpy(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A star-shaped blob without symmetries, so every local patch differs."""
+    unit = sphere(n, rng, noise=0.0)
+    radius = 1 + 0.2 * np.sin(3 * unit[:, 0]) * np.cos(2 * unit[:, 1]) + 0.1 * unit[:, 2] ** 2
+    return unit * radius[:, None]
+
+
+def box(
+    n: int, rng: np.random.Generator, sides: tuple[float, float, float] = (1.0, 0.6, 0.3)
+) -> np.ndarray:
+    """Points on the surface of an axis-aligned box centred at the origin."""
+    half = np.asarray(sides) / 2
+    points = rng.uniform(-half, half, size=(n, 3))
+    axis = rng.integers(3, size=n)
+    points[np.arange(n), axis] = half[axis] * rng.choice([-1.0, 1.0], size=n)
+    return points
+
+
+def with_bulge(
+    points: np.ndarray, fraction: float = 0.05, height: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Push the ``fraction`` of points in one cap outward by ``height`` (sphere radius 1)."""
+    direction = np.array([0.3, 0.5, 0.8]) / np.linalg.norm([0.3, 0.5, 0.8])
+    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+    cos = unit @ direction
+    mask = cos > np.quantile(cos, 1 - fraction)
+    bulged = points.copy()
+    bulged[mask] += height * unit[mask]
+    return bulged, mask
+
+
+# ------------------------------------------------------------------------ FPFH
+def test_fpfh_rotation_invariant() -> None:
+    rng = np.random.default_rng(0)
+    points = bumpy(3000, rng)
+    rot = Rotation.from_euler("xyz", [40, -25, 70], degrees=True).as_matrix()
+    a = fpfh(points, k=24)
+    b = fpfh(points @ rot.T + [0.5, -1.0, 2.0], k=24)
+    assert a.shape == (3000, 33) and a.dtype == np.float32
+    assert np.abs(a - b).mean() < 0.01 * np.abs(a).mean()
+    # Each sub-histogram of the SPFH sums to 100, and so does the neighbour part.
+    np.testing.assert_allclose(a.reshape(-1, 3, 11).sum(axis=2), 200, rtol=1e-4)
+
+
+def test_fpfh_separates_plane_and_sphere() -> None:
+    rng = np.random.default_rng(1)
+    plane = np.c_[rng.uniform(-1, 1, size=(3000, 2)), np.zeros(3000)]
+    mean_sphere_a = fpfh(sphere(3000, rng, noise=0.0)).mean(axis=0)
+    mean_sphere_b = fpfh(sphere(3000, rng, noise=0.0)).mean(axis=0)
+    mean_plane = fpfh(plane).mean(axis=0)
+    within = np.abs(mean_sphere_a - mean_sphere_b).sum()
+    assert np.abs(mean_plane - mean_sphere_a).sum() > 10 * within
+
+
+def test_voxel_downsample_maps_back() -> None:
+    rng = np.random.default_rng(2)
+    points = rng.uniform(size=(5000, 3))
+    sampled, inverse = voxel_downsample(points, 0.1)
+    assert len(sampled) <= 1000 and inverse.shape == (5000,)
+    assert np.abs(sampled[inverse] - points).max() <= 0.1 * np.sqrt(3)
+    with pytest.raises(InputError):
+        voxel_downsample(points, 0.0)
+
+
+# --------------------------------------------------------------------- coreset
+@pytest.mark.parametrize("dim", [16, 200])  # 200 > 128 exercises the random projection
+def test_coreset_distinct_and_covering(dim: int) -> None:
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(2000, dim)).astype(np.float32)
+    radii = []
+    for count in (10, 50, 200):
+        index = greedy_coreset(data, count, seed=0)
+        assert len(index) == count and len(np.unique(index)) == count
+        radii.append(cKDTree(data[index]).query(data)[0].max())
+    assert radii[0] > radii[1] > radii[2]
+    np.testing.assert_array_equal(
+        greedy_coreset(data, 50, seed=0), greedy_coreset(data, 50, seed=0)
+    )
+
+
+# ------------------------------------------------------------------------- ICP
+def test_icp_recovers_rigid_motion_of_partial_cloud() -> None:
+    rng = np.random.default_rng(4)
+    target = box(20000, rng)
+    partial = target[target[:, 0] + 0.5 * target[:, 2] > 0.1][:3000]
+    rot = Rotation.from_euler("zyx", [20, -12, 8], degrees=True).as_matrix()
+    shift = np.array([0.08, -0.05, 0.04])
+    source = partial @ rot.T + shift
+    est_rot, est_shift, residual = icp(source, target, iterations=40)
+    # The estimate must undo the motion: est_rot = rot^-1, est_shift = -rot^-1 shift.
+    angle = Rotation.from_matrix(est_rot @ rot).magnitude()
+    assert np.degrees(angle) < 1.0
+    np.testing.assert_allclose(est_shift, -rot.T @ shift, atol=0.01)
+    assert residual < 0.01
+
+
+def test_registration_finds_pose_of_rotated_partial_scan() -> None:
+    rng = np.random.default_rng(5)
+    train = [box(8000, rng) for _ in range(2)]
+    test = box(8000, rng)
+    test = test[test[:, 2] > -0.1]  # partial: most of one face missing
+    rot = Rotation.from_euler("xyz", [130, 40, -75], degrees=True).as_matrix()
+    det = RegistrationDetector(seed=0).fit(train)
+    result = det.score(test @ rot.T + [3.0, 1.0, -2.0])
+    assert np.median(result.point_scores) < 0.02
+
+
+# ------------------------------------------------------------------- detectors
+@pytest.fixture(scope="module")
+def toy() -> dict[str, np.ndarray]:
+    # Several points per voxel, as in real scans: with ~1 point per voxel the raw patch
+    # moments are dominated by the sampling pattern.
+    rng = np.random.default_rng(6)
+    train = [sphere(20000, rng) for _ in range(4)]
+    good = sphere(20000, rng)
+    bad, mask = with_bulge(sphere(20000, rng))
+    return {"train": train, "good": good, "bad": bad, "mask": mask}
+
+
+@pytest.fixture(scope="module", params=sorted(BASELINES))
+def fitted(request: pytest.FixtureRequest, toy: dict) -> object:
+    return BASELINES[request.param](seed=0).fit(toy["train"])
+
+
+def test_baseline_flags_bulge(fitted: object, toy: dict) -> None:
+    good = fitted.score(toy["good"])
+    bad = fitted.score(toy["bad"])
+    mask = toy["mask"]
+    assert bad.point_scores.shape == (len(toy["bad"]),) and bad.point_scores.dtype == np.float32
+    assert bad.coverage == 1.0
+    assert bad.object_score > good.object_score
+    assert bad.point_scores[mask].mean() > bad.point_scores[~mask].mean()
+
+
+def test_baseline_scores_in_input_order(fitted: object, toy: dict) -> None:
+    perm = np.random.default_rng(7).permutation(len(toy["bad"]))
+    plain = fitted.score(toy["bad"]).point_scores
+    permuted = fitted.score(toy["bad"][perm]).point_scores
+    np.testing.assert_allclose(permuted, plain[perm], rtol=1e-4, atol=1e-6)
+
+
+def test_baseline_deterministic(toy: dict) -> None:
+    for cls in BASELINES.values():
+        a = cls(seed=0).fit(toy["train"][:2]).score(toy["bad"]).point_scores
+        b = cls(seed=0).fit(toy["train"][:2]).score(toy["bad"]).point_scores
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baseline_rejects_bad_input(name: str, toy: dict) -> None:
+    with pytest.raises(InputError):
+        BASELINES[name]().fit([])
+    with pytest.raises(InputError):
+        BASELINES[name]().score(toy["good"])  # not fitted
+    det = BASELINES[name]().fit(toy["train"][:1])
+    with pytest.raises(InputError):
+        det.score(np.zeros((0, 3)))
+    with pytest.raises(InputError):
+        det.score(np.full((10, 3), np.nan))
