@@ -99,14 +99,15 @@ def test_coreset_distinct_and_covering(dim: int) -> None:
 
 
 # ------------------------------------------------------------------------- ICP
-def test_icp_recovers_rigid_motion_of_partial_cloud() -> None:
+@pytest.mark.parametrize("point_to_plane", [False, True])
+def test_icp_recovers_rigid_motion_of_partial_cloud(point_to_plane: bool) -> None:
     rng = np.random.default_rng(4)
     target = box(20000, rng)
     partial = target[target[:, 0] + 0.5 * target[:, 2] > 0.1][:3000]
     rot = Rotation.from_euler("zyx", [20, -12, 8], degrees=True).as_matrix()
     shift = np.array([0.08, -0.05, 0.04])
     source = partial @ rot.T + shift
-    est_rot, est_shift, residual = icp(source, target, iterations=40)
+    est_rot, est_shift, residual = icp(source, target, iterations=40, point_to_plane=point_to_plane)
     # The estimate must undo the motion: est_rot = rot^-1, est_shift = -rot^-1 shift.
     angle = Rotation.from_matrix(est_rot @ rot).magnitude()
     assert np.degrees(angle) < 1.0

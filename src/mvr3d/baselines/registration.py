@@ -21,7 +21,7 @@ from scipy.spatial.transform import Rotation
 from tqdm.auto import tqdm
 
 from mvr3d.baselines.btf import load_clouds
-from mvr3d.baselines.fpfh import bounding_diagonal, voxel_downsample
+from mvr3d.baselines.fpfh import bounding_diagonal, estimate_normals, voxel_downsample
 from mvr3d.errors import InputError
 from mvr3d.models.detector import ScanScore, as_points
 from mvr3d.models.scoring import object_score
@@ -70,6 +70,18 @@ def _trim_mask(dist: np.ndarray, trim: float) -> np.ndarray:
     return dist <= threshold
 
 
+def plane_step(
+    moved: np.ndarray, matched: np.ndarray, normals: np.ndarray, weight: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batched linearised point-to-plane update: R (C, 3, 3), t (C, 3) for moved points."""
+    rows = np.concatenate([np.cross(moved, normals), normals], axis=2)  # (C, M, 6)
+    gap = ((matched - moved) * normals).sum(axis=2)
+    lhs = np.einsum("cm,cmi,cmj->cij", weight, rows, rows) + 1e-9 * np.eye(6)
+    rhs = np.einsum("cm,cmi,cm->ci", weight, rows, gap)
+    step = np.linalg.solve(lhs, rhs[..., None])[..., 0]
+    return Rotation.from_rotvec(step[:, :3]).as_matrix(), step[:, 3:]
+
+
 def icp_batch(
     source: np.ndarray,
     tree: cKDTree,
@@ -77,9 +89,13 @@ def icp_batch(
     translations: np.ndarray,
     iterations: int,
     trim: float = 0.8,
+    normals: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Trimmed point-to-point ICP of one (M, 3) source from C initial poses at once.
+    """Trimmed ICP of one (M, 3) source from C initial poses at once.
 
+    Point-to-point (Kabsch) by default; point-to-plane when the target's ``normals``
+    are given, which converges in far fewer iterations (point-to-point crawls along
+    the surface: 140 iterations still left 1.5 degrees on a partial blob).
     Returns refined R (C, 3, 3), t (C, 3) and the trimmed mean residual (C,).
     """
     rot, trans = rotations.copy(), translations.copy()
@@ -93,7 +109,11 @@ def icp_batch(
         if step == iterations:
             break
         matched = target[index].reshape(moved.shape)
-        step_rot, step_trans = kabsch(moved, matched, mask.astype(np.float64))
+        if normals is None:
+            step_rot, step_trans = kabsch(moved, matched, mask.astype(np.float64))
+        else:
+            nrm = normals[index].reshape(moved.shape)
+            step_rot, step_trans = plane_step(moved, matched, nrm, mask.astype(np.float64))
         rot = np.einsum("cij,cjk->cik", step_rot, rot)
         trans = np.einsum("cij,cj->ci", step_rot, trans) + step_trans
     return rot, trans, residual
@@ -106,13 +126,21 @@ def icp(
     translation: np.ndarray | None = None,
     iterations: int = 30,
     trim: float = 0.9,
+    point_to_plane: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Align ``source`` onto ``target``: returns R, t (target ~ source @ R.T + t), residual."""
     rot0 = np.eye(3) if rotation is None else np.asarray(rotation, np.float64)
     trans0 = np.zeros(3) if translation is None else np.asarray(translation, np.float64)
-    tree = cKDTree(np.asarray(target, np.float64))
+    target = np.asarray(target, np.float64)
+    normals = estimate_normals(target) if point_to_plane else None
     rot, trans, res = icp_batch(
-        np.asarray(source, np.float64), tree, rot0[None], trans0[None], iterations, trim
+        np.asarray(source, np.float64),
+        cKDTree(target),
+        rot0[None],
+        trans0[None],
+        iterations,
+        trim,
+        normals,
     )
     return rot[0], trans[0], float(res[0])
 
@@ -126,8 +154,8 @@ class RegistrationDetector:
         coarse_points: int = 200,
         fine_points: int = 2000,
         n_random: int = 24,
-        coarse_iterations: int = 15,
-        fine_iterations: int = 40,
+        coarse_iterations: int = 12,
+        fine_iterations: int = 20,
         keep_best: int = 4,
         trim: float = 0.8,
         top_fraction: float = 0.01,
@@ -150,6 +178,8 @@ class RegistrationDetector:
         self.voxel_: float | None = None
         self.templates_: list[cKDTree] = []
         self.coarse_templates_: list[cKDTree] = []
+        self.normals_: list[np.ndarray] = []
+        self.coarse_normals_: list[np.ndarray] = []
 
     def fit(self, scans: Iterable[object], progress: bool = False) -> RegistrationDetector:
         clouds = load_clouds(scans)
@@ -157,12 +187,16 @@ class RegistrationDetector:
             np.median([bounding_diagonal(c) for c in clouds])
         )
         self.templates_, self.coarse_templates_ = [], []
+        self.normals_, self.coarse_normals_ = [], []
         for cloud in tqdm(clouds, desc="templates", disable=not progress):
             sampled = voxel_downsample(cloud, self.voxel_)[0]
             sampled -= sampled.mean(axis=0)
-            self.templates_.append(cKDTree(sampled))
             # The pose search queries far-off points many times: a small tree keeps it fast.
-            self.coarse_templates_.append(cKDTree(voxel_downsample(sampled, 4 * self.voxel_)[0]))
+            coarse = voxel_downsample(sampled, 4 * self.voxel_)[0]
+            self.templates_.append(cKDTree(sampled))
+            self.coarse_templates_.append(cKDTree(coarse))
+            self.normals_.append(estimate_normals(sampled))
+            self.coarse_normals_.append(estimate_normals(coarse))
         return self
 
     def _subsample(self, points: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -182,14 +216,21 @@ class RegistrationDetector:
         found = []
         for j, tree in enumerate(self.coarse_templates_):
             rot, trans, res = icp_batch(
-                coarse, tree, rots, zeros, self.coarse_iterations, self.trim
+                coarse,
+                tree,
+                rots,
+                zeros,
+                self.coarse_iterations,
+                self.trim,
+                self.coarse_normals_[j],
             )
             found += [(float(res[c]), j, rot[c], trans[c]) for c in range(len(rots))]
         found.sort(key=lambda item: item[0])
         best = None
         for _, j, rot, trans in found[: self.keep_best]:
+            tree, normals = self.templates_[j], self.normals_[j]
             r, t, res = icp_batch(
-                fine, self.templates_[j], rot[None], trans[None], self.fine_iterations, self.trim
+                fine, tree, rot[None], trans[None], self.fine_iterations, self.trim, normals
             )
             if best is None or res[0] < best[0]:
                 best = (float(res[0]), j, r[0], t[0])
