@@ -196,13 +196,27 @@ class MVRDetector:
 
     def score(self, scan: ScanLike) -> ScanScore:
         """Per-point scores (input order and count) and the object score of one scan."""
-        cfg = self.config
-        points = as_points(scan)
+        return self.score_many([scan])[0]
+
+    def score_many(self, scans: Sequence[ScanLike]) -> list[ScanScore]:
+        """Score several scans, running all their views through the network together."""
         self._check_fitted()
-        centre, radius = bounding_frame(points)
-        self._warn_if_unlike_training(radius, scan)
-        views, images = self._render(points, self._poses(), centre)
-        maps = upsample_maps(self.view_maps(images), cfg.render.image_size, cfg.map_blur_sigma)
+        clouds = [as_points(scan) for scan in scans]
+        rendered = []
+        for points, scan in zip(clouds, scans, strict=True):
+            centre, radius = bounding_frame(points)
+            self._warn_if_unlike_training(radius, scan)
+            rendered.append(self._render(points, self._poses(), centre))
+        maps = self.view_maps(torch.cat([images for _, images in rendered]))
+        per_scan = maps.split([images.shape[0] for _, images in rendered])
+        return [
+            self._point_scores(points, views, scan_maps)
+            for points, (views, _), scan_maps in zip(clouds, rendered, per_scan, strict=True)
+        ]
+
+    def _point_scores(self, points: np.ndarray, views, token_maps: torch.Tensor) -> ScanScore:
+        cfg = self.config
+        maps = upsample_maps(token_maps, cfg.render.image_size, cfg.map_blur_sigma)
         values = sample_at_pixels(maps, views.pixels, cfg.render.render_size)
         scores, seen = average_visible(values, views.visible)
         scores, seen = scores.cpu().numpy().astype(np.float32), seen.cpu().numpy()

@@ -10,7 +10,7 @@ from mvr3d.errors import InputError
 
 PROJECTIONS = ("orthographic", "perspective")
 CONTENTS = ("depth", "shading", "depth+shading")
-DEPTH_RANGES = ("view", "scan")
+DEPTH_RANGES = ("view", "scan", "near")
 # Pixel indices are computed exactly in float32 (< 2**24).
 MAX_RENDER_SIZE = 4096
 
@@ -27,7 +27,10 @@ class RenderConfig:
     it is the steepest slope (depth change per screen distance) still seen.
     ``depth_range``: "view" stretches each view's visible depth to the full grey range
     (most contrast for the backbone); "scan" uses the bounding sphere, so one depth maps
-    to one grey level in every view of a scan.
+    to one grey level in every view of a scan; "near" puts each view's nearest surface at
+    full brightness and darkens at a fixed rate (the bounding-sphere diameter) behind it,
+    which keeps grey levels comparable between a partial scan and a complete template
+    whose bounding boxes differ.
     """
 
     render_size: int = 672

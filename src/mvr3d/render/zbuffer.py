@@ -233,10 +233,13 @@ def _images(
 
 def _depth_image(depth: Tensor, mask: Tensor, camera: Camera, config: RenderConfig) -> Tensor:
     """Near surface -> 1, far surface -> FAR_LEVEL."""
-    if config.depth_range == "view":
+    if config.depth_range in ("view", "near"):
         near = torch.where(mask, depth, math.inf).amin(dim=(1, 2, 3), keepdim=True)
         far = torch.where(mask, depth, -math.inf).amax(dim=(1, 2, 3), keepdim=True)
         near, far = near.nan_to_num(0.0, 0.0, 0.0), far.nan_to_num(0.0, 0.0, 0.0)
+        if config.depth_range == "near":
+            near_bound, far_bound = camera.depth_bounds
+            far = near + (far_bound - near_bound)
     else:
         near_bound, far_bound = camera.depth_bounds
         near = torch.tensor(near_bound, device=depth.device)

@@ -1,0 +1,132 @@
+"""End-to-end speed: training time and inference objects/s, with the compute floor.
+
+    python benchmarks/throughput.py --device cuda
+    python benchmarks/throughput.py --device cpu --backbones dinov2_vits14 --views 9 --iterations 20
+
+Random backbone weights (speed does not depend on them). Synthetic scans: noisy samples of
+an ellipsoid with bumps. Writes ``benchmarks/throughput_<device>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mvr3d.models import MVRConfig, MVRDetector
+from mvr3d.render import RenderConfig
+from mvr3d.utils.atomic import atomic_write_text
+
+# Teacher (to the last layer read) + 8-block student, per 224-px image, in GFLOP (2 x MAC):
+# ViT-S/14 ~ 6 GMAC for 12 blocks; ViT-B ~ 23; ViT-L ~ 79 for 24 blocks.
+GFLOP_PER_IMAGE = {"dinov2_vits14": 2 * (6 * 10 / 12 + 6 * 8 / 12), "dinov2_vitb14": 2 * (23 * 10 / 12 + 23 * 8 / 12),
+                   "dinov2_vitl14": 2 * (79 * 19 / 24 + 79 * 8 / 24)}
+PEAK_TFLOPS = {"H100": 990.0, "H200": 990.0}
+
+
+def scan(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=(n, 3))
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    p *= np.array([30.0, 20.0, 12.0])
+    return (p + rng.normal(scale=0.05, size=p.shape)).astype(np.float32)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def peak_tflops(device: str) -> float | None:
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(0)
+    return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+
+
+def run(backbone: str, device: str, views: int, iterations: int, points: int, batches: list[int]) -> list[dict]:
+    config = MVRConfig(
+        backbone=backbone, weights="random", views=views, iterations=iterations, device=device,
+        render=RenderConfig(depth_range="scan"), augment_rotations=2, view_batch=views * max(batches),
+    )
+    templates = [scan(points, s) for s in range(4)]
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    sync(device)
+    started = time.perf_counter()
+    detector = MVRDetector(config).fit(templates, progress=False)
+    sync(device)
+    fit_seconds = time.perf_counter() - started
+    rows = []
+    for batch in batches:
+        tests = [scan(points, 100 + i) for i in range(batch)]
+        detector.score_many(tests)  # warm-up
+        sync(device)
+        repeats = max(1, 16 // batch) if device.startswith("cuda") else 1
+        started = time.perf_counter()
+        for _ in range(repeats):
+            detector.score_many(tests)
+        sync(device)
+        seconds = (time.perf_counter() - started) / (repeats * batch)
+        floor = GFLOP_PER_IMAGE.get(backbone, float("nan")) * views / 1e3  # TFLOP per object
+        peak = peak_tflops(device)
+        rows.append({
+            "backbone": backbone, "points": points, "views": views, "batch": batch,
+            "fit_s": fit_seconds, "iterations": iterations, "objects_per_s": 1 / seconds,
+            "floor_share": (floor / peak) / seconds if peak else None,
+            "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
+        })
+        print(rows[-1], flush=True)
+    return rows
+
+
+def machine(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+
+
+def table(rows: list[dict], device: str) -> str:
+    lines = [
+        f"Throughput on {machine(device)} ({time.strftime('%Y-%m-%d')}); random weights, bf16 autocast on CUDA.",
+        "Floor share = (ViT FLOPs per object / bf16 dense peak) / measured time per object.",
+        "",
+        "| backbone | points | views | scans per batch | fit (its) | fit s | objects/s | floor share | peak GPU GB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        share = f"{r['floor_share'] * 100:.1f} %" if r["floor_share"] is not None else "-"
+        mem = f"{r['peak_mem_gb']:.1f}" if r["peak_mem_gb"] is not None else "-"
+        lines.append(
+            f"| {r['backbone']} | {r['points']:,} | {r['views']} | {r['batch']} | {r['iterations']} "
+            f"| {r['fit_s']:.1f} | {r['objects_per_s']:.2f} | {share} | {mem} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--backbones", nargs="+", default=["dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14"])
+    parser.add_argument("--views", type=int, default=27)
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--points", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    rows = []
+    for backbone in args.backbones:
+        for points in args.points:
+            batches = args.batches if points <= 100_000 else [1]
+            rows += run(backbone, args.device, args.views, args.iterations, points, batches)
+    text = table(rows, args.device)
+    print(text)
+    atomic_write_text(args.out or Path(__file__).with_name(f"throughput_{args.device.split(':')[0]}.md"), text)
+
+
+if __name__ == "__main__":
+    main()
