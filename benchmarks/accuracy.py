@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ def render(**changes) -> RenderConfig:
 
 
 EXPERIMENTS: dict[str, list[tuple[str, dict]]] = {
-    "main": [("MVR ViT-S, 27 views, seed 0", {"seed": 0}), ("MVR ViT-S, 27 views, seed 1", {"seed": 1})],
+    "main": [("MVR ViT-S, 27 views", {})],
     "image": [
         (f"{content}, depth range {rng}", {"render": render(content=content, depth_range=rng)})
         for content in ("depth", "shading", "depth+shading")
@@ -64,14 +65,18 @@ def main() -> None:
     parser.add_argument("--classes", nargs="+")
     parser.add_argument("--base", type=Path, help="JSON of MVRConfig fields every run starts from")
     parser.add_argument("--table", type=Path, default=Path("docs/accuracy_runs.md"))
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    base = json.loads(args.base.read_text()) if args.base else {}
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    base = {"seed": args.seed, **(json.loads(args.base.read_text()) if args.base else {})}
     for experiment in args.experiment:
         rows: dict[str, list[ClassResult]] = {}
+        print(f"[{experiment}] seed {args.seed}", flush=True)
         timings = []
         for label, overrides in EXPERIMENTS[experiment]:
             config = MVRConfig.from_dict({**base, "render": render(), **overrides})
-            out = args.out / experiment / label.replace(" ", "_").replace(",", "").replace("=", "")
+            slug = label.replace(" ", "_").replace(",", "").replace("=", "")
+            out = args.out / experiment / f"{slug}_seed{args.seed}"
             started = time.perf_counter()
             summary = run_benchmark(args.data, out, config, classes=args.classes, progress=False)
             timings.append((label, time.perf_counter() - started, summary))

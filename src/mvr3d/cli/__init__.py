@@ -18,6 +18,7 @@ COMMANDS = {
     "predict": "predict",
     "benchmark": "benchmark",
     "weights": "weights",
+    "report": "report",
 }
 
 

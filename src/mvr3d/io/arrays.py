@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +26,16 @@ def _split_table(table: np.ndarray, path: Path) -> PointCloud:
 def read_npy(path: str | Path) -> PointCloud:
     path = Path(path)
     try:
-        table = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"not a readable .npy file ({exc})", path) from None
-    return _split_table(table, path)
+        # Memory-mapping checks the header's shape against the file size before anything
+        # is allocated, so a header claiming 10^12 points fails fast instead of raising
+        # MemoryError (or allocating) while reading.
+        table = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # numpy's header parser (ast, tokenize) raises many types
+        raise InputError(f"not a readable .npy file ({type(exc).__name__}: {exc})", path) from None
+    if not isinstance(table, np.ndarray):  # np.load opens zip archives whatever the name
+        table.close()
+        raise InputError("is a .npz archive, not a .npy array; rename it to .npz", path)
+    return _split_table(np.array(table), path)  # a copy, so the mapping can be closed
 
 
 def read_npz(path: str | Path) -> PointCloud:
@@ -39,8 +44,10 @@ def read_npz(path: str | Path) -> PointCloud:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"not a readable .npz file ({exc})", path) from None
+    except MemoryError:
+        raise  # a real array too large for memory, not a malformed file
+    except Exception as exc:  # as in read_npy, plus zip and zlib errors
+        raise InputError(f"not a readable .npz file ({type(exc).__name__}: {exc})", path) from None
     if "points" in arrays:
         values = next((arrays[k] for k in VALUE_KEYS if k in arrays), None)
         cloud = _split_table(arrays["points"], path)

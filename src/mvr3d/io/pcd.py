@@ -36,6 +36,8 @@ _REQUIRED = ("FIELDS", "SIZE", "TYPE", "DATA")
 _MAX_HEADER_BYTES = 1 << 20
 # LZF cannot expand 3 bytes into more than 264; anything beyond this ratio is a lie.
 _MAX_LZF_RATIO = 100
+# numpy dtypes (and so records) must fit a C int; PCL's largest descriptors are ~1 KiB.
+_MAX_RECORD_BYTES = (1 << 31) - 1
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,10 @@ def _parse_header(entries: dict[str, list[str]], data_offset: int, path: Path) -
     data = entries["DATA"][0].lower() if entries["DATA"] else ""
     if data not in DATA_KINDS:
         raise InputError(f"unsupported DATA {data!r}; expected one of {DATA_KINDS}", path)
-    return PCDHeader(fields, dtypes, tuple(counts), points, data, data_offset)
+    header = PCDHeader(fields, dtypes, tuple(counts), points, data, data_offset)
+    if header.record_size > _MAX_RECORD_BYTES:
+        raise InputError(f"header COUNT gives {header.record_size} bytes per point", path)
+    return header
 
 
 def _field_dtype(kind: str, size: int, field: str, path: Path) -> np.dtype:

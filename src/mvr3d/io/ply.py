@@ -105,7 +105,7 @@ def _read_header(handle: BinaryIO, path: Path) -> tuple[str, list[Element]]:
         if words[0] == "format":
             fmt = _parse_format(words, path)
         elif words[0] == "element":
-            elements.append(_parse_element(words, path))
+            elements.append(_parse_element(words, elements, path))
         elif words[0] == "property":
             if not elements:
                 raise InputError("PLY property declared before any element", path)
@@ -123,9 +123,11 @@ def _parse_format(words: list[str], path: Path) -> str:
     return words[1]
 
 
-def _parse_element(words: list[str], path: Path) -> Element:
+def _parse_element(words: list[str], elements: list[Element], path: Path) -> Element:
     if len(words) != 3 or not words[2].isdigit():
         raise InputError(f"bad PLY element line {' '.join(words)[:60]!r}", path)
+    if any(e.name == words[1] for e in elements):
+        raise InputError(f"PLY declares element {words[1][:40]!r} twice", path)
     return Element(words[1], int(words[2]), [])
 
 
@@ -215,7 +217,7 @@ def _row0_lengths(body: np.ndarray, offset: int, element: Element, order: str) -
             offset += dt.itemsize + k * prop.dtype.itemsize
         else:
             offset += prop.dtype.itemsize
-    return lengths
+    return lengths if offset <= body.size else None
 
 
 def _binary_uniform(
@@ -224,7 +226,10 @@ def _binary_uniform(
     """Vectorised path for the usual case: every row's lists as long as row 0's."""
     lengths = _row0_lengths(body, offset, element, order)
     if lengths is None:
-        raise _truncated(element, element.count, body.size - offset, path)
+        raise InputError(
+            f"truncated: the first row of element '{element.name}' runs past the end of the file",
+            path,
+        )
     fields: list[tuple] = []
     list_keys: list[str] = []
     it = iter(lengths)

@@ -21,6 +21,11 @@ class MVRConfig:
     # up to ``augment_degrees``, so partial scans in other poses still look normal.
     augment_rotations: int = 8
     augment_degrees: float = 30.0
+    # Test scans are one-sided. Each augmented copy of a template is cut down to what a
+    # scanner sees from a random direction within ``scanner_cone_deg`` of +z (the axis the
+    # scoring views look along), so the student learns what partial scans look like.
+    simulate_partial: bool = True
+    scanner_cone_deg: float = 90.0
     iterations: int = 300
     batch_size: int = 16
     lr: float = 2e-4

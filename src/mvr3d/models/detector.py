@@ -30,6 +30,7 @@ from mvr3d.models.scoring import (
 )
 from mvr3d.models.student import StudentConfig
 from mvr3d.render import make_poses, render_views, to_model_input
+from mvr3d.render.poses import look_from
 from mvr3d.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,14 @@ def random_rotations(count: int, max_degrees: float, rng: np.random.Generator) -
     eye = np.eye(3)[None]
     rot = eye + np.sin(angle)[:, None, None] * k + (1 - np.cos(angle))[:, None, None] * (k @ k)
     return torch.from_numpy(rot).float()
+
+
+def random_cone_direction(cone_deg: float, rng: np.random.Generator) -> np.ndarray:
+    """Uniform unit vector on the spherical cap within ``cone_deg`` of +z."""
+    z = rng.uniform(np.cos(np.deg2rad(min(cone_deg, 180.0))), 1.0)
+    phi = rng.uniform(0.0, 2 * np.pi)
+    r = np.sqrt(max(0.0, 1.0 - z * z))
+    return np.array([r * np.cos(phi), r * np.sin(phi), z])
 
 
 def bounding_frame(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -140,15 +149,26 @@ class MVRDetector:
         return self
 
     def _training_images(self, clouds: Sequence[np.ndarray], rng: np.random.Generator) -> torch.Tensor:
-        poses = self._poses()
+        """Every template from the scoring poses, plus augmented copies: randomly rotated
+        and, with ``simulate_partial``, reduced to what one scanner direction sees."""
+        cfg, poses = self.config, self._poses()
         images = []
         for points in clouds:
-            centre, _ = bounding_frame(points)
-            augment = random_rotations(self.config.augment_rotations, self.config.augment_degrees, rng)
-            rotations = torch.cat([poses] + [poses @ r for r in augment])
-            for chunk in rotations.split(max(1, len(poses))):
-                images.append(self._render(points, chunk, centre)[1].to(torch.float16))
+            images.append(self._render(points, poses, bounding_frame(points)[0])[1].half())
+            for rotation in random_rotations(cfg.augment_rotations, cfg.augment_degrees, rng):
+                moved = points @ rotation.numpy().T.astype(points.dtype)
+                if cfg.simulate_partial:
+                    moved = self._scanner_view(moved, rng)
+                images.append(self._render(moved, poses, bounding_frame(moved)[0])[1].half())
         return torch.cat(images)
+
+    def _scanner_view(self, points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The points visible from a random direction in the scanner cone (hidden-point removal)."""
+        direction = random_cone_direction(self.config.scanner_cone_deg, rng)
+        rotation = look_from(torch.from_numpy(direction)[None])
+        views, _ = self._render(points, rotation, bounding_frame(points)[0])
+        visible = views.visible[0].cpu().numpy()
+        return points[visible] if visible.sum() >= 16 else points
 
     def _train(self, pool: torch.Tensor, rng: np.random.Generator, progress: bool) -> None:
         cfg, net = self.config, self.net
