@@ -48,9 +48,11 @@ def peak_tflops(device: str) -> float | None:
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
 
 
-def run(backbone: str, device: str, views: int, iterations: int, points: int, batches: list[int]) -> list[dict]:
+def run(
+    backbone: str, device: str, views: int, iterations: int, points: int, batches: list[int], align: bool
+) -> list[dict]:
     config = MVRConfig(
-        backbone=backbone, weights="random", views=views, iterations=iterations, device=device,
+        backbone=backbone, weights="random", views=views, iterations=iterations, device=device, align=align,
         render=RenderConfig(depth_range="scan"), augment_rotations=2, view_batch=views * max(batches),
     )
     templates = [scan(points, s) for s in range(4)]
@@ -75,7 +77,7 @@ def run(backbone: str, device: str, views: int, iterations: int, points: int, ba
         floor = GFLOP_PER_IMAGE.get(backbone, float("nan")) * views / 1e3  # TFLOP per object
         peak = peak_tflops(device)
         rows.append({
-            "backbone": backbone, "points": points, "views": views, "batch": batch,
+            "backbone": backbone, "align": align, "points": points, "views": views, "batch": batch,
             "fit_s": fit_seconds, "iterations": iterations, "objects_per_s": 1 / seconds,
             "floor_share": (floor / peak) / seconds if peak else None,
             "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
@@ -95,14 +97,14 @@ def table(rows: list[dict], device: str) -> str:
         f"Throughput on {machine(device)} ({time.strftime('%Y-%m-%d')}); random weights, bf16 autocast on CUDA.",
         "Floor share = (ViT FLOPs per object / bf16 dense peak) / measured time per object.",
         "",
-        "| backbone | points | views | scans per batch | fit (its) | fit s | objects/s | floor share | peak GPU GB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| backbone | align | points | views | scans per batch | fit (its) | fit s | objects/s | floor share | peak GPU GB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         share = f"{r['floor_share'] * 100:.1f} %" if r["floor_share"] is not None else "-"
         mem = f"{r['peak_mem_gb']:.1f}" if r["peak_mem_gb"] is not None else "-"
         lines.append(
-            f"| {r['backbone']} | {r['points']:,} | {r['views']} | {r['batch']} | {r['iterations']} "
+            f"| {r['backbone']} | {r['align']} | {r['points']:,} | {r['views']} | {r['batch']} | {r['iterations']} "
             f"| {r['fit_s']:.1f} | {r['objects_per_s']:.2f} | {share} | {mem} |"
         )
     return "\n".join(lines) + "\n"
@@ -116,13 +118,14 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--points", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--align", action="store_true", help="register scans to templates (CPU ICP)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     rows = []
     for backbone in args.backbones:
         for points in args.points:
             batches = args.batches if points <= 100_000 else [1]
-            rows += run(backbone, args.device, args.views, args.iterations, points, batches)
+            rows += run(backbone, args.device, args.views, args.iterations, points, batches, args.align)
     text = table(rows, args.device)
     print(text)
     atomic_write_text(args.out or Path(__file__).with_name(f"throughput_{args.device.split(':')[0]}.md"), text)

@@ -20,8 +20,7 @@ from tqdm.auto import tqdm
 from mvr3d.baselines.fpfh import bounding_diagonal, fpfh, voxel_downsample
 from mvr3d.baselines.patchcore import PatchCoreMemory
 from mvr3d.errors import InputError
-from mvr3d.models.detector import ScanScore, as_points
-from mvr3d.models.scoring import object_score
+from mvr3d.scans import ScanScore, as_points, object_score
 
 FEATURE_KINDS = ("raw", "fpfh", "fpfh+raw")
 

@@ -23,8 +23,7 @@ from tqdm.auto import tqdm
 from mvr3d.baselines.btf import load_clouds
 from mvr3d.baselines.fpfh import bounding_diagonal, estimate_normals, voxel_downsample
 from mvr3d.errors import InputError
-from mvr3d.models.detector import ScanScore, as_points
-from mvr3d.models.scoring import object_score
+from mvr3d.scans import ScanScore, as_points, object_score
 
 
 def cube_rotations() -> np.ndarray:
@@ -180,24 +179,39 @@ class RegistrationDetector:
         self.coarse_templates_: list[cKDTree] = []
         self.normals_: list[np.ndarray] = []
         self.coarse_normals_: list[np.ndarray] = []
+        self.offsets_: list[np.ndarray] = []
+        self.centred_: list[np.ndarray] = []
 
     def fit(self, scans: Iterable[object], progress: bool = False) -> RegistrationDetector:
         clouds = load_clouds(scans)
-        self.voxel_ = self.voxel_size_ratio * float(
-            np.median([bounding_diagonal(c) for c in clouds])
-        )
-        self.templates_, self.coarse_templates_ = [], []
-        self.normals_, self.coarse_normals_ = [], []
-        for cloud in tqdm(clouds, desc="templates", disable=not progress):
-            sampled = voxel_downsample(cloud, self.voxel_)[0]
-            sampled -= sampled.mean(axis=0)
-            # The pose search queries far-off points many times: a small tree keeps it fast.
-            coarse = voxel_downsample(sampled, 4 * self.voxel_)[0]
-            self.templates_.append(cKDTree(sampled))
-            self.coarse_templates_.append(cKDTree(coarse))
-            self.normals_.append(estimate_normals(sampled))
-            self.coarse_normals_.append(estimate_normals(coarse))
+        voxel = self.voxel_size_ratio * float(np.median([bounding_diagonal(c) for c in clouds]))
+        sampled = [voxel_downsample(c, voxel)[0] for c in tqdm(clouds, desc="templates", disable=not progress)]
+        offsets = [s.mean(axis=0) for s in sampled]
+        return self.set_templates([s - o for s, o in zip(sampled, offsets, strict=True)], offsets, voxel)
+
+    def set_templates(
+        self, centred: list[np.ndarray], offsets: list[np.ndarray], voxel: float
+    ) -> RegistrationDetector:
+        """Index templates already downsampled and centred (``template = centred + offset``);
+        everything else is derived from them, so a saved detector rebuilds identically."""
+        self.voxel_ = float(voxel)
+        self.offsets_ = [np.asarray(o, dtype=np.float64) for o in offsets]
+        self.centred_ = [np.asarray(c, dtype=np.float64) for c in centred]
+        self.templates_ = [cKDTree(c) for c in self.centred_]
+        # The pose search queries far-off points many times: a small tree keeps it fast.
+        coarse = [voxel_downsample(c, 4 * self.voxel_)[0] for c in self.centred_]
+        self.coarse_templates_ = [cKDTree(c) for c in coarse]
+        self.normals_ = [estimate_normals(c) for c in self.centred_]
+        self.coarse_normals_ = [estimate_normals(c) for c in coarse]
         return self
+
+    def to_template_frame(self, points: np.ndarray) -> tuple[int, np.ndarray]:
+        """Index of the best-matching template and the scan moved into its frame."""
+        if self.voxel_ is None:
+            raise InputError("RegistrationDetector used before fit")
+        mean = points.mean(axis=0)
+        j, rot, trans = self.align(points - mean)
+        return j, (points - mean) @ rot.T + trans + self.offsets_[j]
 
     def _subsample(self, points: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
         # A coarse voxel grid first evens out scanner density before the random pick.

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mvr3d.baselines import BASELINES
 from mvr3d.data import Real3DAD, list_categories
 from mvr3d.errors import InputError
 from mvr3d.metrics import PooledScores, aupr, auroc
@@ -22,7 +23,16 @@ from mvr3d.utils.provenance import provenance
 
 log = logging.getLogger(__name__)
 
-METHODS = ("mvr",)
+METHODS = ("mvr", *BASELINES)
+
+
+def make_detector(method: str, config: MVRConfig):
+    """The detector for ``method``: MVR with ``config``, or a baseline seeded alike."""
+    if method == "mvr":
+        return MVRDetector(config)
+    if method in BASELINES:
+        return BASELINES[method](seed=config.seed)
+    raise InputError(f"unknown method {method!r}; available: {list(METHODS)}")
 
 
 @dataclass
@@ -41,23 +51,23 @@ class ClassResult:
         return f"{self.o_roc * 100:.1f}/{self.p_roc * 100:.1f}"
 
 
-def config_key(config: MVRConfig) -> str:
+def config_key(config: MVRConfig, method: str = "mvr") -> str:
     """Short hash of the settings that change results, to refuse mixing runs."""
-    data = config.to_dict()
+    data = config.to_dict() if method == "mvr" else {"method": method, "seed": config.seed}
     data.pop("device", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def evaluate_class(
     root: Path, category: str, config: MVRConfig, progress: bool = True,
-    checkpoint: Path | None = None,
+    checkpoint: Path | None = None, method: str = "mvr",
 ) -> ClassResult:
     train = Real3DAD(root, category, "train")
     test = Real3DAD(root, category, "test")
     started = time.perf_counter()
-    detector = MVRDetector(config).fit(train, progress=progress)
+    detector = make_detector(method, config).fit(train, progress=progress)
     fit_seconds = time.perf_counter() - started
-    if checkpoint is not None:
+    if checkpoint is not None and hasattr(detector, "save"):
         detector.save(checkpoint, overwrite=True)
     object_scores, object_labels, pooled = [], [], PooledScores()
     started = time.perf_counter()
@@ -94,10 +104,9 @@ def run_benchmark(
     classes: list[str] | None = None, progress: bool = True, save_models: bool = False,
 ) -> dict:
     """Evaluate each class, saving it as soon as it is done so a rerun resumes."""
-    if method not in METHODS:
-        raise InputError(f"unknown method {method!r}; available: {list(METHODS)}")
+    make_detector(method, config)  # fail on an unknown method before any work
     classes = classes or list_categories(root)
-    key = config_key(config)
+    key = config_key(config, method)
     done_dir = out / "classes"
     done_dir.mkdir(parents=True, exist_ok=True)
     results = []
@@ -114,7 +123,7 @@ def run_benchmark(
             results.append(ClassResult(**saved["result"]))
             continue
         checkpoint = out / "models" / category if save_models else None
-        result = evaluate_class(root, category, config, progress, checkpoint)
+        result = evaluate_class(root, category, config, progress, checkpoint, method)
         log.info("%s: O-ROC %.3f P-ROC %.3f", category, result.o_roc, result.p_roc)
         atomic_write_text(path, json.dumps({"config_key": key, "result": result.__dict__}, indent=2))
         results.append(result)

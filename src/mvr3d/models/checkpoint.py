@@ -22,6 +22,7 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 TEACHER_NAME = "teacher.safetensors"
 STUDENT_NAME = "student.safetensors"
+TEMPLATES_NAME = "templates.safetensors"
 
 
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> str:
@@ -39,6 +40,7 @@ def save(
     state: dict,
     teacher: dict[str, torch.Tensor],
     student: dict[str, torch.Tensor],
+    templates: dict[str, torch.Tensor] | None = None,
     overwrite: bool = False,
 ) -> Path:
     if directory.exists() and any(directory.iterdir()):
@@ -51,6 +53,8 @@ def save(
         TEACHER_NAME: _write_tensors(directory / TEACHER_NAME, teacher, torch.float16),
         STUDENT_NAME: _write_tensors(directory / STUDENT_NAME, student, torch.float32),
     }
+    if templates:
+        files[TEMPLATES_NAME] = _write_tensors(directory / TEMPLATES_NAME, templates, torch.float64)
     record = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -83,7 +87,7 @@ def _read_record(directory: Path) -> dict:
     return record
 
 
-def _read_tensors(path: Path, expected_sha: str | None) -> dict[str, torch.Tensor]:
+def _read_tensors(path: Path, expected_sha: str | None, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     if not path.is_file():
@@ -91,18 +95,21 @@ def _read_tensors(path: Path, expected_sha: str | None) -> dict[str, torch.Tenso
     if expected_sha is not None and sha256_file(path) != expected_sha:
         raise CheckpointError(f"{path}: checksum mismatch, the file is corrupted or was replaced")
     try:
-        return {k: v.float() for k, v in load_file(str(path)).items()}
+        return {k: v.to(dtype) for k, v in load_file(str(path)).items()}
     except Exception as error:  # safetensors raises several types for damaged files
         raise CheckpointError(f"{path}: cannot read weights ({error})") from error
 
 
-def load(directory: Path) -> tuple[dict, dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Config, fitted state, teacher and student weights of a saved detector."""
+def load(directory: Path) -> tuple[dict, dict, dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+    """Config, fitted state, teacher and student weights and templates of a saved detector."""
     record = _read_record(directory)
     files = record.get("files", {})
     teacher = _read_tensors(directory / TEACHER_NAME, files.get(TEACHER_NAME))
     student = _read_tensors(directory / STUDENT_NAME, files.get(STUDENT_NAME))
+    templates = {}
+    if TEMPLATES_NAME in files:
+        templates = _read_tensors(directory / TEMPLATES_NAME, files[TEMPLATES_NAME], torch.float64)
     try:
-        return record["config"], record["state"], teacher, student
+        return record["config"], record["state"], teacher, student, templates
     except KeyError as error:
         raise CheckpointError(f"{directory / CONFIG_NAME}: missing field {error}") from error

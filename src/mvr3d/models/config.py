@@ -19,8 +19,11 @@ class MVRConfig:
     views: str | int = "paper27"  # poses used to score a scan (and, augmented, to train)
     # Pose augmentation: each template is also rendered under this many random rotations of
     # up to ``augment_degrees``, so partial scans in other poses still look normal.
+    # Register each scan to its nearest template (pose search + point-to-plane ICP) before
+    # rendering, so scans in any pose are drawn in the templates' frame and position.
+    align: bool = True
     augment_rotations: int = 8
-    augment_degrees: float = 30.0
+    augment_degrees: float = 10.0  # residual pose error to tolerate (30+ without align)
     # Test scans are one-sided. Each augmented copy of a template is cut down to what a
     # scanner sees from a random direction within ``scanner_cone_deg`` of +z (the axis the
     # scoring views look along), so the student learns what partial scans look like.

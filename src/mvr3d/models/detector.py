@@ -6,13 +6,13 @@ import logging
 import math
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mvr3d.baselines.registration import RegistrationDetector
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.models import checkpoint
 from mvr3d.models.backbones import create_backbone, get_spec
@@ -23,7 +23,6 @@ from mvr3d.models.optim import stable_adamw, warm_cosine_scheduler
 from mvr3d.models.scoring import (
     average_visible,
     fill_unseen,
-    object_score,
     sample_at_pixels,
     smooth_knn,
     upsample_maps,
@@ -31,38 +30,10 @@ from mvr3d.models.scoring import (
 from mvr3d.models.student import StudentConfig
 from mvr3d.render import make_poses, render_views, to_model_input
 from mvr3d.render.poses import look_from
+from mvr3d.scans import ScanLike, ScanScore, as_points, object_score
 from mvr3d.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
-
-ScanLike = np.ndarray | str | Path | object  # arrays, paths, PointCloud or Sample
-
-
-@dataclass
-class ScanScore:
-    point_scores: np.ndarray  # (N,) float32, input order
-    object_score: float
-    coverage: float  # fraction of points seen directly in at least one view
-
-
-def as_points(scan: ScanLike) -> np.ndarray:
-    """Accept an (N, 3) array, a path, or anything with a ``.points`` array."""
-    source = None
-    if isinstance(scan, (str, Path)):
-        from mvr3d.io import read_points
-
-        source, scan = scan, read_points(scan)
-    points = getattr(scan, "points", scan)
-    source = source or getattr(scan, "path", None)
-    points = np.asarray(points)
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise InputError(f"expected an (N, 3) point array, got shape {points.shape}", source)
-    if len(points) < 2:
-        raise InputError(f"a scan needs at least 2 points, got {len(points)}", source)
-    if not np.isfinite(points).all():
-        raise InputError("scan has NaN or infinite coordinates", source)
-    return points
-
 
 def random_rotations(count: int, max_degrees: float, rng: np.random.Generator) -> torch.Tensor:
     """Rotations about uniformly random axes by angles uniform in [0, max_degrees]."""
@@ -107,6 +78,8 @@ class MVRDetector:
         self.net: MVRNet | None = None
         self.radius_: float | None = None
         self.history_: list[float] = []
+        self.aligner_: RegistrationDetector | None = None
+        self.template_centres_: list[np.ndarray] = []
 
     # ----------------------------------------------------------------- building
     def _build(self, teacher_state: dict | None = None) -> MVRNet:
@@ -143,23 +116,28 @@ class MVRDetector:
             raise InputError("fit() needs at least one normal scan")
         rng = seed_everything(cfg.seed)
         self.radius_ = float(np.median([bounding_frame(c)[1] for c in clouds]))
+        self.template_centres_ = [bounding_frame(c)[0] for c in clouds]
+        if cfg.align:
+            self.aligner_ = RegistrationDetector(seed=cfg.seed).fit(clouds)
         self.net = self._build()
         pool = self._training_images(clouds, rng)
         self._train(pool, rng, progress)
         return self
 
     def _training_images(self, clouds: Sequence[np.ndarray], rng: np.random.Generator) -> torch.Tensor:
-        """Every template from the scoring poses, plus augmented copies: randomly rotated
+        """Every template from the scoring poses, plus augmented copies: slightly rotated
         and, with ``simulate_partial``, reduced to what one scanner direction sees."""
         cfg, poses = self.config, self._poses()
         images = []
-        for points in clouds:
-            images.append(self._render(points, poses, bounding_frame(points)[0])[1].half())
+        for points, centre in zip(clouds, self.template_centres_, strict=True):
+            images.append(self._render(points, poses, centre)[1].half())
             for rotation in random_rotations(cfg.augment_rotations, cfg.augment_degrees, rng):
-                moved = points @ rotation.numpy().T.astype(points.dtype)
+                moved = (points - centre) @ rotation.numpy().T.astype(points.dtype) + centre
                 if cfg.simulate_partial:
                     moved = self._scanner_view(moved, rng)
-                images.append(self._render(moved, poses, bounding_frame(moved)[0])[1].half())
+                # Aligned scans are drawn about their template's centre; others about their own.
+                moved_centre = centre if cfg.align else bounding_frame(moved)[0]
+                images.append(self._render(moved, poses, moved_centre)[1].half())
         return torch.cat(images)
 
     def _scanner_view(self, points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -224,15 +202,22 @@ class MVRDetector:
         clouds = [as_points(scan) for scan in scans]
         rendered = []
         for points, scan in zip(clouds, scans, strict=True):
-            centre, radius = bounding_frame(points)
-            self._warn_if_unlike_training(radius, scan)
-            rendered.append(self._render(points, self._poses(), centre))
+            self._warn_if_unlike_training(bounding_frame(points)[1], scan)
+            moved, centre = self._placed(points)
+            rendered.append(self._render(moved, self._poses(), centre))
         maps = self.view_maps(torch.cat([images for _, images in rendered]))
         per_scan = maps.split([images.shape[0] for _, images in rendered])
         return [
             self._point_scores(points, views, scan_maps)
             for points, (views, _), scan_maps in zip(clouds, rendered, per_scan, strict=True)
         ]
+
+    def _placed(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The scan in the frame it is drawn in, and the centre the views turn about."""
+        if self.aligner_ is None:
+            return points, bounding_frame(points)[0]
+        index, moved = self.aligner_.to_template_frame(points.astype(np.float64))
+        return moved, self.template_centres_[index]
 
     def _point_scores(self, points: np.ndarray, views, token_maps: torch.Tensor) -> ScanScore:
         cfg = self.config
@@ -257,15 +242,25 @@ class MVRDetector:
     # ------------------------------------------------------------- persistence
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:
         net = self._check_fitted()
-        state = {"radius": self.radius_, "history": self.history_}
+        state = {
+            "radius": self.radius_,
+            "history": self.history_,
+            "template_centres": [c.tolist() for c in self.template_centres_],
+            "align_voxel": None if self.aligner_ is None else self.aligner_.voxel_,
+        }
+        templates = {}
+        if self.aligner_ is not None:
+            for j, (centred, offset) in enumerate(zip(self.aligner_.centred_, self.aligner_.offsets_, strict=True)):
+                templates[f"centred.{j}"] = torch.from_numpy(centred)
+                templates[f"offset.{j}"] = torch.from_numpy(offset)
         return checkpoint.save(
             Path(directory), self.config.to_dict(), state,
-            net.teacher.state_dict(), net.student.state_dict(), overwrite=overwrite,
+            net.teacher.state_dict(), net.student.state_dict(), templates, overwrite=overwrite,
         )
 
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None) -> MVRDetector:
-        config, state, teacher, student = checkpoint.load(Path(directory))
+        config, state, teacher, student, templates = checkpoint.load(Path(directory))
         if device is not None:
             config["device"] = device
         try:
@@ -277,6 +272,9 @@ class MVRDetector:
         detector.net.eval()
         detector.radius_ = float(state["radius"])
         detector.history_ = list(state.get("history", []))
+        detector.template_centres_ = [np.asarray(c, dtype=np.float64) for c in state.get("template_centres", [])]
+        if detector.config.align:
+            detector.aligner_ = _aligner_from(templates, state.get("align_voxel"), detector.config.seed, directory)
         if not math.isfinite(detector.radius_) or detector.radius_ <= 0:
             raise CheckpointError(f"{directory}: invalid radius {detector.radius_} in config.json")
         return detector
@@ -284,6 +282,15 @@ class MVRDetector:
     def __repr__(self) -> str:
         fitted = "fitted" if self.net is not None else "not fitted"
         return f"MVRDetector(backbone={self.config.backbone!r}, views={self.config.views!r}, {fitted})"
+
+
+def _aligner_from(templates: dict, voxel: float | None, seed: int, directory: object) -> RegistrationDetector:
+    count = sum(1 for key in templates if key.startswith("centred."))
+    if count == 0 or voxel is None:
+        raise CheckpointError(f"{directory}: the detector aligns scans but its templates are missing")
+    centred = [templates[f"centred.{j}"].numpy() for j in range(count)]
+    offsets = [templates[f"offset.{j}"].numpy() for j in range(count)]
+    return RegistrationDetector(seed=seed).set_templates(centred, offsets, voxel)
 
 
 def _pick_device(name: str) -> torch.device:

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
+from mvr3d.scans import object_score  # noqa: F401  (re-exported: part of the scoring API)
+
 
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of (V, H, W) maps, replicate-padded; sigma in pixels."""
@@ -63,13 +65,3 @@ def smooth_knn(points: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, len(points))
     _, index = cKDTree(points).query(points, k=k, workers=-1)
     return scores[index].mean(axis=1).astype(scores.dtype)
-
-
-def object_score(point_scores: np.ndarray, method: str = "top1", top_fraction: float = 0.01) -> float:
-    """Max of point scores, or the mean of the top ``top_fraction`` (Dinomaly)."""
-    if method == "max":
-        return float(point_scores.max())
-    if method == "top1":
-        count = max(1, int(round(len(point_scores) * top_fraction)))
-        return float(np.partition(point_scores, -count)[-count:].mean())
-    raise ValueError(f"unknown object score {method!r}; use 'max' or 'top1'")
