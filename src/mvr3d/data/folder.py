@@ -8,9 +8,7 @@ any readable point-cloud format. Per-point truth for a defective scan is optiona
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import overload
 
 import numpy as np
 
@@ -22,7 +20,7 @@ from mvr3d.data.real3d import (
     list_categories,
     natural_key,
 )
-from mvr3d.data.sample import Sample
+from mvr3d.data.sample import LazySamples, Sample
 from mvr3d.errors import DatasetError
 
 POINT_EXTENSIONS = (".pcd", ".ply", ".txt", ".xyz", ".csv", ".pts", ".npy", ".npz")
@@ -38,7 +36,7 @@ def is_scan_file(path: Path) -> bool:
     )
 
 
-class FolderDataset(Sequence[Sample]):
+class FolderDataset(LazySamples):
     """One split of a ``train/good``, ``test/<defect>`` folder tree; lazy like Real3DAD."""
 
     def __init__(
@@ -69,15 +67,7 @@ class FolderDataset(Sequence[Sample]):
     def __len__(self) -> int:
         return len(self.items)
 
-    @overload
-    def __getitem__(self, index: int) -> Sample: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Sample]: ...
-
-    def __getitem__(self, index: int | slice) -> Sample | list[Sample]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def load(self, index: int) -> Sample:
         return self._load(*self.items[index])
 
     def _load(self, path: Path, defect: str) -> Sample:

@@ -9,13 +9,12 @@ scan, in the scan's point order.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, overload
+from typing import Literal
 
 import numpy as np
 
-from mvr3d.data.sample import Sample
+from mvr3d.data.sample import LazySamples, Sample
 from mvr3d.errors import DatasetError
 
 Split = Literal["train", "test"]
@@ -50,7 +49,7 @@ def labels_from_gt(values: np.ndarray | None, gt_path: Path) -> np.ndarray:
     return (np.asarray(values) > 0.5).astype(np.uint8)
 
 
-class Real3DAD(Sequence[Sample]):
+class Real3DAD(LazySamples):
     """One category and split of a Real3D-AD tree; files are read on item access only."""
 
     def __init__(self, root: str | Path, category: str, split: Split = "train") -> None:
@@ -78,15 +77,7 @@ class Real3DAD(Sequence[Sample]):
     def __len__(self) -> int:
         return len(self.files)
 
-    @overload
-    def __getitem__(self, index: int) -> Sample: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Sample]: ...
-
-    def __getitem__(self, index: int | slice) -> Sample | list[Sample]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def load(self, index: int) -> Sample:
         return self._load(self.files[index])
 
     def _load(self, path: Path) -> Sample:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
@@ -32,3 +34,26 @@ class Sample:
     @property
     def is_anomalous(self) -> bool:
         return self.label == 1
+
+
+class LazySamples(Sequence[Sample]):
+    """A list of scan files that reads each one only when it is indexed."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load(self, index: int) -> Sample:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> Sample: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Sample]: ...
+
+    def __getitem__(self, index: int | slice) -> Sample | list[Sample]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"sample index {index} out of range for {len(self)} samples")
+        return self.load(index % len(self))

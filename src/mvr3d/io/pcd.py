@@ -13,7 +13,7 @@ import numpy as np
 from mvr3d.errors import InputError
 from mvr3d.io import lzf
 from mvr3d.io.cloud import PointCloud, native_column, xyz_from_records
-from mvr3d.io.text import format_rows
+from mvr3d.io.text import format_rows, is_number
 from mvr3d.utils.atomic import atomic_write
 
 __all__ = ["PCDHeader", "read_pcd", "write_pcd"]
@@ -284,7 +284,7 @@ def _read_ascii(body: bytes, header: PCDHeader, path: Path) -> PointCloud:
     try:
         table = np.array(tokens, dtype=np.float64).reshape(n, width)
     except ValueError:
-        bad = next(i for i, t in enumerate(tokens) if not _is_number(t))
+        bad = next(i for i, t in enumerate(tokens) if not is_number(t))
         raise InputError(
             f"ASCII data value {tokens[bad][:40]!r} of point {bad // max(width, 1)} "
             "is not a number",
@@ -297,14 +297,6 @@ def _read_ascii(body: bytes, header: PCDHeader, path: Path) -> PointCloud:
             columns[key] = _cast(table[:, start], dtype)
         start += count
     return _cloud_from_columns(columns, header, path)
-
-
-def _is_number(token: bytes) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
 
 
 def _cast(column: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 
 from mvr3d.errors import InputError
 from mvr3d.io.cloud import PointCloud, native_column, xyz_from_records
-from mvr3d.io.text import format_rows
+from mvr3d.io.text import format_rows, is_number
 from mvr3d.utils.atomic import atomic_write
 
 __all__ = ["read_ply", "write_ply"]
@@ -323,16 +323,8 @@ def _floats(tokens: list[bytes], path: Path) -> np.ndarray:
     try:
         return np.array(tokens, dtype=np.float64)
     except ValueError:
-        bad = next(t for t in tokens if not _is_number(t))
+        bad = next(t for t in tokens if not is_number(t))
         raise InputError(f"PLY ASCII value {bad[:40]!r} is not a number", path) from None
-
-
-def _is_number(token: bytes) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
 
 
 def _cast(column: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -156,3 +156,11 @@ def write_text(path: str | Path, points: np.ndarray, values: np.ndarray | None =
             handle.write(",".join(names) + "\n")
         for chunk in format_rows(table, formats, sep):
             handle.write(chunk)
+
+
+def is_number(token: bytes | str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
