@@ -134,3 +134,16 @@ def test_bad_config_is_named():
         tiny_config(iterations=0)
     with pytest.raises(InputError, match="multiple of 14"):
         MVRDetector(tiny_config(render=RenderConfig(render_size=100, image_size=50)))
+
+
+def test_max_points_scores_every_original_point(fitted):
+    points = sphere(20000, 3)
+    fitted.config.max_points = 3000
+    try:
+        result = fitted.score(points)
+    finally:
+        fitted.config.max_points = None
+    assert result.point_scores.shape == (20000,)
+    assert np.isfinite(result.point_scores).all()
+    # Far fewer distinct scores than points: one per voxel, shared by its points.
+    assert len(np.unique(result.point_scores)) <= 3000

@@ -44,6 +44,9 @@ class MVRConfig:
     object_score: str = "top1"  # "max" or "top1" (mean of the top 1 % of points)
     top_fraction: float = 0.01
     view_batch: int = 27  # views per network batch at scoring time
+    # Scans with more points are voxel-downsampled to about this many before scoring; every
+    # original point then takes its voxel's score. None scores every point directly.
+    max_points: int | None = None
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True  # bf16 autocast on CUDA
@@ -64,6 +67,7 @@ class MVRConfig:
             "top_fraction": 0 < self.top_fraction <= 1,
             "view_batch": self.view_batch >= 1,
             "smoothing_k": self.smoothing_k >= 0,
+            "max_points": self.max_points is None or self.max_points >= 100,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mvr3d.baselines.fpfh import voxel_downsample
 from mvr3d.baselines.registration import RegistrationDetector
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.models import checkpoint
@@ -46,6 +47,28 @@ def random_rotations(count: int, max_degrees: float, rng: np.random.Generator) -
     eye = np.eye(3)[None]
     rot = eye + np.sin(angle)[:, None, None] * k + (1 - np.cos(angle))[:, None, None] * (k @ k)
     return torch.from_numpy(rot).float()
+
+
+def reduce_points(points: np.ndarray, max_points: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Voxel-downsample to roughly ``max_points``; also each point's voxel index."""
+    if max_points is None or len(points) <= max_points:
+        return points, None
+    extent = np.ptp(points, axis=0).astype(np.float64)
+    area = 2 * (extent[0] * extent[1] + extent[1] * extent[2] + extent[0] * extent[2])
+    voxel = np.sqrt(area / 2 / max_points)  # scans are surfaces: count ~ area / voxel^2
+    for _ in range(4):
+        sampled, inverse = voxel_downsample(points, voxel)
+        if len(sampled) <= max_points:
+            break
+        voxel *= np.sqrt(len(sampled) / max_points) * 1.05
+    return sampled.astype(points.dtype), inverse
+
+
+def expand(result: ScanScore, inverse: np.ndarray | None) -> ScanScore:
+    """Give every original point the score of the voxel it fell into."""
+    if inverse is None:
+        return result
+    return ScanScore(result.point_scores[inverse], result.object_score, result.coverage)
 
 
 def random_cone_direction(cone_deg: float, rng: np.random.Generator) -> np.ndarray:
@@ -199,7 +222,9 @@ class MVRDetector:
     def score_many(self, scans: Sequence[ScanLike]) -> list[ScanScore]:
         """Score several scans, running all their views through the network together."""
         self._check_fitted()
-        clouds = [as_points(scan) for scan in scans]
+        originals = [as_points(scan) for scan in scans]
+        reduced = [reduce_points(points, self.config.max_points) for points in originals]
+        clouds = [points for points, _ in reduced]
         rendered = []
         for points, scan in zip(clouds, scans, strict=True):
             self._warn_if_unlike_training(bounding_frame(points)[1], scan)
@@ -207,10 +232,11 @@ class MVRDetector:
             rendered.append(self._render(moved, self._poses(), centre))
         maps = self.view_maps(torch.cat([images for _, images in rendered]))
         per_scan = maps.split([images.shape[0] for _, images in rendered])
-        return [
+        results = [
             self._point_scores(points, views, scan_maps)
             for points, (views, _), scan_maps in zip(clouds, rendered, per_scan, strict=True)
         ]
+        return [expand(result, inverse) for result, (_, inverse) in zip(results, reduced, strict=True)]
 
     def _placed(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The scan in the frame it is drawn in, and the centre the views turn about."""
