@@ -28,6 +28,7 @@ from scipy.spatial.transform import Rotation
 
 from mvr3d.data.defects import DEFECT_KINDS, add_defect
 from mvr3d.errors import InputError
+from mvr3d.render.poses import cone_direction
 from mvr3d.utils.atomic import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -246,15 +247,6 @@ def visible_from(
     return facing & (depth >= front[key] - slack)
 
 
-def random_view(rng: np.random.Generator, cone_deg: float) -> np.ndarray:
-    """Uniform direction on the spherical cap within ``cone_deg`` of +z."""
-    cos_max = np.cos(np.deg2rad(min(cone_deg, 180.0)))
-    z = rng.uniform(cos_max, 1.0)
-    phi = rng.uniform(0.0, 2 * np.pi)
-    r = np.sqrt(max(0.0, 1 - z * z))
-    return np.array([r * np.cos(phi), r * np.sin(phi), z])
-
-
 def random_pose(
     rng: np.random.Generator, max_deg: float, max_shift: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -305,7 +297,7 @@ def make_test_scan(
     """One partial scan; a defect is applied to the whole surface before the visibility cut."""
     size = float(np.linalg.norm(mesh.extents))
     target = int(rng.integers(*preset.scan_points, endpoint=True))
-    view = random_view(rng, preset.view_cone_deg)
+    view = cone_direction(preset.view_cone_deg, rng)
     n_dense = int(np.ceil(target / VISIBLE_SHARE))
     for _ in range(3):  # grow the dense sample when this view sees less than expected
         points, normals = sample_with_normals(mesh, n_dense, rng)

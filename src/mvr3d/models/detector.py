@@ -30,7 +30,7 @@ from mvr3d.models.scoring import (
 )
 from mvr3d.models.student import StudentConfig
 from mvr3d.render import make_poses, render_views, to_model_input
-from mvr3d.render.poses import look_from
+from mvr3d.render.poses import cone_direction, look_from
 from mvr3d.scans import ScanLike, ScanScore, as_points, object_score
 from mvr3d.utils.seeding import seed_everything
 
@@ -69,14 +69,6 @@ def expand(result: ScanScore, inverse: np.ndarray | None) -> ScanScore:
     if inverse is None:
         return result
     return ScanScore(result.point_scores[inverse], result.object_score, result.coverage)
-
-
-def random_cone_direction(cone_deg: float, rng: np.random.Generator) -> np.ndarray:
-    """Uniform unit vector on the spherical cap within ``cone_deg`` of +z."""
-    z = rng.uniform(np.cos(np.deg2rad(min(cone_deg, 180.0))), 1.0)
-    phi = rng.uniform(0.0, 2 * np.pi)
-    r = np.sqrt(max(0.0, 1.0 - z * z))
-    return np.array([r * np.cos(phi), r * np.sin(phi), z])
 
 
 def bounding_frame(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -165,7 +157,7 @@ class MVRDetector:
 
     def _scanner_view(self, points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The points visible from a random direction in the scanner cone (hidden-point removal)."""
-        direction = random_cone_direction(self.config.scanner_cone_deg, rng)
+        direction = cone_direction(self.config.scanner_cone_deg, rng)
         rotation = look_from(torch.from_numpy(direction)[None])
         views, _ = self._render(points, rotation, bounding_frame(points)[0])
         visible = views.visible[0].cpu().numpy()

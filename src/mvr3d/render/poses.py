@@ -151,3 +151,11 @@ def _poses_from_string(spec: str) -> Tensor:
     raise InputError(
         f"unknown views {spec!r}: use an integer, 'paper27', 'paperN' (N <= 27) or 'fibonacciN'"
     )
+
+
+def cone_direction(cone_deg: float, rng: np.random.Generator) -> np.ndarray:
+    """A unit vector uniform on the spherical cap within ``cone_deg`` of +z."""
+    z = rng.uniform(np.cos(np.deg2rad(min(cone_deg, 180.0))), 1.0)
+    phi = rng.uniform(0.0, 2 * np.pi)
+    r = np.sqrt(max(0.0, 1.0 - z * z))
+    return np.array([r * np.cos(phi), r * np.sin(phi), z])
