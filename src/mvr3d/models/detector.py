@@ -95,6 +95,7 @@ class MVRDetector:
         self.history_: list[float] = []
         self.aligner_: RegistrationDetector | None = None
         self.template_centres_: list[np.ndarray] = []
+        self._poses_: torch.Tensor | None = None
 
     # ----------------------------------------------------------------- building
     def _build(self, teacher_state: dict | None = None) -> MVRNet:
@@ -115,12 +116,17 @@ class MVRDetector:
         return MVRNet(teacher, spec.layers, student).to(self.device)
 
     def _poses(self) -> torch.Tensor:
-        return make_poses(self.config.views)
+        if self._poses_ is None:
+            self._poses_ = make_poses(self.config.views).to(self.device)
+        return self._poses_
 
     def _render(self, points: np.ndarray, rotations: torch.Tensor, centre: np.ndarray):
-        cloud = torch.from_numpy(np.ascontiguousarray(points)).to(self.device)
-        views = render_views(cloud, rotations.to(self.device), self.config.render, centre=centre, radius=self.radius_)
+        views = render_views(self._on_device(points), rotations.to(self.device), self.config.render,
+                             centre=centre, radius=self.radius_)
         return views, to_model_input(views.images)
+
+    def _on_device(self, points: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(points)).to(self.device, non_blocking=True)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, scans: Iterable[ScanLike], progress: bool = True) -> MVRDetector:
@@ -221,12 +227,14 @@ class MVRDetector:
         for points, scan in zip(clouds, scans, strict=True):
             self._warn_if_unlike_training(bounding_frame(points)[1], scan)
             moved, centre = self._placed(points)
-            rendered.append(self._render(moved, self._poses(), centre))
-        maps = self.view_maps(torch.cat([images for _, images in rendered]))
-        per_scan = maps.split([images.shape[0] for _, images in rendered])
+            cloud = self._on_device(moved)
+            views = render_views(cloud, self._poses(), self.config.render, centre=centre, radius=self.radius_)
+            rendered.append((cloud, views))
+        maps = self.view_maps(torch.cat([to_model_input(views.images) for _, views in rendered]))
+        per_scan = maps.split([views.num_views for _, views in rendered])
         results = [
-            self._point_scores(points, views, scan_maps)
-            for points, (views, _), scan_maps in zip(clouds, rendered, per_scan, strict=True)
+            self._point_scores(cloud, views, scan_maps)
+            for (cloud, views), scan_maps in zip(rendered, per_scan, strict=True)
         ]
         return [expand(result, inverse) for result, (_, inverse) in zip(results, reduced, strict=True)]
 
@@ -237,15 +245,16 @@ class MVRDetector:
         index, moved = self.aligner_.to_template_frame(points.astype(np.float64))
         return moved, self.template_centres_[index]
 
-    def _point_scores(self, points: np.ndarray, views, token_maps: torch.Tensor) -> ScanScore:
+    def _point_scores(self, cloud: torch.Tensor, views, token_maps: torch.Tensor) -> ScanScore:
+        """Everything on the scan's device; one copy of the final scores to the host."""
         cfg = self.config
         maps = upsample_maps(token_maps, cfg.render.image_size, cfg.map_blur_sigma)
         values = sample_at_pixels(maps, views.pixels, cfg.render.render_size)
         scores, seen = average_visible(values, views.visible)
-        scores, seen = scores.cpu().numpy().astype(np.float32), seen.cpu().numpy()
-        scores = fill_unseen(points, scores, seen)
-        scores = smooth_knn(points, scores, cfg.smoothing_k)
-        return ScanScore(scores, object_score(scores, cfg.object_score, cfg.top_fraction), float(seen.mean()))
+        scores = fill_unseen(cloud, scores, seen)
+        scores = smooth_knn(cloud, scores, cfg.smoothing_k)
+        host = scores.float().cpu().numpy()
+        return ScanScore(host, object_score(host, cfg.object_score, cfg.top_fraction), views.coverage)
 
     def _warn_if_unlike_training(self, radius: float, scan: ScanLike) -> None:
         ratio = radius / self.radius_

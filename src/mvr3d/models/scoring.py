@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.spatial import cKDTree
+from torch import Tensor
 
 from mvr3d.scans import object_score  # noqa: F401  (re-exported: part of the scoring API)
+from mvr3d.utils.neighbours import nearest_neighbours
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -46,22 +46,20 @@ def average_visible(values: torch.Tensor, visible: torch.Tensor) -> tuple[torch.
     return scores, counts > 0
 
 
-def fill_unseen(points: np.ndarray, scores: np.ndarray, seen: np.ndarray, k: int = 3) -> np.ndarray:
+def fill_unseen(points: Tensor, scores: Tensor, seen: Tensor, k: int = 3) -> Tensor:
     """Points no view sees take the mean score of their nearest seen neighbours."""
-    if seen.all() or not seen.any():
+    seen_count = int(seen.sum())
+    if seen_count in (0, len(seen)):
         return scores
-    tree = cKDTree(points[seen])
-    k = min(k, int(seen.sum()))
-    _, index = tree.query(points[~seen], k=k, workers=-1)
-    filled = scores.copy()
-    filled[~seen] = scores[seen][index.reshape(len(index), -1)].mean(axis=1)
+    index = nearest_neighbours(points[seen], points[~seen], min(k, seen_count))
+    filled = scores.clone()
+    filled[~seen] = scores[seen][index.to(scores.device)].mean(dim=1)
     return filled
 
 
-def smooth_knn(points: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+def smooth_knn(points: Tensor, scores: Tensor, k: int) -> Tensor:
     """Mean of each point's score over its k nearest neighbours (itself included)."""
     if k <= 1:
         return scores
-    k = min(k, len(points))
-    _, index = cKDTree(points).query(points, k=k, workers=-1)
-    return scores[index].mean(axis=1).astype(scores.dtype)
+    index = nearest_neighbours(points, points, min(k, len(points)))
+    return scores[index.to(scores.device)].mean(dim=1)

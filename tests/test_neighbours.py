@@ -1,0 +1,52 @@
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from mvr3d.models.scoring import fill_unseen, smooth_knn
+from mvr3d.utils.neighbours import brute_force_neighbours, nearest_neighbours
+
+
+def _cloud(n: int, seed: int, offset: float = 0.0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.normal(size=(n, 3)) + offset)
+
+
+def _distances(reference: torch.Tensor, query: torch.Tensor, index: torch.Tensor) -> np.ndarray:
+    return np.linalg.norm(reference.numpy()[index.numpy()] - query.numpy()[:, None], axis=2)
+
+
+def test_brute_force_matches_tree_distances():
+    reference, query = _cloud(3000, 0), _cloud(500, 1)
+    expected, _ = cKDTree(reference.numpy()).query(query.numpy(), k=4)
+    # Small chunks exercise the split over queries.
+    index = brute_force_neighbours(reference, query, 4, max_elements=3000 * 37)
+    np.testing.assert_allclose(_distances(reference, query, index), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_brute_force_stays_exact_far_from_origin():
+    reference, query = _cloud(2000, 2, offset=1e6), _cloud(200, 3, offset=1e6)
+    expected, _ = cKDTree(reference.numpy()).query(query.numpy(), k=3)
+    index = brute_force_neighbours(reference, query, 3)
+    np.testing.assert_allclose(_distances(reference, query, index), expected, rtol=1e-4)
+
+
+def test_nearest_neighbours_clamps_k_and_handles_empty_queries():
+    reference = _cloud(2, 4)
+    assert nearest_neighbours(reference, _cloud(5, 5), 3).shape == (5, 2)
+    assert nearest_neighbours(reference, reference[:0], 3).shape == (0, 2)
+
+
+def test_fill_unseen_uses_nearest_seen_points_only():
+    points = torch.tensor([[0.0, 0, 0], [1, 0, 0], [10, 0, 0], [0.1, 0, 0], [10.1, 0, 0]])
+    scores = torch.tensor([1.0, 3.0, 7.0, -100.0, -100.0])
+    seen = torch.tensor([True, True, True, False, False])
+    filled = fill_unseen(points, scores, seen, k=1)
+    assert filled.tolist() == [1.0, 3.0, 7.0, 1.0, 7.0]
+    assert scores[3] == -100.0  # the input is not modified
+
+
+def test_smooth_knn_averages_over_neighbourhood():
+    points = torch.tensor([[0.0, 0, 0], [0.1, 0, 0], [5, 0, 0], [5.1, 0, 0]])
+    scores = torch.tensor([0.0, 2.0, 4.0, 8.0])
+    assert smooth_knn(points, scores, 2).tolist() == [1.0, 1.0, 6.0, 6.0]
+    assert smooth_knn(points, scores, 1) is scores
