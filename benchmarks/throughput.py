@@ -48,8 +48,21 @@ def peak_tflops(device: str) -> float | None:
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
 
 
+def profile(detector: MVRDetector, tests: list[np.ndarray], device: str) -> None:
+    """Where one score_many call spends its time, per operator (host and device)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.startswith("cuda"):
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        detector.score_many(tests)
+        sync(device)
+    sort = "cuda_time_total" if device.startswith("cuda") else "cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=25), flush=True)
+
+
 def run(
-    backbone: str, device: str, views: int, iterations: int, points: int, batches: list[int], align: bool
+    backbone: str, device: str, views: int, iterations: int, points: int, batches: list[int], align: bool,
+    show_profile: bool = False,
 ) -> list[dict]:
     config = MVRConfig(
         backbone=backbone, weights="random", views=views, iterations=iterations, device=device, align=align,
@@ -67,6 +80,8 @@ def run(
     for batch in batches:
         tests = [scan(points, 100 + i) for i in range(batch)]
         detector.score_many(tests)  # warm-up
+        if show_profile:
+            profile(detector, tests, device)
         sync(device)
         repeats = max(1, 16 // batch) if device.startswith("cuda") else 1
         started = time.perf_counter()
@@ -119,13 +134,14 @@ def main() -> None:
     parser.add_argument("--points", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--align", action="store_true", help="register scans to templates (CPU ICP)")
+    parser.add_argument("--profile", action="store_true", help="print a per-operator profile of each batch")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     rows = []
     for backbone in args.backbones:
         for points in args.points:
             batches = args.batches if points <= 100_000 else [1]
-            rows += run(backbone, args.device, args.views, args.iterations, points, batches, args.align)
+            rows += run(backbone, args.device, args.views, args.iterations, points, batches, args.align, args.profile)
     text = table(rows, args.device)
     print(text)
     atomic_write_text(args.out or Path(__file__).with_name(f"throughput_{args.device.split(':')[0]}.md"), text)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from scipy.spatial import cKDTree
 
@@ -36,13 +37,36 @@ def test_nearest_neighbours_clamps_k_and_handles_empty_queries():
     assert nearest_neighbours(reference, reference[:0], 3).shape == (0, 2)
 
 
-def test_fill_unseen_uses_nearest_seen_points_only():
-    points = torch.tensor([[0.0, 0, 0], [1, 0, 0], [10, 0, 0], [0.1, 0, 0], [10.1, 0, 0]])
-    scores = torch.tensor([1.0, 3.0, 7.0, -100.0, -100.0])
-    seen = torch.tensor([True, True, True, False, False])
-    filled = fill_unseen(points, scores, seen, k=1)
-    assert filled.tolist() == [1.0, 3.0, 7.0, 1.0, 7.0]
+def test_fill_unseen_takes_the_mean_of_seen_points_nearby():
+    points = torch.tensor([[0.0, 0, 0], [1, 0, 0], [10, 0, 0], [0.1, 0, 0], [10.1, 0, 0], [0.6, 0, 0]])
+    scores = torch.tensor([1.0, 3.0, 7.0, -100.0, -100.0, -100.0])
+    seen = torch.tensor([True, True, True, False, False, False])
+    filled = fill_unseen(points, scores, seen, cell=0.5)
+    # 0.1 has only 0 in its block; 0.6 has 0 and 1; 10.1 has 10.
+    assert filled.tolist() == [1.0, 3.0, 7.0, 1.0, 7.0, 2.0]
     assert scores[3] == -100.0  # the input is not modified
+
+
+def test_fill_unseen_widens_until_it_finds_seen_points():
+    points = torch.tensor([[0.0, 0, 0], [0.01, 0, 0], [50.0, 0, 0]])
+    scores = torch.tensor([2.0, 4.0, 0.0])
+    seen = torch.tensor([True, True, False])
+    assert fill_unseen(points, scores, seen, cell=0.02).tolist() == [2.0, 4.0, 3.0]
+
+
+def test_fill_unseen_matches_a_direct_block_average():
+    rng = np.random.default_rng(7)
+    points = rng.uniform(-1, 1, size=(3000, 3)) + 1e5
+    scores = rng.uniform(size=3000)
+    seen = rng.uniform(size=3000) < 0.8
+    cell = 0.3
+    filled = fill_unseen(torch.from_numpy(points), torch.from_numpy(scores), torch.from_numpy(seen), cell=cell)
+    cells = np.floor((points - points.min(axis=0)) / cell)
+    for i in np.flatnonzero(~seen)[:50]:
+        near = seen & (np.abs(cells - cells[i]) <= 1).all(axis=1)
+        assert near.any()
+        assert filled[i].item() == pytest.approx(scores[near].mean(), rel=1e-12)
+    np.testing.assert_array_equal(filled.numpy()[seen], scores[seen])
 
 
 def test_smooth_knn_averages_over_neighbourhood():

@@ -117,7 +117,7 @@ class MVRDetector:
 
     def _poses(self) -> torch.Tensor:
         if self._poses_ is None:
-            self._poses_ = make_poses(self.config.views).to(self.device)
+            self._poses_ = make_poses(self.config.views)  # kept on the host: validated there cheaply
         return self._poses_
 
     def _render(self, points: np.ndarray, rotations: torch.Tensor, centre: np.ndarray):
@@ -225,9 +225,8 @@ class MVRDetector:
         clouds = [points for points, _ in reduced]
         rendered = []
         for points, scan in zip(clouds, scans, strict=True):
-            self._warn_if_unlike_training(bounding_frame(points)[1], scan)
-            moved, centre = self._placed(points)
-            cloud = self._on_device(moved)
+            cloud, centre = self._placed(points)
+            self._warn_if_unlike_training(cloud, scan)
             views = render_views(cloud, self._poses(), self.config.render, centre=centre, radius=self.radius_)
             rendered.append((cloud, views))
         maps = self.view_maps(torch.cat([to_model_input(views.images) for _, views in rendered]))
@@ -238,12 +237,13 @@ class MVRDetector:
         ]
         return [expand(result, inverse) for result, (_, inverse) in zip(results, reduced, strict=True)]
 
-    def _placed(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The scan in the frame it is drawn in, and the centre the views turn about."""
+    def _placed(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | np.ndarray]:
+        """The scan on the device, in the frame it is drawn in, and the centre the views turn about."""
         if self.aligner_ is None:
-            return points, bounding_frame(points)[0]
+            cloud = self._on_device(points)
+            return cloud, (cloud.amin(dim=0).double() + cloud.amax(dim=0)) / 2
         index, moved = self.aligner_.to_template_frame(points.astype(np.float64))
-        return moved, self.template_centres_[index]
+        return self._on_device(moved), self.template_centres_[index]
 
     def _point_scores(self, cloud: torch.Tensor, views, token_maps: torch.Tensor) -> ScanScore:
         """Everything on the scan's device; one copy of the final scores to the host."""
@@ -256,8 +256,9 @@ class MVRDetector:
         host = scores.float().cpu().numpy()
         return ScanScore(host, object_score(host, cfg.object_score, cfg.top_fraction), views.coverage)
 
-    def _warn_if_unlike_training(self, radius: float, scan: ScanLike) -> None:
-        ratio = radius / self.radius_
+    def _warn_if_unlike_training(self, cloud: torch.Tensor, scan: ScanLike) -> None:
+        centre = (cloud.amin(dim=0).double() + cloud.amax(dim=0)) / 2
+        ratio = float((cloud.double() - centre).square().sum(dim=1).amax().sqrt()) / self.radius_
         if ratio > 1.5 or ratio < 0.2:
             name = getattr(scan, "path", None) or (scan if isinstance(scan, (str, Path)) else "scan")
             warnings.warn(

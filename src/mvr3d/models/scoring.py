@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mvr3d.render.camera import estimate_spacing
 from mvr3d.scans import object_score  # noqa: F401  (re-exported: part of the scoring API)
 from mvr3d.utils.neighbours import nearest_neighbours
 
@@ -46,15 +47,56 @@ def average_visible(values: torch.Tensor, visible: torch.Tensor) -> tuple[torch.
     return scores, counts > 0
 
 
-def fill_unseen(points: Tensor, scores: Tensor, seen: Tensor, k: int = 3) -> Tensor:
-    """Points no view sees take the mean score of their nearest seen neighbours."""
+def fill_unseen(points: Tensor, scores: Tensor, seen: Tensor, cell: float | None = None) -> Tensor:
+    """Points no view sees take the mean score of the seen points around them.
+
+    "Around" is the 3 x 3 x 3 block of grid cells centred on the point's cell, with cells
+    two point spacings wide, doubled until the block holds a seen point. Sorting-based
+    (no tree, no distance matrix), so it is as fast on a GPU as the rest of scoring.
+    """
     seen_count = int(seen.sum())
     if seen_count in (0, len(seen)):
         return scores
-    index = nearest_neighbours(points[seen], points[~seen], min(k, seen_count))
-    filled = scores.clone()
-    filled[~seen] = scores[seen][index.to(scores.device)].mean(dim=1)
+    cell = cell or 2.0 * estimate_spacing(points)
+    origin = points.double().amin(dim=0)
+    filled, todo = scores.clone(), (~seen).nonzero().squeeze(1)
+    grid = _CellSums(points[seen], scores[seen], origin)
+    while todo.numel():
+        mean, found = grid.block_means(points[todo], cell)
+        filled[todo[found]] = mean[found].to(filled.dtype)
+        todo, cell = todo[~found], cell * 2.0
     return filled
+
+
+class _CellSums:
+    """Seen points' score sums and counts per grid cell, looked up in 3 x 3 x 3 blocks."""
+
+    OFFSETS = torch.tensor([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)])
+
+    def __init__(self, points: Tensor, values: Tensor, origin: Tensor) -> None:
+        self.points, self.values, self.origin = points, values.double(), origin
+
+    def block_means(self, query: Tensor, cell: float) -> tuple[Tensor, Tensor]:
+        # One cell of margin each side keeps every neighbour's coordinates non-negative.
+        ref_cells = ((self.points.double() - self.origin) / cell).floor().long() + 1
+        query_cells = ((query.double() - self.origin) / cell).floor().long().clamp_min(-1) + 1
+        dims = torch.maximum(ref_cells.amax(dim=0), query_cells.amax(dim=0)) + 2
+        keys, inverse = torch.unique(_cell_key(ref_cells, dims), return_inverse=True)
+        sums = torch.zeros(len(keys), dtype=torch.float64, device=keys.device).index_add_(0, inverse, self.values)
+        counts = torch.bincount(inverse, minlength=len(keys)).double()
+        total = torch.zeros(len(query), dtype=torch.float64, device=keys.device)
+        count = torch.zeros_like(total)
+        for offset in self.OFFSETS.to(keys.device):
+            wanted = _cell_key(query_cells + offset, dims)
+            slot = torch.searchsorted(keys, wanted).clamp_max(len(keys) - 1)
+            hit = keys[slot] == wanted
+            total += torch.where(hit, sums[slot], 0.0)
+            count += torch.where(hit, counts[slot], 0.0)
+        return total / count.clamp_min(1.0), count > 0
+
+
+def _cell_key(cells: Tensor, dims: Tensor) -> Tensor:
+    return (cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
 
 
 def smooth_knn(points: Tensor, scores: Tensor, k: int) -> Tensor:
