@@ -68,6 +68,9 @@ def fill_unseen(points: Tensor, scores: Tensor, seen: Tensor, cell: float | None
     return filled
 
 
+BLOCK_ELEMENTS = 2**24  # (query, neighbour) pairs per lookup chunk
+
+
 class _CellSums:
     """Seen points' score sums and counts per grid cell, looked up in 3 x 3 x 3 blocks."""
 
@@ -86,12 +89,16 @@ class _CellSums:
         counts = torch.bincount(inverse, minlength=len(keys)).double()
         total = torch.zeros(len(query), dtype=torch.float64, device=keys.device)
         count = torch.zeros_like(total)
-        for offset in self.OFFSETS.to(keys.device):
-            wanted = _cell_key(query_cells + offset, dims)
-            slot = torch.searchsorted(keys, wanted).clamp_max(len(keys) - 1)
+        offsets = self.OFFSETS.to(keys.device)
+        # All 27 neighbours of a chunk of queries at once: few, large kernels.
+        rows = max(1, BLOCK_ELEMENTS // len(offsets))
+        for start in range(0, len(query), rows):
+            block = query_cells[start : start + rows, None, :] + offsets  # (q, 27, 3)
+            wanted = _cell_key(block.view(-1, 3), dims).view(len(block), -1)
+            slot = torch.searchsorted(keys, wanted).clamp_max_(len(keys) - 1)
             hit = keys[slot] == wanted
-            total += torch.where(hit, sums[slot], 0.0)
-            count += torch.where(hit, counts[slot], 0.0)
+            total[start : start + rows] = torch.where(hit, sums[slot], 0.0).sum(dim=1)
+            count[start : start + rows] = torch.where(hit, counts[slot], 0.0).sum(dim=1)
         return total / count.clamp_min(1.0), count > 0
 
 

@@ -87,14 +87,14 @@ def normalise_points(
     A given ``centre`` / ``radius`` replaces the fitted one, so that scans of one class
     (a partial scan and its complete templates, say) are drawn at one common scale.
     """
-    low, high = points.amin(dim=0), points.amax(dim=0)
-    span = float((high.double() - low.double()).abs().amax())
+    low, high = points.amin(dim=0).double(), points.amax(dim=0).double()
     if centre is None:
-        centre = (low.double() + high.double()) / 2.0
+        centre = (low + high) / 2.0
     else:
         centre = torch.as_tensor(centre, dtype=torch.float64, device=points.device).reshape(3)
     centred = points.double() - centre
-    fitted = float(centred.square().sum(dim=1).amax().sqrt())
+    # One host transfer for both figures: each one is a device sync.
+    span, fitted = torch.stack(((high - low).abs().amax(), centred.square().sum(dim=1).amax().sqrt())).tolist()
     if fitted == 0.0 or fitted <= 1e-12 * max(1.0, float(centre.abs().amax())) or span == 0.0:
         raise InputError("all points are identical: the cloud has no extent to render")
     if radius is not None and not (math.isfinite(radius) and radius > 0):
@@ -109,8 +109,7 @@ def estimate_spacing(scaled: Tensor) -> float:
     Treats the cloud as a surface whose area is about half the bounding box's surface
     (exact for a plane and within 5 % for a sphere).
     """
-    extent = (scaled.amax(dim=0) - scaled.amin(dim=0)).double()
-    a, b, c = (float(e) for e in extent)
+    a, b, c = (scaled.amax(dim=0) - scaled.amin(dim=0)).double().tolist()
     area = a * b + b * c + c * a
     return math.sqrt(area / scaled.shape[0])
 
