@@ -8,7 +8,9 @@ from pathlib import Path
 
 from mvr3d.cli.common import add_model_options, config_from_args
 from mvr3d.data import open_dataset
+from mvr3d.errors import CheckpointError
 from mvr3d.models import MVRDetector
+from mvr3d.models.training_state import STATE_NAME
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--class", dest="category", help="class folder (Real3D-AD layout)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
+    parser.add_argument(
+        "--save-every", type=int, default=50, metavar="N",
+        help="save the training state to OUT/training-state.pt every N iterations; an interrupted fit "
+        "run again with the same arguments resumes from it (default 50)",
+    )
     add_model_options(parser)
     parser.set_defaults(func=run)
 
@@ -24,8 +31,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     train = open_dataset(args.data, args.category, "train")
+    checkpoint_present = (args.out / "config.json").is_file()
+    if checkpoint_present and not args.overwrite:
+        raise CheckpointError(f"{args.out}: a checkpoint is already there (pass --overwrite to replace it)")
+    state = args.out / STATE_NAME
+    if state.is_file():
+        print(f"resuming the interrupted fit saved in {state}")
     started = time.perf_counter()
-    detector = MVRDetector(config).fit(train)
+    detector = MVRDetector(config).fit(train, state_file=state, save_every=args.save_every)
     detector.save(args.out, overwrite=args.overwrite)
+    state.unlink(missing_ok=True)
     print(f"fitted on {len(train)} scans in {time.perf_counter() - started:.1f} s; saved to {args.out}")
     return 0

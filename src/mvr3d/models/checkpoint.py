@@ -13,6 +13,7 @@ import torch
 
 from mvr3d import __version__
 from mvr3d.errors import CheckpointError
+from mvr3d.models.training_state import STATE_NAME
 from mvr3d.models.weights import sha256_file
 from mvr3d.utils.atomic import atomic_write, atomic_write_text
 from mvr3d.utils.provenance import provenance
@@ -43,7 +44,8 @@ def save(
     templates: dict[str, torch.Tensor] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    if directory.exists() and any(directory.iterdir()):
+    # A fit's training state may wait in the folder its checkpoint is written to.
+    if directory.exists() and any(f.name != STATE_NAME for f in directory.iterdir()):
         if not (directory / CONFIG_NAME).is_file():
             raise CheckpointError(f"{directory}: folder exists and is not an mvr3d checkpoint; not writing into it")
         if not overwrite:

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from mvr3d.baselines.fpfh import voxel_downsample
 from mvr3d.baselines.registration import RegistrationDetector
 from mvr3d.errors import CheckpointError, InputError
-from mvr3d.models import checkpoint
+from mvr3d.models import checkpoint, training_state
 from mvr3d.models.backbones import create_backbone, get_spec
 from mvr3d.models.config import MVRConfig
 from mvr3d.models.loss import global_cosine_hard_mining
@@ -129,12 +129,26 @@ class MVRDetector:
         return torch.from_numpy(np.ascontiguousarray(points)).to(self.device, non_blocking=True)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, scans: Iterable[ScanLike], progress: bool = True) -> MVRDetector:
-        """Train the student on normal scans (e.g. the complete templates of one class)."""
+    def fit(
+        self,
+        scans: Iterable[ScanLike],
+        progress: bool = True,
+        state_file: str | Path | None = None,
+        save_every: int = 50,
+    ) -> MVRDetector:
+        """Train the student on normal scans (e.g. the complete templates of one class).
+
+        With ``state_file``, training state is saved there every ``save_every`` iterations
+        (atomically), and a fit that finds the file resumes from it: same config and scans
+        required. The file stays after the last iteration, so that a crash before the
+        detector is saved loses nothing; delete it once :meth:`save` has run.
+        """
         cfg = self.config
         clouds = [as_points(scan) for scan in scans]
         if not clouds:
             raise InputError("fit() needs at least one normal scan")
+        if save_every < 1:
+            raise InputError(f"save_every must be a positive number of iterations, got {save_every}")
         rng = seed_everything(cfg.seed)
         self.radius_ = float(np.median([bounding_frame(c)[1] for c in clouds]))
         self.template_centres_ = [bounding_frame(c)[0] for c in clouds]
@@ -142,7 +156,8 @@ class MVRDetector:
             self.aligner_ = RegistrationDetector(seed=cfg.seed).fit(clouds)
         self.net = self._build()
         pool = self._training_images(clouds, rng)
-        self._train(pool, rng, progress)
+        saver = None if state_file is None else _StateSaver(Path(state_file), cfg.to_dict(), clouds, save_every)
+        self._train(pool, rng, progress, saver)
         return self
 
     def _training_images(self, clouds: Sequence[np.ndarray], rng: np.random.Generator) -> torch.Tensor:
@@ -169,13 +184,16 @@ class MVRDetector:
         visible = views.visible[0].cpu().numpy()
         return points[visible] if visible.sum() >= 16 else points
 
-    def _train(self, pool: torch.Tensor, rng: np.random.Generator, progress: bool) -> None:
+    def _train(self, pool: torch.Tensor, rng: np.random.Generator, progress: bool, saver: _StateSaver | None) -> None:
         cfg, net = self.config, self.net
         net.student.train()
         optimizer = stable_adamw(net.student.parameters(), cfg.lr, cfg.weight_decay)
         scheduler = warm_cosine_scheduler(optimizer, cfg.iterations, cfg.warmup, cfg.final_lr_ratio)
-        bar = tqdm(range(cfg.iterations), desc="fit", disable=not progress, leave=False)
-        self.history_ = []
+        self.history_, start = [], 0
+        if saver is not None:
+            start = saver.restore(net.student, optimizer, scheduler, rng, self)
+        bar = tqdm(range(start, cfg.iterations), desc="fit", disable=not progress, leave=False,
+                   initial=start, total=cfg.iterations)
         for it in bar:
             index = torch.from_numpy(rng.choice(len(pool), size=min(cfg.batch_size, len(pool)), replace=False))
             batch = pool[index].to(self.device, non_blocking=True).float()
@@ -191,6 +209,8 @@ class MVRDetector:
             scheduler.step()
             self.history_.append(float(loss.detach()))
             bar.set_postfix(loss=f"{self.history_[-1]:.4f}")
+            if saver is not None:
+                saver.step(it + 1, net.student, optimizer, scheduler, rng, self.history_)
         net.student.eval()
 
     def _autocast(self):
@@ -329,3 +349,42 @@ def _pick_device(name: str) -> torch.device:
         raise InputError(f"device {name!r} requested but CUDA is not available")
     return device
 
+
+class _StateSaver:
+    """Saves and restores a fit's training state in one file (see training_state)."""
+
+    def __init__(self, path: Path, config: dict, clouds: Sequence[np.ndarray], every: int) -> None:
+        self.path, self.config, self.every = path, config, every
+        self.data = training_state.fingerprint(clouds)
+
+    def restore(self, student, optimizer, scheduler, rng: np.random.Generator, detector: MVRDetector) -> int:
+        """Load a saved state into the training objects; the iteration to go on from."""
+        if not self.path.is_file():
+            return 0
+        state = training_state.load_state(self.path, self.config, self.data)
+        student.load_state_dict(state.student)
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        rng.bit_generator.state = state.numpy_rng
+        torch.set_rng_state(state.torch_rng)
+        if state.cuda_rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state.cuda_rng)
+        detector.history_ = list(state.history)
+        log.info("resuming training from iteration %d (%s)", state.iteration, self.path)
+        return state.iteration
+
+    def step(self, done: int, student, optimizer, scheduler, rng: np.random.Generator, history: list[float]) -> None:
+        if done % self.every and done != self.config["iterations"]:
+            return
+        state = training_state.TrainingState(
+            iteration=done,
+            student=student.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            numpy_rng=rng.bit_generator.state,
+            torch_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            history=list(history),
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        training_state.save_state(self.path, state, self.config, self.data)

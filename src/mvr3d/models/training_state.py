@@ -1,0 +1,85 @@
+"""Resumable training: the student, optimiser, schedule and random states mid-fit.
+
+A run that is killed restarts from its last saved iteration and, with the same config
+and data, ends with bit-identical weights (on the CPU) to a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mvr3d.errors import CheckpointError
+from mvr3d.utils.atomic import atomic_write_bytes
+
+STATE_NAME = "training-state.pt"
+STATE_VERSION = 1
+
+
+@dataclass
+class TrainingState:
+    iteration: int  # iterations completed
+    student: dict
+    optimizer: dict
+    scheduler: dict
+    numpy_rng: dict
+    torch_rng: torch.Tensor
+    cuda_rng: list[torch.Tensor]
+    history: list[float]
+
+
+def fingerprint(clouds: Sequence[np.ndarray]) -> str:
+    """sha256 over the training clouds, so a state is never resumed on other data."""
+    digest = hashlib.sha256()
+    for cloud in clouds:
+        array = np.ascontiguousarray(cloud)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def save_state(path: Path, state: TrainingState, config: dict, data_hash: str) -> None:
+    payload = {
+        "version": STATE_VERSION,
+        "config": config,
+        "data": data_hash,
+        "iteration": state.iteration,
+        "student": state.student,
+        "optimizer": state.optimizer,
+        "scheduler": state.scheduler,
+        "numpy_rng": state.numpy_rng,
+        "torch_rng": state.torch_rng,
+        "cuda_rng": state.cuda_rng,
+        "history": state.history,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_state(path: Path, config: dict, data_hash: str) -> TrainingState:
+    """The saved state, after checking it belongs to this config and these scans."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for damaged files
+        raise CheckpointError(f"{path}: cannot read the training state ({error}); delete it to start over") from error
+    if not isinstance(payload, dict) or payload.get("version") != STATE_VERSION:
+        raise CheckpointError(f"{path}: not an mvr3d training state of version {STATE_VERSION}; delete it to start over")
+    # The device may change between runs; everything else must match.
+    keys = (set(config) | set(payload["config"])) - {"device"}
+    changed = sorted(key for key in keys if config.get(key) != payload["config"].get(key))
+    if changed:
+        raise CheckpointError(
+            f"{path}: saved by a fit with other settings ({', '.join(changed)}); "
+            "use the same settings to resume, or delete the file to start over"
+        )
+    if payload["data"] != data_hash:
+        raise CheckpointError(f"{path}: saved by a fit on other training scans; delete it to start over")
+    fields = TrainingState.__dataclass_fields__
+    return TrainingState(**{name: payload[name] for name in fields})
