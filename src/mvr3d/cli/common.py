@@ -25,11 +25,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--image-size", type=int, help="network input resolution (default 224)")
     group.add_argument("--content", choices=["depth", "shading", "depth+shading"])
     group.add_argument("--smoothing-k", type=int, help="k-NN smoothing of point scores (0 = off)")
+    group.add_argument("--max-points", type=int, help=MAX_POINTS_HELP)
     group.add_argument("--seed", type=int)
     group.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
 
 
-_TOP_LEVEL = ("backbone", "weights", "iterations", "batch_size", "smoothing_k", "seed", "device")
+MAX_POINTS_HELP = (
+    "voxel-downsample scans with more points to about this many before scoring; every original "
+    "point still gets a score (default: score every point)"
+)
+_TOP_LEVEL = ("backbone", "weights", "iterations", "batch_size", "smoothing_k", "max_points", "seed", "device")
 _RENDER = ("render_size", "image_size", "content")
 
 
@@ -58,11 +63,14 @@ def config_from_args(args: argparse.Namespace) -> MVRConfig:
         raise InputError(f"invalid configuration: {error}") from error
 
 
+LOCK_NAME = ".mvr3d.lock"
+
+
 @contextmanager
 def output_lock(directory: Path) -> Iterator[None]:
     """Refuse to let two runs write into one output folder at the same time."""
     directory.mkdir(parents=True, exist_ok=True)
-    lock = directory / ".mvr3d.lock"
+    lock = directory / LOCK_NAME
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:

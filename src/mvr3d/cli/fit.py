@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from mvr3d.cli.common import add_model_options, config_from_args
+from mvr3d.cli.common import LOCK_NAME, add_model_options, config_from_args, output_lock
 from mvr3d.data import open_dataset
 from mvr3d.errors import CheckpointError
 from mvr3d.models import MVRDetector
@@ -31,15 +31,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     train = open_dataset(args.data, args.category, "train")
-    checkpoint_present = (args.out / "config.json").is_file()
-    if checkpoint_present and not args.overwrite:
-        raise CheckpointError(f"{args.out}: a checkpoint is already there (pass --overwrite to replace it)")
+    _check_output(args.out, args.overwrite)
     state = args.out / STATE_NAME
-    if state.is_file():
-        print(f"resuming the interrupted fit saved in {state}")
-    started = time.perf_counter()
-    detector = MVRDetector(config).fit(train, state_file=state, save_every=args.save_every)
-    detector.save(args.out, overwrite=args.overwrite)
-    state.unlink(missing_ok=True)
+    with output_lock(args.out):
+        if state.is_file():
+            print(f"resuming the interrupted fit saved in {state}")
+        started = time.perf_counter()
+        detector = MVRDetector(config).fit(train, state_file=state, save_every=args.save_every)
+        detector.save(args.out, overwrite=args.overwrite)
+        state.unlink(missing_ok=True)
     print(f"fitted on {len(train)} scans in {time.perf_counter() - started:.1f} s; saved to {args.out}")
     return 0
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    """Before any work: never write into a foreign folder or over a checkpoint unasked."""
+    if (out / "config.json").is_file():
+        if not overwrite:
+            raise CheckpointError(f"{out}: a checkpoint is already there (pass --overwrite to replace it)")
+        return
+    if out.is_dir() and any(f.name not in (STATE_NAME, LOCK_NAME) for f in out.iterdir()):
+        raise CheckpointError(f"{out}: folder exists and is not an mvr3d checkpoint; choose another --out")

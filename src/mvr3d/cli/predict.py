@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mvr3d.cli.common import output_lock
+from mvr3d.cli.common import MAX_POINTS_HELP, output_lock
 from mvr3d.engine import predict_files
-from mvr3d.models import MVRDetector
+from mvr3d.models import MVRConfig, MVRDetector
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,11 +17,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", type=Path, required=True, help="folder for scores and heatmaps")
     parser.add_argument("--no-heatmaps", action="store_true", help="skip the coloured PLY files")
     parser.add_argument("--device", help="override the checkpoint's device")
+    parser.add_argument("--max-points", type=int, help=MAX_POINTS_HELP)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     detector = MVRDetector.load(args.checkpoint, device=args.device)
+    if args.max_points is not None:
+        detector.config = MVRConfig.from_dict({**detector.config.to_dict(), "max_points": args.max_points})
     with output_lock(args.output):
         rows = predict_files(detector, args.input, args.output, heatmaps=not args.no_heatmaps)
     width = max(len(r["file"]) for r in rows)

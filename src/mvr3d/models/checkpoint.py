@@ -44,8 +44,8 @@ def save(
     templates: dict[str, torch.Tensor] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    # A fit's training state may wait in the folder its checkpoint is written to.
-    if directory.exists() and any(f.name != STATE_NAME for f in directory.iterdir()):
+    # A fit's training state and its run lock may wait in the folder it writes to.
+    if directory.exists() and any(f.name not in (STATE_NAME, ".mvr3d.lock") for f in directory.iterdir()):
         if not (directory / CONFIG_NAME).is_file():
             raise CheckpointError(f"{directory}: folder exists and is not an mvr3d checkpoint; not writing into it")
         if not overwrite:

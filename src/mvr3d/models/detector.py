@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +22,21 @@ from mvr3d.models.config import MVRConfig
 from mvr3d.models.loss import global_cosine_hard_mining
 from mvr3d.models.mvr import MVRNet
 from mvr3d.models.optim import stable_adamw, warm_cosine_scheduler
-from mvr3d.models.scoring import (
-    average_visible,
-    fill_unseen,
-    sample_at_pixels,
-    smooth_knn,
-    upsample_maps,
-)
+from mvr3d.models.scoring import fill_unseen, point_scores_from_maps, smooth_knn, upsample_maps
 from mvr3d.models.student import StudentConfig
 from mvr3d.render import make_poses, render_views, to_model_input
 from mvr3d.render.poses import cone_direction, look_from
 from mvr3d.scans import ScanLike, ScanScore, as_points, object_score
+from mvr3d.utils import memory
 from mvr3d.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
+
+# Peak memory of scoring one scan, per point and view (pixel index, visibility, render
+# working set) and per point (coordinates in float64, scores, neighbour look-ups).
+VIEW_BYTES_PER_POINT = 16
+BYTES_PER_POINT = 200
+FIXED_BYTES = 2**30
 
 def random_rotations(count: int, max_degrees: float, rng: np.random.Generator) -> torch.Tensor:
     """Rotations about uniformly random axes by angles uniform in [0, max_degrees]."""
@@ -243,6 +245,12 @@ class MVRDetector:
         originals = [as_points(scan) for scan in scans]
         reduced = [reduce_points(points, self.config.max_points) for points in originals]
         clouds = [points for points, _ in reduced]
+        needed = sum(self._memory_needed(len(points)) for points in clouds)
+        with self._memory_guard(needed, max(len(points) for points in clouds)):
+            results = self._score_clouds(clouds, scans)
+        return [expand(result, inverse) for result, (_, inverse) in zip(results, reduced, strict=True)]
+
+    def _score_clouds(self, clouds: list[np.ndarray], scans: Sequence[ScanLike]) -> list[ScanScore]:
         rendered = []
         for points, scan in zip(clouds, scans, strict=True):
             cloud, centre = self._placed(points)
@@ -251,11 +259,35 @@ class MVRDetector:
             rendered.append((cloud, views))
         maps = self.view_maps(torch.cat([to_model_input(views.images) for _, views in rendered]))
         per_scan = maps.split([views.num_views for _, views in rendered])
-        results = [
+        return [
             self._point_scores(cloud, views, scan_maps)
             for (cloud, views), scan_maps in zip(rendered, per_scan, strict=True)
         ]
-        return [expand(result, inverse) for result, (_, inverse) in zip(results, reduced, strict=True)]
+
+    def _memory_needed(self, points: int) -> int:
+        """Rough peak bytes to render and score one scan (measured in benchmarks/huge_scan.py)."""
+        views = len(self._poses())
+        return points * (VIEW_BYTES_PER_POINT * views + BYTES_PER_POINT) + FIXED_BYTES
+
+    @contextmanager
+    def _memory_guard(self, needed: int, largest: int) -> Iterator[None]:
+        """Fail early and clearly when scoring cannot fit, and likewise if the allocator gives up."""
+        what = f"scoring {largest:,}-point scans from {len(self._poses())} views"
+        free = memory.available_bytes(self.device)
+        fits = largest if free is None else int(largest * 0.8 * free / max(needed, 1))
+        advice = (
+            f"set max_points (--max-points, e.g. {max(100, min(fits, largest // 2)):,}) to voxel-downsample "
+            "large scans (every original point still gets its voxel's score), or score fewer scans at once"
+        )
+        memory.require(needed, self.device, what, advice)
+        try:
+            yield
+        except (torch.OutOfMemoryError, MemoryError) as error:
+            raise memory.out_of_memory(error, needed, self.device, what, advice) from error
+        except RuntimeError as error:
+            if "alloc" not in str(error).lower():
+                raise
+            raise memory.out_of_memory(error, needed, self.device, what, advice) from error
 
     def _placed(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | np.ndarray]:
         """The scan on the device, in the frame it is drawn in, and the centre the views turn about."""
@@ -269,8 +301,7 @@ class MVRDetector:
         """Everything on the scan's device; one copy of the final scores to the host."""
         cfg = self.config
         maps = upsample_maps(token_maps, cfg.render.image_size, cfg.map_blur_sigma)
-        values = sample_at_pixels(maps, views.pixels, cfg.render.render_size)
-        scores, seen = average_visible(values, views.visible)
+        scores, seen = point_scores_from_maps(maps, views.pixel_index, views.visible, cfg.render.render_size)
         scores = fill_unseen(cloud, scores, seen)
         scores = smooth_knn(cloud, scores, cfg.smoothing_k)
         host = scores.float().cpu().numpy()

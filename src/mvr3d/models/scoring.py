@@ -47,6 +47,25 @@ def average_visible(values: torch.Tensor, visible: torch.Tensor) -> tuple[torch.
     return scores, counts > 0
 
 
+def point_scores_from_maps(
+    maps: torch.Tensor, pixel_index: torch.Tensor, visible: torch.Tensor, render_size: int,
+    max_elements: int = 2**24,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-point mean of the (V, h, w) maps over the views that see the point, and the seen
+    mask; in chunks of points, so memory stays bounded however many points there are."""
+    scores, seen = [], []
+    rows = max(1, max_elements // max(1, maps.shape[0]))
+    for start in range(0, pixel_index.shape[1], rows):
+        index = pixel_index[:, start : start + rows].long()
+        pixels = torch.stack((index // render_size, index % render_size), dim=-1)
+        chunk_scores, chunk_seen = average_visible(
+            sample_at_pixels(maps, pixels, render_size), visible[:, start : start + rows]
+        )
+        scores.append(chunk_scores)
+        seen.append(chunk_seen)
+    return torch.cat(scores), torch.cat(seen)
+
+
 def fill_unseen(points: Tensor, scores: Tensor, seen: Tensor, cell: float | None = None) -> Tensor:
     """Points no view sees take the mean score of the seen points around them.
 
