@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from mvr3d.baselines import BASELINES, fpfh, greedy_coreset, icp, voxel_downsample
+from mvr3d.baselines import BASELINES, fpfh, greedy_coreset, icp, registration, voxel_downsample
 from mvr3d.baselines.registration import RegistrationDetector
 from mvr3d.errors import InputError
+from mvr3d.utils.neighbours import NeighbourIndex
 
 
 def sphere(n: int, rng: np.random.Generator, noise: float = 0.005) -> np.ndarray:
@@ -124,6 +127,18 @@ def test_registration_finds_pose_of_rotated_partial_scan() -> None:
     det = RegistrationDetector(seed=0).fit(train)
     result = det.score(test @ rot.T + [3.0, 1.0, -2.0])
     assert np.median(result.point_scores) < 0.02
+
+
+def test_registration_brute_force_search_matches_the_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU path (brute-force neighbours) finds the same pose and scores as the CPU's k-d tree."""
+    rng = np.random.default_rng(8)
+    train = [box(6000, rng) for _ in range(2)]
+    test = box(5000, rng)
+    test = test[test[:, 2] > -0.1] @ Rotation.from_euler("xyz", [30, -50, 100], degrees=True).as_matrix().T
+    tree = RegistrationDetector(seed=0).fit(train).score(test)
+    monkeypatch.setattr(registration, "NeighbourIndex", functools.partial(NeighbourIndex, brute_force=True))
+    brute = RegistrationDetector(seed=0).fit(train).score(test)
+    np.testing.assert_allclose(brute.point_scores, tree.point_scores, rtol=1e-4, atol=1e-6)
 
 
 # ------------------------------------------------------------------- detectors

@@ -16,14 +16,16 @@ import itertools
 from collections.abc import Iterable
 
 import numpy as np
-from scipy.spatial import cKDTree
+import torch
 from scipy.spatial.transform import Rotation
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from mvr3d.baselines.btf import load_clouds
 from mvr3d.baselines.fpfh import bounding_diagonal, estimate_normals, voxel_downsample
 from mvr3d.errors import InputError
 from mvr3d.scans import ScanScore, as_points, object_score
+from mvr3d.utils.neighbours import NeighbourIndex
 
 
 def cube_rotations() -> np.ndarray:
@@ -46,75 +48,84 @@ def candidate_rotations(n_random: int, seed: int) -> np.ndarray:
     return np.concatenate([cube_rotations(), extra])
 
 
-def kabsch(src: np.ndarray, dst: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def kabsch(src: Tensor, dst: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
     """Batched weighted least-squares rigid fit: (C, M, 3) x2, (C, M) -> R (C, 3, 3), t (C, 3)."""
-    w = weight / np.maximum(weight.sum(axis=1, keepdims=True), 1e-12)
-    src_c = np.einsum("cm,cmi->ci", w, src)
-    dst_c = np.einsum("cm,cmi->ci", w, dst)
-    cov = np.einsum("cm,cmi,cmj->cij", w, src - src_c[:, None], dst - dst_c[:, None])
-    u, _, vt = np.linalg.svd(cov)
+    w = weight / weight.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    src_c = torch.einsum("cm,cmi->ci", w, src)
+    dst_c = torch.einsum("cm,cmi->ci", w, dst)
+    cov = torch.einsum("cm,cmi,cmj->cij", w, src - src_c[:, None], dst - dst_c[:, None])
+    u, _, vt = torch.linalg.svd(cov)
+    v, ut = vt.transpose(1, 2), u.transpose(1, 2)
     # Reflection guard: force det(R) = +1.
-    d = np.sign(np.linalg.det(np.einsum("cji,ckj->cik", vt, u)))
-    d[d == 0] = 1.0
-    fix = np.ones((len(cov), 3))
-    fix[:, 2] = d
-    rot = np.einsum("cji,cj,ckj->cik", vt, fix, u)
-    return rot, dst_c - np.einsum("cij,cj->ci", rot, src_c)
+    d = torch.sign(torch.linalg.det(v @ ut))
+    fix = torch.ones(len(cov), 3, dtype=cov.dtype, device=cov.device)
+    fix[:, 2] = torch.where(d == 0, 1.0, d)
+    rot = v @ torch.diag_embed(fix) @ ut
+    return rot, dst_c - torch.einsum("cij,cj->ci", rot, src_c)
 
 
-def _trim_mask(dist: np.ndarray, trim: float) -> np.ndarray:
+def rotvec_to_matrix(rotvec: Tensor) -> Tensor:
+    """Rodrigues' formula for (C, 3) rotation vectors -> (C, 3, 3)."""
+    angle = rotvec.norm(dim=1)
+    axis = rotvec / angle.clamp_min(1e-300)[:, None]
+    k = torch.zeros(len(rotvec), 3, 3, dtype=rotvec.dtype, device=rotvec.device)
+    k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    k = k - k.transpose(1, 2)
+    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
+    return eye + angle.sin()[:, None, None] * k + (1 - angle.cos())[:, None, None] * (k @ k)
+
+
+def _trim_mask(dist: Tensor, trim: float) -> Tensor:
     """Per row, the ``trim`` fraction of smallest distances."""
     keep = max(1, int(round(dist.shape[1] * trim)))
-    threshold = np.partition(dist, keep - 1, axis=1)[:, keep - 1 : keep]
+    threshold = dist.kthvalue(keep, dim=1, keepdim=True).values
     return dist <= threshold
 
 
-def plane_step(
-    moved: np.ndarray, matched: np.ndarray, normals: np.ndarray, weight: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def plane_step(moved: Tensor, matched: Tensor, normals: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
     """Batched linearised point-to-plane update: R (C, 3, 3), t (C, 3) for moved points."""
-    rows = np.concatenate([np.cross(moved, normals), normals], axis=2)  # (C, M, 6)
-    gap = ((matched - moved) * normals).sum(axis=2)
-    lhs = np.einsum("cm,cmi,cmj->cij", weight, rows, rows) + 1e-9 * np.eye(6)
-    rhs = np.einsum("cm,cmi,cm->ci", weight, rows, gap)
-    step = np.linalg.solve(lhs, rhs[..., None])[..., 0]
-    return Rotation.from_rotvec(step[:, :3]).as_matrix(), step[:, 3:]
+    rows = torch.cat([torch.linalg.cross(moved, normals, dim=2), normals], dim=2)  # (C, M, 6)
+    gap = ((matched - moved) * normals).sum(dim=2)
+    eye = torch.eye(6, dtype=moved.dtype, device=moved.device)
+    lhs = torch.einsum("cm,cmi,cmj->cij", weight, rows, rows) + 1e-9 * eye
+    rhs = torch.einsum("cm,cmi,cm->ci", weight, rows, gap)
+    step = torch.linalg.solve(lhs, rhs)
+    return rotvec_to_matrix(step[:, :3]), step[:, 3:]
 
 
 def icp_batch(
-    source: np.ndarray,
-    tree: cKDTree,
-    rotations: np.ndarray,
-    translations: np.ndarray,
+    source: Tensor,
+    target: NeighbourIndex,
+    rotations: Tensor,
+    translations: Tensor,
     iterations: int,
     trim: float = 0.8,
-    normals: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Trimmed ICP of one (M, 3) source from C initial poses at once.
+    normals: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Trimmed ICP of one (M, 3) source from C initial poses at once (float64, any device).
 
     Point-to-point (Kabsch) by default; point-to-plane when the target's ``normals``
     are given, which converges in far fewer iterations (point-to-point crawls along
     the surface: 140 iterations still left 1.5 degrees on a partial blob).
     Returns refined R (C, 3, 3), t (C, 3) and the trimmed mean residual (C,).
     """
-    rot, trans = rotations.copy(), translations.copy()
-    target = tree.data
+    rot, trans = rotations.clone(), translations.clone()
     for step in range(iterations + 1):
-        moved = np.einsum("cij,mj->cmi", rot, source) + trans[:, None]
-        dist, index = tree.query(moved.reshape(-1, 3), workers=-1)
-        dist = dist.reshape(len(rot), -1)
+        moved = torch.einsum("cij,mj->cmi", rot, source) + trans[:, None]
+        dist, index = target.query(moved.reshape(-1, 3))
+        dist, index = dist.view(len(rot), -1).to(moved.device), index.view(-1).to(moved.device)
         mask = _trim_mask(dist, trim)
-        residual = (dist * mask).sum(axis=1) / mask.sum(axis=1)
+        residual = (dist * mask).sum(dim=1) / mask.sum(dim=1)
         if step == iterations:
             break
-        matched = target[index].reshape(moved.shape)
+        matched = target.reference[index].view(moved.shape)
+        weight = mask.to(moved.dtype)
         if normals is None:
-            step_rot, step_trans = kabsch(moved, matched, mask.astype(np.float64))
+            step_rot, step_trans = kabsch(moved, matched, weight)
         else:
-            nrm = normals[index].reshape(moved.shape)
-            step_rot, step_trans = plane_step(moved, matched, nrm, mask.astype(np.float64))
-        rot = np.einsum("cij,cjk->cik", step_rot, rot)
-        trans = np.einsum("cij,cj->ci", step_rot, trans) + step_trans
+            step_rot, step_trans = plane_step(moved, matched, normals[index].view(moved.shape), weight)
+        rot = step_rot @ rot
+        trans = torch.einsum("cij,cj->ci", step_rot, trans) + step_trans
     return rot, trans, residual
 
 
@@ -126,22 +137,27 @@ def icp(
     iterations: int = 30,
     trim: float = 0.9,
     point_to_plane: bool = False,
+    device: str | torch.device = "cpu",
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Align ``source`` onto ``target``: returns R, t (target ~ source @ R.T + t), residual."""
     rot0 = np.eye(3) if rotation is None else np.asarray(rotation, np.float64)
     trans0 = np.zeros(3) if translation is None else np.asarray(translation, np.float64)
     target = np.asarray(target, np.float64)
-    normals = estimate_normals(target) if point_to_plane else None
+    normals = _tensor(estimate_normals(target), device) if point_to_plane else None
     rot, trans, res = icp_batch(
-        np.asarray(source, np.float64),
-        cKDTree(target),
-        rot0[None],
-        trans0[None],
+        _tensor(source, device),
+        NeighbourIndex(_tensor(target, device)),
+        _tensor(rot0[None], device),
+        _tensor(trans0[None], device),
         iterations,
         trim,
         normals,
     )
-    return rot[0], trans[0], float(res[0])
+    return rot[0].cpu().numpy(), trans[0].cpu().numpy(), float(res[0])
+
+
+def _tensor(array: np.ndarray, device: str | torch.device) -> Tensor:
+    return torch.as_tensor(np.asarray(array, dtype=np.float64), device=device)
 
 
 class RegistrationDetector:
@@ -159,6 +175,7 @@ class RegistrationDetector:
         trim: float = 0.8,
         top_fraction: float = 0.01,
         seed: int = 0,
+        device: str | torch.device = "cpu",
     ) -> None:
         if not voxel_size_ratio > 0:
             raise InputError(f"voxel_size_ratio must be positive, got {voxel_size_ratio}")
@@ -174,11 +191,12 @@ class RegistrationDetector:
         self.trim = trim
         self.top_fraction = top_fraction
         self.seed = seed
+        self.device = torch.device(device)
         self.voxel_: float | None = None
-        self.templates_: list[cKDTree] = []
-        self.coarse_templates_: list[cKDTree] = []
-        self.normals_: list[np.ndarray] = []
-        self.coarse_normals_: list[np.ndarray] = []
+        self.templates_: list[NeighbourIndex] = []
+        self.coarse_templates_: list[NeighbourIndex] = []
+        self.normals_: list[Tensor] = []
+        self.coarse_normals_: list[Tensor] = []
         self.offsets_: list[np.ndarray] = []
         self.centred_: list[np.ndarray] = []
 
@@ -197,13 +215,16 @@ class RegistrationDetector:
         self.voxel_ = float(voxel)
         self.offsets_ = [np.asarray(o, dtype=np.float64) for o in offsets]
         self.centred_ = [np.asarray(c, dtype=np.float64) for c in centred]
-        self.templates_ = [cKDTree(c) for c in self.centred_]
-        # The pose search queries far-off points many times: a small tree keeps it fast.
+        self.templates_ = [NeighbourIndex(self._tensor(c)) for c in self.centred_]
+        # The pose search queries far-off points many times: a small cloud keeps it fast.
         coarse = [voxel_downsample(c, 4 * self.voxel_)[0] for c in self.centred_]
-        self.coarse_templates_ = [cKDTree(c) for c in coarse]
-        self.normals_ = [estimate_normals(c) for c in self.centred_]
-        self.coarse_normals_ = [estimate_normals(c) for c in coarse]
+        self.coarse_templates_ = [NeighbourIndex(self._tensor(c)) for c in coarse]
+        self.normals_ = [self._tensor(estimate_normals(c)) for c in self.centred_]
+        self.coarse_normals_ = [self._tensor(estimate_normals(c)) for c in coarse]
         return self
+
+    def _tensor(self, array: np.ndarray) -> Tensor:
+        return _tensor(array, self.device)
 
     def to_template_frame(self, points: np.ndarray) -> tuple[int, np.ndarray]:
         """Index of the best-matching template and the scan moved into its frame."""
@@ -213,43 +234,38 @@ class RegistrationDetector:
         j, rot, trans = self.align(points - mean)
         return j, (points - mean) @ rot.T + trans + self.offsets_[j]
 
-    def _subsample(self, points: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-        # A coarse voxel grid first evens out scanner density before the random pick.
+    def _subsamples(self, points: np.ndarray, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        """Coarse and fine random subsets of the scan, after a coarse voxel grid has evened
+        out scanner density."""
         sampled = voxel_downsample(points, 4 * self.voxel_)[0]
-        if len(sampled) <= count:
-            return sampled
-        return sampled[np.sort(rng.choice(len(sampled), count, replace=False))]
+        subsets = []
+        for count in (self.coarse_points, self.fine_points):
+            pick = sampled if len(sampled) <= count else sampled[np.sort(rng.choice(len(sampled), count, replace=False))]
+            subsets.append(self._tensor(pick))
+        return subsets[0], subsets[1]
 
     def align(self, centred: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         """Best (template index, R, t) for a centred test cloud."""
         rng = np.random.default_rng(self.seed)
-        coarse = self._subsample(centred, self.coarse_points, rng)
-        fine = self._subsample(centred, self.fine_points, rng)
-        rots = candidate_rotations(self.n_random, self.seed)
-        zeros = np.zeros((len(rots), 3))
-        found = []
-        for j, tree in enumerate(self.coarse_templates_):
+        coarse, fine = self._subsamples(centred, rng)
+        rots = self._tensor(candidate_rotations(self.n_random, self.seed))
+        zeros = torch.zeros(len(rots), 3, dtype=rots.dtype, device=rots.device)
+        found, poses = [], []
+        for j, target in enumerate(self.coarse_templates_):
             rot, trans, res = icp_batch(
-                coarse,
-                tree,
-                rots,
-                zeros,
-                self.coarse_iterations,
-                self.trim,
-                self.coarse_normals_[j],
+                coarse, target, rots, zeros, self.coarse_iterations, self.trim, self.coarse_normals_[j]
             )
-            found += [(float(res[c]), j, rot[c], trans[c]) for c in range(len(rots))]
+            found += [(residual, j, c) for c, residual in enumerate(res.tolist())]
+            poses.append((rot, trans))
         found.sort(key=lambda item: item[0])
         best = None
-        for _, j, rot, trans in found[: self.keep_best]:
-            tree, normals = self.templates_[j], self.normals_[j]
-            r, t, res = icp_batch(
-                fine, tree, rot[None], trans[None], self.fine_iterations, self.trim, normals
-            )
-            if best is None or res[0] < best[0]:
+        for _, j, c in found[: self.keep_best]:
+            rot, trans = poses[j][0][c : c + 1], poses[j][1][c : c + 1]
+            r, t, res = icp_batch(fine, self.templates_[j], rot, trans, self.fine_iterations, self.trim, self.normals_[j])
+            if best is None or float(res[0]) < best[0]:
                 best = (float(res[0]), j, r[0], t[0])
         assert best is not None
-        return best[1], best[2], best[3]
+        return best[1], best[2].cpu().numpy(), best[3].cpu().numpy()
 
     def score(self, scan: object) -> ScanScore:
         if self.voxel_ is None:
@@ -257,6 +273,6 @@ class RegistrationDetector:
         points = as_points(scan).astype(np.float64)
         centred = points - points.mean(axis=0)
         j, rot, trans = self.align(centred)
-        distances, _ = self.templates_[j].query(centred @ rot.T + trans)
-        point_scores = distances.astype(np.float32)
+        distances, _ = self.templates_[j].query(self._tensor(centred @ rot.T + trans))
+        point_scores = distances[:, 0].float().cpu().numpy()
         return ScanScore(point_scores, object_score(point_scores, "top1", self.top_fraction), 1.0)

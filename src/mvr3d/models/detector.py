@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 
 # Peak memory of scoring one scan, per point and view (pixel index, visibility, render
 # working set) and per point (coordinates in float64, scores, neighbour look-ups).
-VIEW_BYTES_PER_POINT = 16
-BYTES_PER_POINT = 200
+# Calibrated on benchmarks/huge_scan_cpu.md (peak RSS grows ~190 B per point at 27 views).
+VIEW_BYTES_PER_POINT = 8
+BYTES_PER_POINT = 64
 FIXED_BYTES = 2**30
 
 def random_rotations(count: int, max_degrees: float, rng: np.random.Generator) -> torch.Tensor:
@@ -155,7 +156,7 @@ class MVRDetector:
         self.radius_ = float(np.median([bounding_frame(c)[1] for c in clouds]))
         self.template_centres_ = [bounding_frame(c)[0] for c in clouds]
         if cfg.align:
-            self.aligner_ = RegistrationDetector(seed=cfg.seed).fit(clouds)
+            self.aligner_ = RegistrationDetector(seed=cfg.seed, device=self.device).fit(clouds)
         self.net = self._build()
         pool = self._training_images(clouds, rng)
         saver = None if state_file is None else _StateSaver(Path(state_file), cfg.to_dict(), clouds, save_every)
@@ -353,7 +354,7 @@ class MVRDetector:
         detector.history_ = list(state.get("history", []))
         detector.template_centres_ = [np.asarray(c, dtype=np.float64) for c in state.get("template_centres", [])]
         if detector.config.align:
-            detector.aligner_ = _aligner_from(templates, state.get("align_voxel"), detector.config.seed, directory)
+            detector.aligner_ = _aligner_from(templates, state.get("align_voxel"), detector, directory)
         if not math.isfinite(detector.radius_) or detector.radius_ <= 0:
             raise CheckpointError(f"{directory}: invalid radius {detector.radius_} in config.json")
         return detector
@@ -363,13 +364,14 @@ class MVRDetector:
         return f"MVRDetector(backbone={self.config.backbone!r}, views={self.config.views!r}, {fitted})"
 
 
-def _aligner_from(templates: dict, voxel: float | None, seed: int, directory: object) -> RegistrationDetector:
+def _aligner_from(templates: dict, voxel: float | None, detector: MVRDetector, directory: object) -> RegistrationDetector:
     count = sum(1 for key in templates if key.startswith("centred."))
     if count == 0 or voxel is None:
         raise CheckpointError(f"{directory}: the detector aligns scans but its templates are missing")
     centred = [templates[f"centred.{j}"].numpy() for j in range(count)]
     offsets = [templates[f"offset.{j}"].numpy() for j in range(count)]
-    return RegistrationDetector(seed=seed).set_templates(centred, offsets, voxel)
+    aligner = RegistrationDetector(seed=detector.config.seed, device=detector.device)
+    return aligner.set_templates(centred, offsets, voxel)
 
 
 def _pick_device(name: str) -> torch.device:

@@ -6,33 +6,65 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
-# Distances held at once by the brute-force search (float32: 4 bytes each).
+# Distances held at once by the brute-force search.
 DEFAULT_MAX_ELEMENTS = 2**27
+# Below this many queries a k-d tree answers faster on one thread than by starting workers.
+PARALLEL_QUERIES = 20_000
 
 
-def nearest_neighbours(reference: Tensor, query: Tensor, k: int, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Tensor:
-    """(Q, k) int64 indices into ``reference`` of each query point's k nearest points.
+class NeighbourIndex:
+    """Nearest points of a fixed reference cloud, queried many times.
 
-    On the CPU a k-d tree; on an accelerator an exact chunked brute-force search, which
-    there is faster than a tree and keeps the points on the device.
+    On the CPU a k-d tree (built once); on an accelerator an exact chunked brute-force
+    search, which there beats a tree and keeps the points on the device.
     """
-    k = min(k, reference.shape[0])
-    if query.shape[0] == 0 or k == 0:
-        return torch.zeros((query.shape[0], k), dtype=torch.int64, device=query.device)
-    if query.device.type == "cpu":
-        _, index = cKDTree(reference.double().numpy()).query(query.double().numpy(), k=k, workers=-1)
-        return torch.from_numpy(index.reshape(query.shape[0], k)).long()
-    return brute_force_neighbours(reference, query, k, max_elements)
+
+    def __init__(
+        self, reference: Tensor, brute_force: bool | None = None, max_elements: int = DEFAULT_MAX_ELEMENTS
+    ) -> None:
+        self.reference = reference
+        self.max_elements = max_elements
+        if brute_force is None:
+            brute_force = reference.device.type != "cpu"
+        self._tree = None if brute_force else cKDTree(reference.double().numpy())
+        if brute_force:
+            # Centring in float64 keeps float32 distances exact enough far from the origin.
+            self._origin = reference.double().mean(dim=0)
+            self._centred = (reference.double() - self._origin).to(_work_dtype(reference))
+
+    def query(self, query: Tensor, k: int = 1) -> tuple[Tensor, Tensor]:
+        """Distances and indices, both (Q, k), nearest first; k is capped at the reference size."""
+        k = min(k, self.reference.shape[0])
+        if query.shape[0] == 0 or k == 0:
+            empty = torch.zeros((query.shape[0], k), device=query.device)
+            return empty, empty.long()
+        if self._tree is not None:
+            workers = -1 if query.shape[0] >= PARALLEL_QUERIES else 1
+            distances, index = self._tree.query(query.detach().double().numpy(), k=k, workers=workers)
+            shape = (query.shape[0], k)
+            return torch.from_numpy(distances.reshape(shape)), torch.from_numpy(index.reshape(shape)).long()
+        return self._brute_force(query, k)
+
+    def _brute_force(self, query: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        rows = max(1, self.max_elements // self.reference.shape[0])
+        distances, indices = [], []
+        for chunk in query.split(rows):
+            found = torch.cdist((chunk.double() - self._origin).to(self._centred.dtype), self._centred)
+            found = found.topk(k, dim=1, largest=False, sorted=True)
+            distances.append(found.values)
+            indices.append(found.indices)
+        return torch.cat(distances), torch.cat(indices)
+
+
+def _work_dtype(reference: Tensor) -> torch.dtype:
+    return torch.float64 if reference.dtype == torch.float64 else torch.float32
+
+
+def nearest_neighbours(reference: Tensor, query: Tensor, k: int) -> Tensor:
+    """(Q, k) int64 indices into ``reference`` of each query point's k nearest points."""
+    return NeighbourIndex(reference).query(query, k)[1]
 
 
 def brute_force_neighbours(reference: Tensor, query: Tensor, k: int, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Tensor:
-    """Exact k-NN by distance matrices over chunks of queries (any device)."""
-    # Centring in float64 first keeps float32 distances exact enough far from the origin.
-    origin = reference.double().mean(dim=0)
-    ref = (reference.double() - origin).float()
-    rows = max(1, max_elements // reference.shape[0])
-    parts = []
-    for chunk in query.split(rows):
-        distances = torch.cdist((chunk.double() - origin).float(), ref)
-        parts.append(distances.topk(k, dim=1, largest=False, sorted=True).indices)
-    return torch.cat(parts)
+    """Exact k-NN by distance matrices over chunks of queries, on any device."""
+    return NeighbourIndex(reference, brute_force=True, max_elements=max_elements).query(query, k)[1]
