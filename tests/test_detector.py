@@ -147,3 +147,14 @@ def test_max_points_scores_every_original_point(fitted):
     assert np.isfinite(result.point_scores).all()
     # Far fewer distinct scores than points: one per voxel, shared by its points.
     assert len(np.unique(result.point_scores)) <= 3000
+
+
+def test_scanner_noise_augmentation_changes_training_and_is_validated():
+    scans = [sphere(1500, s) for s in range(2)]
+    clean = MVRDetector(tiny_config()).fit(scans, progress=False)
+    noisy = MVRDetector(tiny_config(augment_noise=0.01)).fit(scans, progress=False)
+    assert clean.history_ != noisy.history_
+    again = MVRDetector(tiny_config(augment_noise=0.01)).fit(scans, progress=False)
+    assert again.history_ == noisy.history_  # seeded
+    with pytest.raises(InputError, match="augment_noise"):
+        tiny_config(augment_noise=-0.1)

@@ -29,6 +29,10 @@ class MVRConfig:
     # scoring views look along), so the student learns what partial scans look like.
     simulate_partial: bool = True
     scanner_cone_deg: float = 90.0
+    # Scanner noise on the augmented copies: Gaussian offsets along the line of sight with
+    # a standard deviation of about this fraction of the object's diagonal (each copy draws
+    # 0.5-1.5x it), since test scans are noisier than clean or averaged templates. 0 = off.
+    augment_noise: float = 0.0
     iterations: int = 300
     batch_size: int = 16
     lr: float = 2e-4
@@ -62,6 +66,7 @@ class MVRConfig:
             "batch_size": self.batch_size >= 1,
             "lr": self.lr > 0,
             "augment_rotations": self.augment_rotations >= 0,
+            "augment_noise": 0 <= self.augment_noise < 0.1,
             "easy_fraction": 0 <= self.easy_fraction < 1,
             "object_score": self.object_score in ("max", "top1"),
             "top_fraction": 0 < self.top_fraction <= 1,

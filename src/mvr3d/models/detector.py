@@ -6,6 +6,7 @@ import logging
 import math
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 VIEW_BYTES_PER_POINT = 8
 BYTES_PER_POINT = 64
 FIXED_BYTES = 2**30
+SCORING_THREADS = 4
 
 def random_rotations(count: int, max_degrees: float, rng: np.random.Generator) -> torch.Tensor:
     """Rotations about uniformly random axes by angles uniform in [0, max_degrees]."""
@@ -172,20 +174,30 @@ class MVRDetector:
             images.append(self._render(points, poses, centre)[1].half())
             for rotation in random_rotations(cfg.augment_rotations, cfg.augment_degrees, rng):
                 moved = (points - centre) @ rotation.numpy().T.astype(points.dtype) + centre
-                if cfg.simulate_partial:
-                    moved = self._scanner_view(moved, rng)
+                direction = cone_direction(cfg.scanner_cone_deg, rng) if cfg.simulate_partial else None
+                if direction is not None:
+                    moved = self._scanner_view(moved, direction)
+                if cfg.augment_noise > 0:
+                    moved = self._scanner_noise(moved, direction, rng)
                 # Aligned scans are drawn about their template's centre; others about their own.
                 moved_centre = centre if cfg.align else bounding_frame(moved)[0]
                 images.append(self._render(moved, poses, moved_centre)[1].half())
         return torch.cat(images)
 
-    def _scanner_view(self, points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The points visible from a random direction in the scanner cone (hidden-point removal)."""
-        direction = cone_direction(self.config.scanner_cone_deg, rng)
+    def _scanner_view(self, points: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """The points visible from ``direction`` (hidden-point removal by the renderer)."""
         rotation = look_from(torch.from_numpy(direction)[None])
         views, _ = self._render(points, rotation, bounding_frame(points)[0])
         visible = views.visible[0].cpu().numpy()
         return points[visible] if visible.sum() >= 16 else points
+
+    def _scanner_noise(self, points: np.ndarray, direction: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+        """Gaussian depth noise along the line of sight (isotropic without one)."""
+        sigma = self.config.augment_noise * 2 * self.radius_ * rng.uniform(0.5, 1.5)
+        if direction is None:
+            return points + rng.normal(scale=sigma, size=points.shape).astype(points.dtype)
+        offsets = rng.normal(scale=sigma, size=len(points))
+        return points + np.outer(offsets, direction).astype(points.dtype)
 
     def _train(self, pool: torch.Tensor, rng: np.random.Generator, progress: bool, saver: _StateSaver | None) -> None:
         cfg, net = self.config, self.net
@@ -252,18 +264,25 @@ class MVRDetector:
         return [expand(result, inverse) for result, (_, inverse) in zip(results, reduced, strict=True)]
 
     def _score_clouds(self, clouds: list[np.ndarray], scans: Sequence[ScanLike]) -> list[ScanScore]:
-        rendered = []
-        for points, scan in zip(clouds, scans, strict=True):
-            cloud, centre = self._placed(points)
-            self._warn_if_unlike_training(cloud, scan)
-            views = render_views(cloud, self._poses(), self.config.render, centre=centre, radius=self.radius_)
-            rendered.append((cloud, views))
+        rendered = self._each(self._prepare, list(zip(clouds, scans, strict=True)))
         maps = self.view_maps(torch.cat([to_model_input(views.images) for _, views in rendered]))
         per_scan = maps.split([views.num_views for _, views in rendered])
-        return [
-            self._point_scores(cloud, views, scan_maps)
-            for (cloud, views), scan_maps in zip(rendered, per_scan, strict=True)
-        ]
+        items = [(cloud, views, scan_maps) for (cloud, views), scan_maps in zip(rendered, per_scan, strict=True)]
+        return self._each(self._point_scores, items)
+
+    def _prepare(self, points: np.ndarray, scan: ScanLike):
+        cloud, centre = self._placed(points)
+        self._warn_if_unlike_training(cloud, scan)
+        return cloud, render_views(cloud, self._poses(), self.config.render, centre=centre, radius=self.radius_)
+
+    def _each(self, function, items: list[tuple]) -> list:
+        """``function(*item)`` for every item; on a GPU from a few threads at once, so that
+        one scan's host work and syncs overlap the others' kernels (one stream, so results
+        do not depend on the interleaving)."""
+        if self.device.type != "cuda" or len(items) < 2:
+            return [function(*item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(len(items), SCORING_THREADS)) as pool:
+            return list(pool.map(lambda item: function(*item), items))
 
     def _memory_needed(self, points: int) -> int:
         """Rough peak bytes to render and score one scan (measured in benchmarks/huge_scan.py)."""

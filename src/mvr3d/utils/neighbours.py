@@ -28,9 +28,10 @@ class NeighbourIndex:
             brute_force = reference.device.type != "cpu"
         self._tree = None if brute_force else cKDTree(reference.double().numpy())
         if brute_force:
-            # Centring in float64 keeps float32 distances exact enough far from the origin.
+            # Centred float32 (fast matrix units) only picks the neighbours; distances are
+            # then recomputed exactly from the original coordinates.
             self._origin = reference.double().mean(dim=0)
-            self._centred = (reference.double() - self._origin).to(_work_dtype(reference))
+            self._centred = (reference.double() - self._origin).float()
 
     def query(self, query: Tensor, k: int = 1) -> tuple[Tensor, Tensor]:
         """Distances and indices, both (Q, k), nearest first; k is capped at the reference size."""
@@ -47,17 +48,19 @@ class NeighbourIndex:
 
     def _brute_force(self, query: Tensor, k: int) -> tuple[Tensor, Tensor]:
         rows = max(1, self.max_elements // self.reference.shape[0])
-        distances, indices = [], []
+        indices = []
         for chunk in query.split(rows):
-            found = torch.cdist((chunk.double() - self._origin).to(self._centred.dtype), self._centred)
-            found = found.topk(k, dim=1, largest=False, sorted=True)
-            distances.append(found.values)
-            indices.append(found.indices)
-        return torch.cat(distances), torch.cat(indices)
-
-
-def _work_dtype(reference: Tensor) -> torch.dtype:
-    return torch.float64 if reference.dtype == torch.float64 else torch.float32
+            squared = torch.cdist((chunk.double() - self._origin).float(), self._centred)
+            if k == 1:
+                indices.append(squared.argmin(dim=1, keepdim=True))
+            else:
+                indices.append(squared.topk(k, dim=1, largest=False, sorted=True).indices)
+        index = torch.cat(indices)
+        distances = (self.reference[index].double() - query.double()[:, None]).norm(dim=2)
+        if k > 1:  # float32 may have swapped near-ties; keep the exact order
+            distances, order = distances.sort(dim=1, stable=True)
+            index = index.gather(1, order)
+        return distances, index
 
 
 def nearest_neighbours(reference: Tensor, query: Tensor, k: int) -> Tensor:
