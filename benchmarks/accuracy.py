@@ -44,6 +44,7 @@ EXPERIMENTS: dict[str, list[tuple[str, dict]]] = {
         (f"render {size}", {"render": render(render_size=size)}) for size in (224, 448, 672, 896)
     ],
     "smoothing": [(f"k-NN smoothing k={k}", {"smoothing_k": k}) for k in (0, 16)],
+    "noise": [(f"scanner-noise augmentation {n}", {"augment_noise": n}) for n in (0.001, 0.002)],
     "quick": [("quick CPU check", {
         "render": render(render_size=336, image_size=112), "views": 9, "iterations": 100,
         "augment_rotations": 2, "map_blur_sigma": 2.0,
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--base", type=Path, help="JSON of MVRConfig fields every run starts from")
     parser.add_argument("--table", type=Path, default=Path("docs/accuracy_runs.md"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--settings", type=int, nargs="+", help="run only these settings (0-based) of each experiment")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     base = {"seed": args.seed, **(json.loads(args.base.read_text()) if args.base else {})}
@@ -73,7 +75,10 @@ def main() -> None:
         rows: dict[str, list[ClassResult]] = {}
         print(f"[{experiment}] seed {args.seed}", flush=True)
         timings = []
-        for label, overrides in EXPERIMENTS[experiment]:
+        settings = EXPERIMENTS[experiment]
+        if args.settings:
+            settings = [settings[i] for i in args.settings]
+        for label, overrides in settings:
             config = MVRConfig.from_dict({**base, "render": render(), **overrides})
             slug = label.replace(" ", "_").replace(",", "").replace("=", "")
             out = args.out / experiment / f"{slug}_seed{args.seed}"
