@@ -89,7 +89,8 @@ def plane_step(moved: Tensor, matched: Tensor, normals: Tensor, weight: Tensor) 
     eye = torch.eye(6, dtype=moved.dtype, device=moved.device)
     lhs = torch.einsum("cm,cmi,cmj->cij", weight, rows, rows) + 1e-9 * eye
     rhs = torch.einsum("cm,cmi,cm->ci", weight, rows, gap)
-    step = torch.linalg.solve(lhs, rhs)
+    # solve_ex: no error check, which on a GPU would be a host sync per ICP iteration.
+    step = torch.linalg.solve_ex(lhs, rhs)[0]
     return rotvec_to_matrix(step[:, :3]), step[:, 3:]
 
 
