@@ -33,7 +33,7 @@ def render(**changes) -> RenderConfig:
 
 
 EXPERIMENTS: dict[str, list[tuple[str, dict]]] = {
-    "main": [("MVR ViT-S, 27 views", {})],
+    "main": [("MVR ViT-S, 27 views", {"views": "paper27"}), ("MVR ViT-S, 3 views (default)", {"views": "paper3"})],
     "image": [
         (f"{content}, depth range {rng}", {"render": render(content=content, depth_range=rng)})
         for content in ("depth", "shading", "depth+shading")

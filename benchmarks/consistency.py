@@ -54,7 +54,9 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    config = MVRConfig(weights="random", iterations=args.iterations, device=args.device, augment_rotations=2)
+    config = MVRConfig(
+        weights="random", views="paper27", iterations=args.iterations, device=args.device, augment_rotations=2
+    )
     templates = [scan(args.points, 2 * s) for s in range(4)]
     tests = [scan(args.points, 100 + s) for s in range(6)]
     first = MVRDetector(config).fit(templates, progress=False)

@@ -102,7 +102,9 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        config = MVRConfig(weights="random", iterations=args.iterations, device=args.device, augment_rotations=2)
+        config = MVRConfig(
+            weights="random", views="paper27", iterations=args.iterations, device=args.device, augment_rotations=2
+        )
         started = time.perf_counter()
         detector = MVRDetector(config).fit([surface(200_000, s) for s in range(4)], progress=False)
         fit_seconds = time.perf_counter() - started

@@ -18,7 +18,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config", type=Path, help="JSON file with MVRConfig fields (flags override it)")
     group.add_argument("--backbone", help="dinov2_vits14 (default), dinov2_vitb14, ..._reg, tiny_test")
     group.add_argument("--weights", help="backbone weights: a .safetensors/.pth file, or 'random'")
-    group.add_argument("--views", help="'paper27' (default) or a number of views")
+    group.add_argument("--views", help="'paper3' (default), 'paper27', 'fibonacciN' or a number of views")
     group.add_argument("--iterations", type=int, help="training iterations (default 300)")
     group.add_argument("--batch-size", type=int)
     group.add_argument("--render-size", type=int, help="z-buffer resolution (default 672)")
