@@ -1,5 +1,10 @@
 """Training saves its state and an interrupted fit resumes to bit-identical weights."""
 
+import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +68,40 @@ def test_state_from_other_settings_or_data_is_refused(tmp_path: Path) -> None:
     state.write_bytes(b"not a torch file")
     with pytest.raises(CheckpointError, match="cannot read the training state"):
         MVRDetector(tiny_config(iterations=2)).fit(SCANS, progress=False, state_file=state)
+
+
+_FIT_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from test_detector import sphere, tiny_config
+from mvr3d.models import MVRDetector
+scans = [sphere(1500, s) for s in range(2)]
+MVRDetector(tiny_config(iterations=int(sys.argv[3]))).fit(scans, progress=False, state_file=sys.argv[1], save_every=1)
+"""
+
+
+def test_fit_killed_with_sigkill_resumes_to_identical_weights(tmp_path: Path) -> None:
+    """SIGKILL at a random moment once training has saved a state; resuming in this
+    process must end exactly where an uninterrupted fit ends."""
+    iterations = 40
+    straight = MVRDetector(tiny_config(iterations=iterations)).fit(SCANS, progress=False)
+    rng = random.Random(99)
+    state = tmp_path / "training-state.pt"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _FIT_CHILD, str(state), str(Path(__file__).parent), str(iterations)],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not state.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    saved = torch.load(state, weights_only=True)["iteration"]
+    assert 1 <= saved < iterations  # killed mid-training
+    resumed = MVRDetector(tiny_config(iterations=iterations)).fit(SCANS, progress=False, state_file=state)
+    for name, value in student_weights(straight).items():
+        torch.testing.assert_close(resumed.net.student.state_dict()[name], value, rtol=0, atol=0)
+    assert resumed.history_ == straight.history_
