@@ -158,3 +158,26 @@ def test_scanner_noise_augmentation_changes_training_and_is_validated():
     assert again.history_ == noisy.history_  # seeded
     with pytest.raises(InputError, match="augment_noise"):
         tiny_config(augment_noise=-0.1)
+
+
+def test_predict_files_batches_and_prefetches_in_order(fitted, tmp_path):
+    from mvr3d.engine import predict_files
+    from mvr3d.io import write_points
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    clouds = {f"part_{i}": sphere(800 + 100 * i, 40 + i).astype(np.float32) for i in range(5)}
+    for stem, cloud in clouds.items():
+        write_points(scans / f"{stem}.npy", cloud)
+    rows = predict_files(fitted, scans, tmp_path / "out", heatmaps=False, batch=2)
+    assert [r["file"] for r in rows] == sorted(clouds)
+    for row in rows:
+        single = fitted.score(clouds[row["file"]])
+        written = np.loadtxt(tmp_path / "out" / f"{row['file']}.txt")
+        np.testing.assert_allclose(written[:, 3], single.point_scores, rtol=1e-5)
+        assert row["object_score"] == pytest.approx(single.object_score, rel=1e-6)
+    table = (tmp_path / "out" / "scores.csv").read_text().splitlines()
+    assert table[0] == "file,object_score" and len(table) == 6
+    (scans / "part_9.npy").write_bytes(b"broken")
+    with pytest.raises(InputError, match="part_9"):
+        predict_files(fitted, scans, tmp_path / "out2", heatmaps=False, batch=2)

@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-heatmaps", action="store_true", help="skip the coloured PLY files")
     parser.add_argument("--device", help="override the checkpoint's device")
     parser.add_argument("--max-points", type=int, help=MAX_POINTS_HELP)
+    parser.add_argument("--batch", type=int, default=4, help="scans scored together (default 4)")
     parser.set_defaults(func=run)
 
 
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_points is not None:
         detector.config = MVRConfig.from_dict({**detector.config.to_dict(), "max_points": args.max_points})
     with output_lock(args.output):
-        rows = predict_files(detector, args.input, args.output, heatmaps=not args.no_heatmaps)
+        rows = predict_files(detector, args.input, args.output, heatmaps=not args.no_heatmaps, batch=args.batch)
     width = max(len(r["file"]) for r in rows)
     for row in rows:
         print(f"{row['file']:<{width}}  {row['object_score']:.5f}")
