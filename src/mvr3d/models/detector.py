@@ -330,7 +330,7 @@ class MVRDetector:
     def _warn_if_unlike_training(self, cloud: torch.Tensor, scan: ScanLike) -> None:
         centre = (cloud.amin(dim=0).double() + cloud.amax(dim=0)) / 2
         ratio = float((cloud.double() - centre).square().sum(dim=1).amax().sqrt()) / self.radius_
-        if ratio > 1.5 or ratio < 0.2:
+        if ratio > 1.5 or 0 < ratio < 0.2:  # 0: identical points, which rendering refuses
             name = getattr(scan, "path", None) or (scan if isinstance(scan, (str, Path)) else "scan")
             warnings.warn(
                 f"{name}: object is {ratio:.2f}x the size of the training scans; it may not be "
