@@ -6,6 +6,7 @@ import torch
 
 from mvr3d.errors import ResourceError
 from mvr3d.models import MVRDetector
+from mvr3d.models import detector as detector_module
 from mvr3d.utils import memory
 from test_detector import sphere, tiny_config
 
@@ -21,11 +22,23 @@ def test_cpu_memory_is_known() -> None:
 
 
 def test_scan_too_large_for_free_memory_fails_before_work(fitted: MVRDetector, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(memory, "available_bytes", lambda device: 2**29)
+    points = 20_000_000
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2 * 2**30)
     monkeypatch.setattr(MVRDetector, "_score_clouds", lambda *a: pytest.fail("scoring started"))
-    with pytest.raises(ResourceError, match=r"needs about 1\.\d GiB on cpu but only 0\.5 GiB.*max_points") as error:
+    monkeypatch.setattr(detector_module, "reduce_points", lambda cloud, limit: (np.broadcast_to(np.zeros(3), (points, 3)), None))
+    with pytest.raises(ResourceError, match=r"needs about 2\.\d GiB on cpu but only 2\.0 GiB is free.*max_points") as error:
+        fitted.score(sphere(500, 3))
+    message = str(error.value)
+    assert "20,000,000-point" in message
+    suggested = int(message.split("e.g. ")[1].split(")")[0].replace(",", ""))
+    assert 100 <= suggested < points
+    assert fitted._memory_needed(suggested) <= 2 * 2**30  # the suggestion itself fits
+
+
+def test_too_little_memory_for_anything_says_so(fitted: MVRDetector, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2**29)
+    with pytest.raises(ResourceError, match="free some memory"):
         fitted.score(sphere(5000, 3))
-    assert "5,000-point" in str(error.value)
 
 
 def test_max_points_makes_it_fit(fitted: MVRDetector, monkeypatch: pytest.MonkeyPatch) -> None:

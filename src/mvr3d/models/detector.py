@@ -294,11 +294,15 @@ class MVRDetector:
         """Fail early and clearly when scoring cannot fit, and likewise if the allocator gives up."""
         what = f"scoring {largest:,}-point scans from {len(self._poses())} views"
         free = memory.available_bytes(self.device)
-        fits = largest if free is None else int(largest * 0.8 * free / max(needed, 1))
-        advice = (
-            f"set max_points (--max-points, e.g. {max(100, min(fits, largest // 2)):,}) to voxel-downsample "
-            "large scans (every original point still gets its voxel's score), or score fewer scans at once"
-        )
+        per_point = self._memory_needed(1) - FIXED_BYTES
+        fits = largest // 2 if free is None else int((0.8 * free - FIXED_BYTES) / per_point)
+        if fits < 100:
+            advice = f"free some memory: even a small scan needs about {FIXED_BYTES / memory.GIB:.1f} GiB here"
+        else:
+            advice = (
+                f"set max_points (--max-points, e.g. {min(fits, largest // 2):,}) to voxel-downsample large "
+                "scans (every original point still gets its voxel's score), or score fewer scans at once"
+            )
         memory.require(needed, self.device, what, advice)
         try:
             yield
