@@ -181,3 +181,14 @@ def test_predict_files_batches_and_prefetches_in_order(fitted, tmp_path):
     (scans / "part_9.npy").write_bytes(b"broken")
     with pytest.raises(InputError, match="part_9"):
         predict_files(fitted, scans, tmp_path / "out2", heatmaps=False, batch=2)
+
+
+def test_threaded_scoring_matches_sequential(fitted, monkeypatch):
+    """The GPU path scores scans from several threads; the results must not depend on it."""
+    scans = [sphere(1000 + 200 * i, 60 + i) for i in range(5)]
+    sequential = fitted.score_many(scans)
+    monkeypatch.setattr(MVRDetector, "_threaded", lambda self: True)
+    threaded = fitted.score_many(scans)
+    for a, b in zip(sequential, threaded, strict=True):
+        np.testing.assert_array_equal(a.point_scores, b.point_scores)
+        assert a.object_score == b.object_score

@@ -279,10 +279,14 @@ class MVRDetector:
         """``function(*item)`` for every item; on a GPU from a few threads at once, so that
         one scan's host work and syncs overlap the others' kernels (one stream, so results
         do not depend on the interleaving)."""
-        if self.device.type != "cuda" or len(items) < 2:
+        if not self._threaded() or len(items) < 2:
             return [function(*item) for item in items]
         with ThreadPoolExecutor(max_workers=min(len(items), SCORING_THREADS)) as pool:
             return list(pool.map(lambda item: function(*item), items))
+
+    def _threaded(self) -> bool:
+        # On a CPU the threads would only compete with torch's own intra-op threads.
+        return self.device.type == "cuda"
 
     def _memory_needed(self, points: int) -> int:
         """Rough peak bytes to render and score one scan (measured in benchmarks/huge_scan.py)."""
