@@ -23,6 +23,7 @@ EXPECTED: dict[str, str | None] = {
     "npy_header_1e12_points.npy": "not a readable .npy file",
     "npy_header_tokenize_error.npy": "TokenError",
     "npy_is_npz_archive.npy": "is a .npz archive",
+    "npz_member_header_1e12_points.npz": "claims shape (1000000000000, 3)",
     "pcd_huge_count_binary.pcd": "bytes per point",
     "pcd_huge_count_compressed.pcd": "bytes per point",
     "ply_duplicate_face_element.ply": "declares element 'face' twice",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +44,11 @@ def read_npz(path: str | Path) -> PointCloud:
     """Read key ``points`` (+ ``values``/``labels``/``scores``), or an archive of one array."""
     path = Path(path)
     try:
+        _check_member_sizes(path)
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
+    except InputError:
+        raise
     except MemoryError:
         raise  # a real array too large for memory, not a malformed file
     except Exception as exc:  # as in read_npy, plus zip and zlib errors
@@ -63,6 +68,32 @@ def read_npz(path: str | Path) -> PointCloud:
     raise InputError(
         f"expected a 'points' array or a single array, found keys {sorted(arrays)[:10]}", path
     )
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_member_sizes(path: Path) -> None:
+    """Compare each member's header with its stored size before numpy allocates the array:
+    a header claiming 10^12 points in a small (compressed) member is a malformed file."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = _HEADER_READERS.get(version)
+                if read_header is None:  # a newer format: numpy's own checks apply
+                    continue
+                shape, _, dtype = read_header(member)
+                header = member.tell()
+            claimed = math.prod(shape) * dtype.itemsize
+            if claimed > info.file_size - header:
+                raise InputError(
+                    f"member {info.filename!r} claims shape {shape} of {dtype} ({claimed:,} bytes) "
+                    f"but holds {info.file_size - header:,} bytes",
+                    path,
+                )
 
 
 def write_npy(path: str | Path, points: np.ndarray, values: np.ndarray | None = None) -> None:
