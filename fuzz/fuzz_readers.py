@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing of ``mvr3d.io.read_points`` with atheris.
 
-The first input byte picks the file extension (``FORMATS[byte % 5]``) and the rest is the
+The first input byte picks the file extension (``FORMATS[byte % len(FORMATS)]``) and the rest is the
 file's content, so one corpus can exercise every reader; ``MVR3D_FUZZ_FORMAT=pcd`` pins the
 extension instead, for per-format runs. A reader may only return a valid cloud or raise
 :class:`InputError` naming the file; anything else (an uncaught exception, a hang past
@@ -24,7 +24,8 @@ with atheris.instrument_imports(include=["mvr3d"]):
     from mvr3d.errors import InputError
     from mvr3d.io import PointCloud, read_points
 
-FORMATS = (".pcd", ".ply", ".txt", ".xyz", ".npy")
+# New formats go at the end, so existing corpus files keep their format byte.
+FORMATS = (".pcd", ".ply", ".txt", ".xyz", ".npy", ".npz", ".csv", ".pts")
 # One fixed folder per process: creating a fresh temp dir per input would dominate the run.
 _WORKDIR = Path(tempfile.mkdtemp(prefix="mvr3d-fuzz-"))
 

@@ -27,6 +27,13 @@ def _cloud(n: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.normal(size=(n, 3)).astype(np.float32), rng.random(n).astype(np.float32)
 
 
+def _write_pts(path: Path, points: np.ndarray) -> None:
+    """.pts is read as text but has no writer: stage a .txt and rename it."""
+    staged = path.with_name(path.stem + "_pts.txt")
+    write_points(staged, points)
+    staged.rename(path)
+
+
 def _writers() -> dict[str, Callable[[Path], None]]:
     """Seed name -> function writing it; small clouds keep the corpus well under 1 MB."""
     pts, vals = _cloud(6)
@@ -41,9 +48,10 @@ def _writers() -> dict[str, Callable[[Path], None]]:
         seeds[f"plain_{fmt}.ply"] = lambda p, f=fmt: write_ply(p, pts, fmt=f)
         seeds[f"mesh_{fmt}.ply"] = lambda p, f=fmt: write_ply(p, pts, vals, faces=faces, fmt=f)
     seeds["colored.ply"] = lambda p: write_points(p, pts, vals)
-    for suffix in (".txt", ".xyz", ".npy"):
+    for suffix in (".txt", ".xyz", ".npy", ".npz", ".csv"):
         seeds[f"plain{suffix}"] = lambda p: write_points(p, pts)
         seeds[f"values{suffix}"] = lambda p: write_points(p, pts, vals)
+    seeds["plain.pts"] = lambda p: _write_pts(p, pts)
     return seeds
 
 
