@@ -23,8 +23,8 @@ def demo_config(weights: str | None, seed: int) -> MVRConfig:
     """Small enough for a 2-core CPU; full-size settings are the MVRConfig defaults."""
     return MVRConfig(
         weights=weights,
-        render=RenderConfig(render_size=336, image_size=112),
-        views=9,
+        render=RenderConfig(render_size=336, image_size=112, depth_range="scan"),
+        views="paper3",
         augment_rotations=2,
         iterations=80,
         batch_size=8,
