@@ -161,7 +161,7 @@ class MVRDetector:
             self.aligner_ = RegistrationDetector(seed=cfg.seed, device=self.device).fit(clouds)
         self.net = self._build()
         pool = self._training_images(clouds, rng)
-        saver = None if state_file is None else _StateSaver(Path(state_file), cfg.to_dict(), clouds, save_every)
+        saver = None if state_file is None else training_state.StateSaver(Path(state_file), cfg.to_dict(), clouds, save_every)
         self._train(pool, rng, progress, saver)
         return self
 
@@ -199,14 +199,14 @@ class MVRDetector:
         offsets = rng.normal(scale=sigma, size=len(points))
         return points + np.outer(offsets, direction).astype(points.dtype)
 
-    def _train(self, pool: torch.Tensor, rng: np.random.Generator, progress: bool, saver: _StateSaver | None) -> None:
+    def _train(self, pool: torch.Tensor, rng: np.random.Generator, progress: bool, saver: training_state.StateSaver | None) -> None:
         cfg, net = self.config, self.net
         net.student.train()
         optimizer = stable_adamw(net.student.parameters(), cfg.lr, cfg.weight_decay)
         scheduler = warm_cosine_scheduler(optimizer, cfg.iterations, cfg.warmup, cfg.final_lr_ratio)
         self.history_, start = [], 0
         if saver is not None:
-            start = saver.restore(net.student, optimizer, scheduler, rng, self)
+            start, self.history_ = saver.restore(net.student, optimizer, scheduler, rng)
         bar = tqdm(range(start, cfg.iterations), desc="fit", disable=not progress, leave=False,
                    initial=start, total=cfg.iterations)
         for it in bar:
@@ -408,43 +408,3 @@ def _pick_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {name!r} requested but CUDA is not available")
     return device
-
-
-class _StateSaver:
-    """Saves and restores a fit's training state in one file (see training_state)."""
-
-    def __init__(self, path: Path, config: dict, clouds: Sequence[np.ndarray], every: int) -> None:
-        self.path, self.config, self.every = path, config, every
-        self.data = training_state.fingerprint(clouds)
-
-    def restore(self, student, optimizer, scheduler, rng: np.random.Generator, detector: MVRDetector) -> int:
-        """Load a saved state into the training objects; the iteration to go on from."""
-        if not self.path.is_file():
-            return 0
-        state = training_state.load_state(self.path, self.config, self.data)
-        student.load_state_dict(state.student)
-        optimizer.load_state_dict(state.optimizer)
-        scheduler.load_state_dict(state.scheduler)
-        rng.bit_generator.state = state.numpy_rng
-        torch.set_rng_state(state.torch_rng)
-        if state.cuda_rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state.cuda_rng)
-        detector.history_ = list(state.history)
-        log.info("resuming training from iteration %d (%s)", state.iteration, self.path)
-        return state.iteration
-
-    def step(self, done: int, student, optimizer, scheduler, rng: np.random.Generator, history: list[float]) -> None:
-        if done % self.every and done != self.config["iterations"]:
-            return
-        state = training_state.TrainingState(
-            iteration=done,
-            student=student.state_dict(),
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(),
-            numpy_rng=rng.bit_generator.state,
-            torch_rng=torch.get_rng_state(),
-            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            history=list(history),
-        )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        training_state.save_state(self.path, state, self.config, self.data)

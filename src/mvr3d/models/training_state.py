@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import torch
 
 from mvr3d.errors import CheckpointError
 from mvr3d.utils.atomic import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 STATE_NAME = "training-state.pt"
 STATE_VERSION = 1
@@ -83,3 +86,43 @@ def load_state(path: Path, config: dict, data_hash: str) -> TrainingState:
         raise CheckpointError(f"{path}: saved by a fit on other training scans; delete it to start over")
     fields = TrainingState.__dataclass_fields__
     return TrainingState(**{name: payload[name] for name in fields})
+
+
+class StateSaver:
+    """Saves a fit's training state every few iterations and restores it on the next fit."""
+
+    def __init__(self, path: Path, config: dict, clouds: Sequence[np.ndarray], every: int) -> None:
+        self.path, self.config, self.every = path, config, every
+        self.data = fingerprint(clouds)
+
+    def restore(self, student, optimizer, scheduler, rng: np.random.Generator) -> tuple[int, list[float]]:
+        """Load a saved state into the training objects; the iteration to go on from and the
+        loss history so far."""
+        if not self.path.is_file():
+            return 0, []
+        state = load_state(self.path, self.config, self.data)
+        student.load_state_dict(state.student)
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        rng.bit_generator.state = state.numpy_rng
+        torch.set_rng_state(state.torch_rng)
+        if state.cuda_rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state.cuda_rng)
+        log.info("resuming training from iteration %d (%s)", state.iteration, self.path)
+        return state.iteration, list(state.history)
+
+    def step(self, done: int, student, optimizer, scheduler, rng: np.random.Generator, history: list[float]) -> None:
+        if done % self.every and done != self.config["iterations"]:
+            return
+        state = TrainingState(
+            iteration=done,
+            student=student.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            numpy_rng=rng.bit_generator.state,
+            torch_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            history=list(history),
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        save_state(self.path, state, self.config, self.data)
