@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import Module
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from mvr3d.errors import CheckpointError
 from mvr3d.utils.atomic import atomic_write_bytes
@@ -95,7 +98,9 @@ class StateSaver:
         self.path, self.config, self.every = path, config, every
         self.data = fingerprint(clouds)
 
-    def restore(self, student, optimizer, scheduler, rng: np.random.Generator) -> tuple[int, list[float]]:
+    def restore(
+        self, student: Module, optimizer: Optimizer, scheduler: LRScheduler, rng: np.random.Generator
+    ) -> tuple[int, list[float]]:
         """Load a saved state into the training objects; the iteration to go on from and the
         loss history so far."""
         if not self.path.is_file():
@@ -111,7 +116,10 @@ class StateSaver:
         log.info("resuming training from iteration %d (%s)", state.iteration, self.path)
         return state.iteration, list(state.history)
 
-    def step(self, done: int, student, optimizer, scheduler, rng: np.random.Generator, history: list[float]) -> None:
+    def step(
+        self, done: int, student: Module, optimizer: Optimizer, scheduler: LRScheduler,
+        rng: np.random.Generator, history: list[float],
+    ) -> None:
         if done % self.every and done != self.config["iterations"]:
             return
         state = TrainingState(
