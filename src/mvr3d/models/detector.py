@@ -310,12 +310,10 @@ class MVRDetector:
         memory.require(needed, self.device, what, advice)
         try:
             yield
-        except (torch.OutOfMemoryError, MemoryError) as error:
-            raise memory.out_of_memory(error, needed, self.device, what, advice) from error
-        except RuntimeError as error:
-            if "alloc" not in str(error).lower():
+        except (MemoryError, RuntimeError) as error:
+            if not memory.is_out_of_memory(error):
                 raise
-            raise memory.out_of_memory(error, needed, self.device, what, advice) from error
+            raise memory.out_of_memory(needed, self.device, what, advice) from error
 
     def _placed(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | np.ndarray]:
         """The scan on the device, in the frame it is drawn in, and the centre the views turn about."""

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mvr3d.render.camera import estimate_spacing
+from mvr3d.render.zbuffer import decode_pixels
 from mvr3d.scans import object_score  # noqa: F401  (re-exported: part of the scoring API)
 from mvr3d.utils.neighbours import nearest_neighbours
 
@@ -56,8 +57,7 @@ def point_scores_from_maps(
     scores, seen = [], []
     rows = max(1, max_elements // max(1, maps.shape[0]))
     for start in range(0, pixel_index.shape[1], rows):
-        index = pixel_index[:, start : start + rows].long()
-        pixels = torch.stack((index // render_size, index % render_size), dim=-1)
+        pixels = decode_pixels(pixel_index[:, start : start + rows], render_size)
         chunk_scores, chunk_seen = average_visible(
             sample_at_pixels(maps, pixels, render_size), visible[:, start : start + rows]
         )

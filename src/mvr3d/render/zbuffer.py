@@ -72,8 +72,7 @@ class MultiView:
     @property
     def pixels(self) -> Tensor:
         """(V, N, 2) int64 (row, col) at render resolution."""
-        index = self.pixel_index.long()
-        return torch.stack((index // self.render_size, index % self.render_size), dim=-1)
+        return decode_pixels(self.pixel_index, self.render_size)
 
     def image_pixels(self) -> Tensor:
         """(V, N, 2) int64 (row, col) at image resolution."""
@@ -88,6 +87,12 @@ class MultiView:
     def coverage(self) -> float:
         """Fraction of points visible in at least one view."""
         return float(self.seen.float().mean())
+
+
+def decode_pixels(pixel_index: Tensor, render_size: int) -> Tensor:
+    """``row * render_size + col`` indices (any shape) -> (..., 2) int64 (row, col)."""
+    index = pixel_index.long()
+    return torch.stack((index // render_size, index % render_size), dim=-1)
 
 
 def render_views(

@@ -35,6 +35,13 @@ def require(needed: int, device: torch.device, what: str, advice: str) -> None:
         )
 
 
-def out_of_memory(error: BaseException, needed: int, device: torch.device, what: str, advice: str) -> ResourceError:
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for the allocators' out-of-memory errors (CUDA, CPU), not for other RuntimeErrors."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and "alloc" in str(error).lower()
+
+
+def out_of_memory(needed: int, device: torch.device, what: str, advice: str) -> ResourceError:
     """The ResourceError to raise in place of an allocator's out-of-memory error."""
     return ResourceError(f"{what} ran out of memory on {device} (estimated need {needed / GIB:.1f} GiB); {advice}")
