@@ -5,8 +5,8 @@
 1. Same seed, two fits: how far apart are the scores (CPU: must be bit-identical;
    CUDA: the issue allows 1e-5)?
 2. The same fitted detector scoring the same scans twice.
-3. The fast path (bf16 autocast, batched scans) against the float32 reference of the
-   same detector on the same inputs, one scan at a time.
+3. The fast path (float16 autocast for scoring, batched scans) and the bfloat16 variant
+   against the float32 reference of the same detector on the same inputs, one scan at a time.
 Writes ``benchmarks/consistency_<device>.md``.
 """
 
@@ -47,6 +47,14 @@ def compare(a: list, b: list) -> dict:
     }
 
 
+def sharing(fitted: MVRDetector, **changes: object) -> MVRDetector:
+    """A detector with ``fitted``'s weights and templates but other scoring settings."""
+    other = MVRDetector(MVRConfig.from_dict({**fitted.config.to_dict(), **changes}))
+    other.net, other.radius_ = fitted.net, fitted.radius_
+    other.aligner_, other.template_centres_ = fitted.aligner_, fitted.template_centres_
+    return other
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -66,15 +74,17 @@ def main() -> None:
         ("two fits, same seed", compare(second.score_many(tests), fast)),
         ("one detector, scored twice", compare(first.score_many(tests), fast)),
     ]
-    reference = MVRDetector(MVRConfig.from_dict({**config.to_dict(), "amp": False}))
-    reference.net, reference.radius_ = first.net, first.radius_
-    reference.aligner_, reference.template_centres_ = first.aligner_, first.template_centres_
+    bfloat16 = sharing(first, score_dtype="bfloat16").score_many(tests)
+    reference = sharing(first, amp=False)
     torch.backends.cudnn.allow_tf32 = False  # a true float32 reference (cuDNN convolutions default to TF32)
-    rows.append(("fast path vs float32, one scan at a time", compare(fast, [reference.score(t) for t in tests])))
+    truth = [reference.score(t) for t in tests]
+    rows.append((f"fast path ({config.score_dtype}) vs float32, one scan at a time", compare(fast, truth)))
+    rows.append(("bfloat16 scoring vs float32", compare(bfloat16, truth)))
     name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "CPU"
     lines = [
         f"Consistency on {name} ({time.strftime('%Y-%m-%d')}): ViT-S random weights, {args.iterations} iterations, "
-        f"27 views, {len(tests)} scans of {args.points:,} points; bf16 autocast is on for CUDA.",
+        f"27 views, {len(tests)} scans of {args.points:,} points; on CUDA training runs in bfloat16 and scoring "
+        f"in {config.score_dtype} autocast.",
         "Relative figures divide by the largest reference score (max) or by each point's score (99th percentile).",
         "",
         "| check | bit-identical | max abs diff | max diff / max score | p99 per-point rel | object score max rel |",

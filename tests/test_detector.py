@@ -192,3 +192,24 @@ def test_threaded_scoring_matches_sequential(fitted, monkeypatch):
     for a, b in zip(sequential, threaded, strict=True):
         np.testing.assert_array_equal(a.point_scores, b.point_scores)
         assert a.object_score == b.object_score
+
+
+def test_float16_overflow_falls_back_to_float32(fitted, monkeypatch):
+    """On CUDA scoring runs in float16; a non-finite map must be recomputed in float32."""
+    import torch
+
+    images = torch.zeros(2, 3, 56, 56)
+    expected = fitted.view_maps(images)
+    calls = []
+
+    def fake_maps(images, dtype):
+        calls.append(dtype)
+        return torch.full_like(expected, float("inf")) if dtype == "float16" else expected.clone()
+
+    monkeypatch.setattr(fitted, "_maps", fake_maps)
+    monkeypatch.setattr(fitted, "device", torch.device("cuda"))
+    maps = fitted.view_maps(images)
+    assert calls == ["float16", "float32"]
+    torch.testing.assert_close(maps, expected)
+    with pytest.raises(InputError, match="score_dtype"):
+        tiny_config(score_dtype="float8")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from mvr3d.errors import InputError
 from mvr3d.render import RenderConfig
 
+SCORE_DTYPES = ("float16", "bfloat16", "float32")
+
 
 @dataclass
 class MVRConfig:
@@ -56,7 +58,10 @@ class MVRConfig:
     max_points: int | None = None
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    amp: bool = True  # bf16 autocast on CUDA
+    amp: bool = True  # autocast on CUDA (training in bfloat16); False = float32 throughout
+    # Network precision when scoring on CUDA with amp: float16 keeps scores within 1e-3 of
+    # float32 (bfloat16 drifts to ~2.5e-3; benchmarks/consistency_cuda.md) at the same speed.
+    score_dtype: str = "float16"
 
     def __post_init__(self) -> None:
         if isinstance(self.render, dict):
@@ -76,6 +81,7 @@ class MVRConfig:
             "view_batch": self.view_batch >= 1,
             "smoothing_k": self.smoothing_k >= 0,
             "max_points": self.max_points is None or self.max_points >= 100,
+            "score_dtype": self.score_dtype in SCORE_DTYPES,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

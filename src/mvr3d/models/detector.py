@@ -228,9 +228,9 @@ class MVRDetector:
                 saver.step(it + 1, net.student, optimizer, scheduler, rng, self.history_)
         net.student.eval()
 
-    def _autocast(self):
-        enabled = self.config.amp and self.device.type == "cuda"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+    def _autocast(self, dtype: str = "bfloat16"):
+        enabled = self.config.amp and self.device.type == "cuda" and dtype != "float32"
+        return torch.autocast(self.device.type, dtype=getattr(torch, dtype), enabled=enabled)
 
     # ------------------------------------------------------------------ scoring
     def _check_fitted(self) -> MVRNet:
@@ -241,10 +241,17 @@ class MVRDetector:
     @torch.no_grad()
     def view_maps(self, images: torch.Tensor) -> torch.Tensor:
         """(V, gh, gw) token-level anomaly maps for model-ready images."""
+        dtype = self.config.score_dtype if self.config.amp and self.device.type == "cuda" else "float32"
+        maps = self._maps(images, dtype)
+        if dtype == "float16" and not bool(torch.isfinite(maps).all()):
+            maps = self._maps(images, "float32")  # float16 overflowed somewhere: redo exactly
+        return maps
+
+    def _maps(self, images: torch.Tensor, dtype: str) -> torch.Tensor:
         net = self._check_fitted()
         maps = []
         for chunk in images.split(self.config.view_batch):
-            with self._autocast():
+            with self._autocast(dtype):
                 maps.append(net.anomaly_maps(chunk.to(self.device)).float())
         return torch.cat(maps)
 
