@@ -213,3 +213,14 @@ def test_float16_overflow_falls_back_to_float32(fitted, monkeypatch):
     torch.testing.assert_close(maps, expected)
     with pytest.raises(InputError, match="score_dtype"):
         tiny_config(score_dtype="float8")
+
+
+def test_scans_scored_together_score_as_alone(fitted):
+    """score_many renders and maps all scans in one batch; each result must not depend on it."""
+    scans = [sphere(1500, 80), sphere(600, 81) * 1.2, sphere(2400, 82)]
+    together = fitted.score_many(scans)
+    for scan, joint in zip(scans, together, strict=True):
+        alone = fitted.score(scan)
+        np.testing.assert_allclose(joint.point_scores, alone.point_scores, rtol=1e-5, atol=1e-7)
+        assert joint.coverage == pytest.approx(alone.coverage)
+        assert joint.object_score == pytest.approx(alone.object_score, rel=1e-5)

@@ -17,6 +17,7 @@ from mvr3d.render import (
     fibonacci_poses,
     make_poses,
     paper_poses,
+    render_batch,
     render_views,
     to_model_input,
 )
@@ -142,6 +143,26 @@ def test_chunking_does_not_change_results() -> None:
     chunked = render_views(points, paper_poses(), SMALL, max_elements=7000)
     assert torch.equal(whole.images, chunked.images)
     assert torch.equal(whole.visible, chunked.visible)
+
+
+@pytest.mark.parametrize("max_elements", [2**24, 20000])
+def test_batch_renders_each_cloud_as_alone(max_elements: int) -> None:
+    """Clouds of different sizes, point spacings (so footprints) and centres in one batch."""
+    config = RenderConfig(render_size=96, image_size=32, depth_range="view")
+    clouds = [sphere(3000).float(), 2.0 * sphere(500).float() + 5.0, grid_plane(40).float(), sphere(3000).float() * 0.5]
+    centres = [None, torch.tensor([5.0, 5.0, 5.2]), None, torch.zeros(3)]
+    batch = render_batch(clouds, paper_poses()[:5], config, centres=centres, radius=1.5, max_elements=max_elements)
+    assert len(batch) == 4 and batch.images.shape[0] == 4 * 5 and batch.visible.shape == (5, 3000 + 500 + 1600 + 3000)
+    for index, (cloud, centre) in enumerate(zip(clouds, centres, strict=True)):
+        alone = render_views(cloud, paper_poses()[:5], config, centre=centre, radius=1.5)
+        part = batch.scan(index)
+        assert torch.equal(part.images, alone.images)
+        assert torch.equal(part.pixel_index, alone.pixel_index)
+        assert torch.equal(part.visible, alone.visible)
+        assert torch.allclose(part.centre, alone.centre) and part.scale == alone.scale
+    assert torch.equal(batch.cloud_of_point().bincount(), torch.tensor([3000, 500, 1600, 3000]))
+    with pytest.raises(InputError, match="at least one"):
+        render_batch([], IDENTITY, config)
 
 
 # --- coverage and visibility over many views -----------------------------------------
@@ -310,3 +331,19 @@ def test_cli_render(tmp_path, capsys) -> None:
     output = capsys.readouterr().out
     assert "visible in at least one view:" in output and "of 3,000 points" in output
     assert (tmp_path / "out" / "contact_sheet.png").is_file()
+
+
+@pytest.mark.parametrize("radius", [1, 2, 5, 16])
+def test_window_reductions_agree(radius: int) -> None:
+    """The GPU's max-pool reduction and the CPU's doubling reduction are both exact."""
+    from mvr3d.render import zbuffer
+
+    generator = torch.Generator().manual_seed(radius)
+    depth = torch.rand(3, 1, 40, 50, generator=generator)
+    depth[depth > 0.7] = math.inf
+    mask = torch.rand(3, 1, 40, 50, generator=generator) > 0.8
+    cases = [(depth, torch.minimum, math.inf), (mask, torch.logical_or, False), (~mask, torch.logical_and, True)]
+    for x, op, identity in cases:
+        pooled = zbuffer._window_reduce_pooled(x, radius, op)
+        doubled = zbuffer._window_reduce_doubling(x, radius, op, identity)
+        assert pooled.dtype == doubled.dtype and torch.equal(pooled, doubled)

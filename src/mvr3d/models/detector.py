@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from mvr3d.baselines.fpfh import voxel_downsample
@@ -23,9 +24,9 @@ from mvr3d.models.config import MVRConfig
 from mvr3d.models.loss import global_cosine_hard_mining
 from mvr3d.models.mvr import MVRNet
 from mvr3d.models.optim import stable_adamw, warm_cosine_scheduler
-from mvr3d.models.scoring import fill_unseen, point_scores_from_maps, smooth_knn, upsample_maps
+from mvr3d.models.scoring import fill_unseen, point_scores, smooth_knn, upsample_maps
 from mvr3d.models.student import StudentConfig
-from mvr3d.render import make_poses, render_views, to_model_input
+from mvr3d.render import make_poses, render_batch, render_views, to_model_input
 from mvr3d.render.poses import cone_direction, look_from
 from mvr3d.scans import ScanLike, ScanScore, as_points, object_score
 from mvr3d.utils import memory
@@ -271,16 +272,41 @@ class MVRDetector:
         return [expand(result, inverse) for result, (_, inverse) in zip(results, reduced, strict=True)]
 
     def _score_clouds(self, clouds: list[np.ndarray], scans: Sequence[ScanLike]) -> list[ScanScore]:
-        rendered = self._each(self._prepare, list(zip(clouds, scans, strict=True)))
-        maps = self.view_maps(torch.cat([to_model_input(views.images) for _, views in rendered]))
-        per_scan = maps.split([views.num_views for _, views in rendered])
-        items = [(cloud, views, scan_maps) for (cloud, views), scan_maps in zip(rendered, per_scan, strict=True)]
-        return self._each(self._point_scores, items)
+        """Register each scan (a few threads on a GPU), then render, run the network and map
+        scores back for all scans together: few, large operations and few host syncs."""
+        cfg = self.config
+        with record_function("mvr3d.register"):
+            placed = self._each(self._placed, [(points,) for points in clouds])
+            points = [cloud for cloud, _ in placed]
+            self._warn_if_unlike_training(points, scans)
+        with record_function("mvr3d.render"):
+            centres = [centre for _, centre in placed]
+            batch = render_batch(points, self._poses(), cfg.render, centres=centres, radius=self.radius_)
+        with record_function("mvr3d.network"):
+            token_maps = self.view_maps(to_model_input(batch.images))
+        with record_function("mvr3d.point_scores"):
+            maps = upsample_maps(token_maps, cfg.render.image_size, cfg.map_blur_sigma)
+            scores, seen = point_scores(maps, batch)
+        with record_function("mvr3d.complete"):
+            pieces = zip(points, scores.split(batch.counts), seen.split(batch.counts), strict=True)
+            finished = torch.cat(self._each(self._completed, list(pieces)))
+            coverage = torch.zeros(len(batch), device=seen.device).index_add_(0, batch.cloud_of_point(), seen.float())
+            coverage /= torch.tensor(batch.counts, device=seen.device)
+            host = torch.cat([finished.float(), coverage]).cpu().numpy()  # the one copy back
+        return self._results(host, batch.counts)
 
-    def _prepare(self, points: np.ndarray, scan: ScanLike):
-        cloud, centre = self._placed(points)
-        self._warn_if_unlike_training(cloud, scan)
-        return cloud, render_views(cloud, self._poses(), self.config.render, centre=centre, radius=self.radius_)
+    def _results(self, host: np.ndarray, counts: tuple[int, ...]) -> list[ScanScore]:
+        """Concatenated point scores followed by one coverage per scan -> a result per scan."""
+        cfg, scans = self.config, len(counts)
+        per_scan = np.split(host[:-scans], np.cumsum(counts)[:-1])
+        return [
+            ScanScore(scores, object_score(scores, cfg.object_score, cfg.top_fraction), float(coverage))
+            for scores, coverage in zip(per_scan, host[-scans:], strict=True)
+        ]
+
+    def _completed(self, cloud: torch.Tensor, scores: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        """Scores for unseen points, then the optional k-NN smoothing; on the scan's device."""
+        return smooth_knn(cloud, fill_unseen(cloud, scores, seen), self.config.smoothing_k)
 
     def _each(self, function, items: list[tuple]) -> list:
         """``function(*item)`` for every item; on a GPU from a few threads at once, so that
@@ -330,26 +356,21 @@ class MVRDetector:
         index, moved = self.aligner_.to_template_frame(points.astype(np.float64))
         return self._on_device(moved), self.template_centres_[index]
 
-    def _point_scores(self, cloud: torch.Tensor, views, token_maps: torch.Tensor) -> ScanScore:
-        """Everything on the scan's device; one copy of the final scores to the host."""
-        cfg = self.config
-        maps = upsample_maps(token_maps, cfg.render.image_size, cfg.map_blur_sigma)
-        scores, seen = point_scores_from_maps(maps, views.pixel_index, views.visible, cfg.render.render_size)
-        scores = fill_unseen(cloud, scores, seen)
-        scores = smooth_knn(cloud, scores, cfg.smoothing_k)
-        host = scores.float().cpu().numpy()
-        return ScanScore(host, object_score(host, cfg.object_score, cfg.top_fraction), views.coverage)
-
-    def _warn_if_unlike_training(self, cloud: torch.Tensor, scan: ScanLike) -> None:
-        centre = (cloud.amin(dim=0).double() + cloud.amax(dim=0)) / 2
-        ratio = float((cloud.double() - centre).square().sum(dim=1).amax().sqrt()) / self.radius_
-        if ratio > 1.5 or 0 < ratio < 0.2:  # 0: identical points, which rendering refuses
-            name = getattr(scan, "path", None) or (scan if isinstance(scan, (str, Path)) else "scan")
-            warnings.warn(
-                f"{name}: object is {ratio:.2f}x the size of the training scans; it may not be "
-                "of the class this detector was fitted on (or its units differ)",
-                stacklevel=3,
-            )
+    def _warn_if_unlike_training(self, clouds: list[torch.Tensor], scans: Sequence[ScanLike]) -> None:
+        """A scan much larger or smaller than the templates is likely another class or unit."""
+        radii = []
+        for cloud in clouds:
+            centre = (cloud.amin(dim=0).double() + cloud.amax(dim=0)) / 2
+            radii.append((cloud.double() - centre).square().sum(dim=1).amax().sqrt())
+        for scan, radius in zip(scans, torch.stack(radii).tolist(), strict=True):
+            ratio = radius / self.radius_
+            if ratio > 1.5 or 0 < ratio < 0.2:  # 0: identical points, which rendering refuses
+                name = getattr(scan, "path", None) or (scan if isinstance(scan, (str, Path)) else "scan")
+                warnings.warn(
+                    f"{name}: object is {ratio:.2f}x the size of the training scans; it may not be "
+                    "of the class this detector was fitted on (or its units differ)",
+                    stacklevel=4,
+                )
 
     # ------------------------------------------------------------- persistence
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mvr3d.render.camera import estimate_spacing
-from mvr3d.render.zbuffer import decode_pixels
+from mvr3d.render.zbuffer import RenderedBatch
 from mvr3d.scans import object_score  # noqa: F401  (re-exported: part of the scoring API)
 from mvr3d.utils.neighbours import nearest_neighbours
 
@@ -32,38 +32,41 @@ def upsample_maps(token_maps: torch.Tensor, size: int, sigma: float) -> torch.Te
     return gaussian_blur(maps.squeeze(1), sigma)
 
 
-def sample_at_pixels(maps: torch.Tensor, pixels: torch.Tensor, render_size: int) -> torch.Tensor:
-    """Bilinear lookup of (V, h, w) maps at render-resolution (row, col) pixels -> (V, N)."""
-    centre = (pixels.float() + 0.5) / render_size * 2 - 1  # pixel centres in [-1, 1]
-    grid = centre.flip(-1).unsqueeze(1)  # (V, 1, N, 2) as (x, y)
-    values = F.grid_sample(maps.unsqueeze(1), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return values[:, 0, 0, :]
+IMAGE_ELEMENTS_PER_CHUNK = 2**26  # upsampled map pixels held at once
 
 
-def average_visible(values: torch.Tensor, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean over the views where each point is visible (eqs. 9-10); and the seen mask."""
-    weights = visible.to(values.dtype)
-    counts = weights.sum(dim=0)
-    scores = (values * weights).sum(dim=0) / counts.clamp(min=1)
-    return scores, counts > 0
+def point_scores(
+    maps: Tensor, batch: RenderedBatch, max_elements: int = 2**24
+) -> tuple[Tensor, Tensor]:
+    """Per-point mean of the maps over the views that see the point, and the seen mask.
 
-
-def point_scores_from_maps(
-    maps: torch.Tensor, pixel_index: torch.Tensor, visible: torch.Tensor, render_size: int,
-    max_elements: int = 2**24,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-point mean of the (V, h, w) maps over the views that see the point, and the seen
-    mask; in chunks of points, so memory stays bounded however many points there are."""
-    scores, seen = [], []
-    rows = max(1, max_elements // max(1, maps.shape[0]))
-    for start in range(0, pixel_index.shape[1], rows):
-        pixels = decode_pixels(pixel_index[:, start : start + rows], render_size)
-        chunk_scores, chunk_seen = average_visible(
-            sample_at_pixels(maps, pixels, render_size), visible[:, start : start + rows]
-        )
-        scores.append(chunk_scores)
-        seen.append(chunk_seen)
-    return torch.cat(scores), torch.cat(seen)
+    ``maps`` are (clouds * V, h, w), cloud-major like ``batch.images``; the results are
+    (sum N,) in the batch's point order. Each map is upsampled (bilinear) to the render
+    resolution and read at every point's pixel, which is bilinear sampling at the pixel
+    centre, for all clouds in a few large operations. Chunked over views and points, so
+    memory stays bounded however many points there are.
+    """
+    clouds, views, size = len(batch), batch.num_views, batch.render_size
+    per_view = maps.view(clouds, views, *maps.shape[1:])
+    cloud = batch.cloud_of_point()
+    total = torch.zeros(cloud.shape[0], dtype=maps.dtype, device=maps.device)
+    count = torch.zeros_like(total)
+    step = max(1, IMAGE_ELEMENTS_PER_CHUNK // (clouds * size * size))
+    for first in range(0, views, step):
+        block = per_view[:, first : first + step]
+        k = block.shape[1]
+        upsampled = F.interpolate(block.flatten(0, 1).unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False)
+        upsampled = upsampled.view(-1)
+        offsets = torch.arange(k, device=maps.device)[:, None]
+        rows = max(1, max_elements // k)
+        for start in range(0, cloud.shape[0], rows):
+            part = slice(start, start + rows)
+            image = offsets + cloud[None, part] * k  # the image (cloud, view) of each entry
+            flat = image.mul_(size * size).add_(batch.pixel_index[first : first + k, part])
+            weights = batch.visible[first : first + k, part].to(maps.dtype)
+            total[part] += (upsampled[flat] * weights).sum(dim=0)
+            count[part] += weights.sum(dim=0)
+    return total / count.clamp(min=1), count > 0
 
 
 def fill_unseen(points: Tensor, scores: Tensor, seen: Tensor, cell: float | None = None) -> Tensor:

@@ -2,15 +2,23 @@
 
 from mvr3d.render.config import RenderConfig
 from mvr3d.render.poses import euler_to_matrix, fibonacci_poses, make_poses, paper_poses
-from mvr3d.render.zbuffer import MultiView, render_views, to_model_input
+from mvr3d.render.zbuffer import (
+    MultiView,
+    RenderedBatch,
+    render_batch,
+    render_views,
+    to_model_input,
+)
 
 __all__ = [
     "MultiView",
     "RenderConfig",
+    "RenderedBatch",
     "euler_to_matrix",
     "fibonacci_poses",
     "make_poses",
     "paper_poses",
+    "render_batch",
     "render_views",
     "to_model_input",
 ]

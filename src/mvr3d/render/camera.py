@@ -87,31 +87,57 @@ def normalise_points(
     A given ``centre`` / ``radius`` replaces the fitted one, so that scans of one class
     (a partial scan and its complete templates, say) are drawn at one common scale.
     """
-    low, high = points.amin(dim=0).double(), points.amax(dim=0).double()
-    if centre is None:
-        centre = (low + high) / 2.0
-    else:
-        centre = torch.as_tensor(centre, dtype=torch.float64, device=points.device).reshape(3)
-    centred = points.double() - centre
-    # One host transfer for both figures: each one is a device sync.
-    span, fitted = torch.stack(((high - low).abs().amax(), centred.square().sum(dim=1).amax().sqrt())).tolist()
-    if fitted == 0.0 or fitted <= 1e-12 * max(1.0, float(centre.abs().amax())) or span == 0.0:
-        raise InputError("all points are identical: the cloud has no extent to render")
+    scaled, centres, radii, _ = normalise_clouds([points], None if centre is None else [centre], radius)
+    return scaled[0], centres[0], radii[0]
+
+
+def normalise_clouds(
+    clouds: list[Tensor], centres: list[Tensor | np.ndarray | None] | None = None, radius: float | None = None
+) -> tuple[list[Tensor], Tensor, list[float], list[float]]:
+    """:func:`normalise_points` for several clouds with one host transfer for all of them.
+
+    Also returns each cloud's point spacing in scaled units (see :func:`estimate_spacing`).
+    """
     if radius is not None and not (math.isfinite(radius) and radius > 0):
         raise InputError(f"radius must be a positive number, got {radius}")
-    radius = fitted if radius is None else float(radius)
-    return (centred / radius).float(), centre, radius
+    centres = centres or [None] * len(clouds)
+    placed, stats = [], []
+    for points, centre in zip(clouds, centres, strict=True):
+        low, high = points.amin(dim=0).double(), points.amax(dim=0).double()
+        if centre is None:
+            centre = (low + high) / 2.0
+        else:
+            centre = torch.as_tensor(centre, dtype=torch.float64, device=points.device).reshape(3)
+        centred = points.double() - centre
+        placed.append((centred, centre))
+        fitted = centred.square().sum(dim=1).amax().sqrt()
+        stats.append(torch.cat(((high - low).abs(), fitted[None], centre.abs().amax()[None])))
+    # Every figure in one transfer: each transfer is a device sync.
+    scaled, radii, spacings = [], [], []
+    for (centred, _), row, points in zip(placed, torch.stack(stats).tolist(), clouds, strict=True):
+        *extent, fitted, offset = row
+        if fitted == 0.0 or fitted <= 1e-12 * max(1.0, offset) or max(extent) == 0.0:
+            raise InputError("all points are identical: the cloud has no extent to render")
+        scale = fitted if radius is None else float(radius)
+        scaled.append((centred / scale).float())
+        radii.append(scale)
+        spacings.append(spacing_from_extent([e / scale for e in extent], points.shape[0]))
+    return scaled, torch.stack([centre for _, centre in placed]), radii, spacings
 
 
 def estimate_spacing(scaled: Tensor) -> float:
-    """Typical distance between neighbouring points, in scaled units (cheap, no kNN).
+    """Typical distance between neighbouring points, in scaled units (cheap, no kNN)."""
+    return spacing_from_extent((scaled.amax(dim=0) - scaled.amin(dim=0)).double().tolist(), scaled.shape[0])
+
+
+def spacing_from_extent(extent: list[float], count: int) -> float:
+    """Point spacing of ``count`` points on a surface inside a box of this extent.
 
     Treats the cloud as a surface whose area is about half the bounding box's surface
     (exact for a plane and within 5 % for a sphere).
     """
-    a, b, c = (scaled.amax(dim=0) - scaled.amin(dim=0)).double().tolist()
-    area = a * b + b * c + c * a
-    return math.sqrt(area / scaled.shape[0])
+    a, b, c = extent
+    return math.sqrt((a * b + b * c + c * a) / count)
 
 
 def project(scaled: Tensor, rotations: Tensor, camera: Camera) -> tuple[Tensor, Tensor]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,9 +24,8 @@ from mvr3d.errors import InputError
 from mvr3d.render.camera import (
     Camera,
     as_points,
-    estimate_spacing,
     make_camera,
-    normalise_points,
+    normalise_clouds,
     project,
 )
 from mvr3d.render.config import RenderConfig
@@ -41,6 +40,8 @@ AMBIENT = 0.1
 LIGHT = (-0.35, 0.35, 0.868)
 MAX_FOOTPRINT_RADIUS = 16
 DEFAULT_MAX_ELEMENTS = 2**24
+IMAGE_ELEMENTS_PER_CHUNK = 2**26
+_INDEX_LIMIT = 2**31 - 1
 # Bit pattern of float32 +inf: positive floats order like their int32 bit patterns.
 _INF_BITS = 0x7F800000
 
@@ -113,45 +114,152 @@ def render_views(
     near 30 bytes * ``max_elements`` (plus the outputs, 5 bytes per point and view)
     whatever V is.
     """
+    centres = None if centre is None else [centre]
+    return render_batch([points], rotations, config, centres=centres, radius=radius, max_elements=max_elements).scan(0)
+
+
+@dataclass(frozen=True)
+class RenderedBatch:
+    """Several clouds rendered from the same poses in one pass.
+
+    Points of all clouds are concatenated (cloud after cloud), so the per-point tensors
+    are (V, sum of N); images are cloud-major, (clouds * V, C, h, w).
+    """
+
+    images: Tensor
+    pixel_index: Tensor  # (V, sum N) int32, at render resolution
+    visible: Tensor  # (V, sum N) bool
+    counts: tuple[int, ...]
+    render_size: int
+    image_size: int
+    centres: Tensor  # (clouds, 3) float64
+    scales: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    @property
+    def num_views(self) -> int:
+        return self.visible.shape[0]
+
+    def cloud_of_point(self) -> Tensor:
+        """(sum N,) int64: which cloud each concatenated point belongs to."""
+        sizes = torch.tensor(self.counts, device=self.visible.device)
+        return torch.repeat_interleave(torch.arange(len(self), device=sizes.device), sizes)
+
+    def scan(self, index: int) -> MultiView:
+        """One cloud's views (slices of the batch's tensors, no copies)."""
+        start, views = sum(self.counts[:index]), self.num_views
+        points = slice(start, start + self.counts[index])
+        return MultiView(
+            self.images[index * views : (index + 1) * views], self.pixel_index[:, points], self.visible[:, points],
+            self.render_size, self.image_size, self.centres[index], self.scales[index],
+        )
+
+
+def render_batch(
+    clouds: Sequence[Tensor | np.ndarray],
+    rotations: Tensor | np.ndarray,
+    config: RenderConfig | None = None,
+    *,
+    centres: Sequence[Tensor | np.ndarray | None] | None = None,
+    radius: float | None = None,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> RenderedBatch:
+    """:func:`render_views` for several clouds at once: one z-buffer, one set of image
+    operations and one host transfer for all of them, so a GPU stays busy with few launches.
+
+    The output for each cloud is what :func:`render_views` gives for it alone.
+    """
     config = config or RenderConfig()
-    cloud = as_points(points)
-    poses = check_rotations(rotations).to(cloud.device)
-    scaled, centre, radius = normalise_points(cloud, centre, radius)
+    if not clouds:
+        raise InputError("render_batch needs at least one point cloud")
+    tensors = [as_points(points) for points in clouds]
+    device = tensors[0].device
+    tensors = [t.to(device) for t in tensors]
+    poses = check_rotations(rotations).to(device)
+    scaled, centre_rows, radii, spacings = normalise_clouds(tensors, None if centres is None else list(centres), radius)
     camera = make_camera(config)
-    spacing = estimate_spacing(scaled)
     # Footprint radius of one point on screen, in pixels: about the point spacing, and at
     # least the 3x3 neighbourhood.
-    footprint = min(MAX_FOOTPRINT_RADIUS, max(1, round(spacing / camera.pixel_size)))
+    footprints = [min(MAX_FOOTPRINT_RADIUS, max(1, round(s / camera.pixel_size))) for s in spacings]
+    groups: dict[int, list[int]] = {}
+    for index, footprint in enumerate(footprints):
+        groups.setdefault(footprint, []).append(index)
+    parts = {
+        footprint: _render_group([scaled[i] for i in members], poses, camera, config, footprint, max_elements)
+        for footprint, members in groups.items()
+    }
+    counts = tuple(t.shape[0] for t in tensors)
+    if len(parts) == 1:
+        images, index, visible = next(iter(parts.values()))
+    else:
+        images, index, visible = _in_cloud_order(parts, groups, counts, poses.shape[0])
+    return RenderedBatch(images, index, visible, counts, config.render_size, config.image_size, centre_rows, tuple(radii))
+
+
+def _in_cloud_order(
+    parts: dict[int, tuple[Tensor, Tensor, Tensor]], groups: dict[int, list[int]], counts: tuple[int, ...], views: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Reassemble groups of clouds rendered separately into the clouds' own order."""
+    pieces: list[tuple[Tensor, Tensor, Tensor] | None] = [None] * len(counts)
+    for footprint, members in groups.items():
+        images, index, visible = parts[footprint]
+        start = 0
+        for position, cloud in enumerate(members):
+            points = slice(start, start + counts[cloud])
+            pieces[cloud] = (images[position * views : (position + 1) * views], index[:, points], visible[:, points])
+            start += counts[cloud]
+    images, index, visible = zip(*pieces, strict=True)
+    return torch.cat(images), torch.cat(index, dim=1), torch.cat(visible, dim=1)
+
+
+def _render_group(
+    scaled: list[Tensor], poses: Tensor, camera: Camera, config: RenderConfig, footprint: int, max_elements: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Clouds sharing a footprint: images (clouds * V, ...), pixel index and visibility (V, sum N)."""
+    pixels = camera.size * camera.size
+    if len(scaled) > 1 and len(scaled) * pixels > _INDEX_LIMIT:  # flat pixel indices are int32
+        half = len(scaled) // 2
+        first, second = (_render_group(part, poses, camera, config, footprint, max_elements)
+                         for part in (scaled[:half], scaled[half:]))
+        return torch.cat((first[0], second[0])), torch.cat((first[1], second[1]), 1), torch.cat((first[2], second[2]), 1)
+    points = torch.cat(scaled) if len(scaled) > 1 else scaled[0]
+    sizes = torch.tensor([len(s) for s in scaled], device=points.device)
+    cloud = torch.repeat_interleave(torch.arange(len(scaled), dtype=torch.int32, device=points.device), sizes)
     # A point counts as visible when nothing in its footprint is nearer by more than
     # depth_tolerance * (footprint half-diagonal): a surface sloping up to that
     # depth-per-screen-distance ratio (1.5: about 56 degrees) still sees itself.
     tolerance = config.depth_tolerance * math.sqrt(2.0) * footprint * camera.pixel_size
-    per_chunk = max(1, max_elements // scaled.shape[0])
-    parts = [
-        _render_chunk(
-            scaled, poses[start : start + per_chunk], camera, config, tolerance, footprint
-        )
+    # Bounded per-point work and image work (and int32 indices) per chunk of views.
+    image_budget = min(_INDEX_LIMIT, max(IMAGE_ELEMENTS_PER_CHUNK, len(scaled) * pixels))
+    per_chunk = max(1, min(max_elements // points.shape[0], image_budget // (len(scaled) * pixels)))
+    chunks = [
+        _render_chunk(points, cloud, len(scaled), poses[start : start + per_chunk], camera, config, tolerance, footprint)
         for start in range(0, poses.shape[0], per_chunk)
     ]
-    images, index, visible = (
-        torch.cat(items) if len(parts) > 1 else items[0] for items in zip(*parts, strict=True)
-    )
-    return MultiView(images, index, visible, config.render_size, config.image_size, centre, radius)
+    images, index, visible = zip(*chunks, strict=True)
+    return torch.cat(images, dim=1).flatten(0, 1), torch.cat(index), torch.cat(visible)
 
 
 def _render_chunk(
     scaled: Tensor,
+    cloud: Tensor,
+    clouds: int,
     poses: Tensor,
     camera: Camera,
     config: RenderConfig,
     tolerance: float,
     footprint: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
+    """Images (clouds, chunk views, C, h, w), pixel index and visibility (chunk views, sum N)."""
     index, depth = project(scaled, poses, camera)
     views, pixels = poses.shape[0], camera.size * camera.size
-    offsets = torch.arange(views, dtype=torch.int32, device=index.device).mul_(pixels)
-    flat = (index + offsets[:, None]).view(-1)
-    zbuffer = _zbuffer(flat, depth, views, camera.size)
+    # Image of (cloud c, view v) is number c * views + v.
+    offsets = torch.arange(views, dtype=torch.int32, device=index.device)[:, None] + cloud[None] * views
+    flat = (index + offsets.mul_(pixels)).view(-1)
+    del offsets
+    zbuffer = _zbuffer(flat, depth, clouds * views, camera.size)
     # Splat every point over its footprint so that far points cannot show through the
     # gaps between near ones.
     front = _window_reduce(zbuffer, footprint, torch.minimum, math.inf)
@@ -159,7 +267,7 @@ def _render_chunk(
     visible = depth <= nearest.add_(tolerance)
     del flat, depth, nearest
     images = _images(zbuffer, front, tolerance, footprint, camera, config)
-    return images, index, visible
+    return images.unflatten(0, (clouds, views)), index, visible
 
 
 def _zbuffer(flat: Tensor, depth: Tensor, views: int, size: int) -> Tensor:
@@ -176,9 +284,29 @@ def _zbuffer(flat: Tensor, depth: Tensor, views: int, size: int) -> Tensor:
 def _window_reduce(x: Tensor, radius: int, op: Callable[..., Tensor], identity: float) -> Tensor:
     """Reduce over the (2 * radius + 1)^2 window around each pixel (outside = identity).
 
-    Separable, and each 1-D pass doubles its window: O(log radius) full-image ops,
-    which on CPU is far faster than max_pool2d.
+    ``op`` is torch.minimum, torch.logical_or or torch.logical_and. On a GPU: two 1-D
+    max-pools (two kernels, no padded copies). Elsewhere separable doubling, O(log radius)
+    full-image ops, which on a CPU is far faster than max_pool2d. Both are exact.
     """
+    if x.is_cuda:
+        return _window_reduce_pooled(x, radius, op)
+    return _window_reduce_doubling(x, radius, op, identity)
+
+
+def _window_reduce_pooled(x: Tensor, radius: int, op: Callable[..., Tensor]) -> Tensor:
+    # max_pool2d pads with -inf: minimum and logical_and become maxima of negated values,
+    # so that padding is their identity too; booleans travel as float16 (0 and 1 are exact).
+    flip = op is not torch.logical_or
+    values = x.half() if x.dtype == torch.bool else x
+    values = values.neg() if flip else values
+    kernel = 2 * radius + 1
+    values = F.max_pool2d(values, (kernel, 1), stride=1, padding=(radius, 0))
+    values = F.max_pool2d(values, (1, kernel), stride=1, padding=(0, radius))
+    values = values.neg_() if flip else values
+    return values > 0 if x.dtype == torch.bool else values
+
+
+def _window_reduce_doubling(x: Tensor, radius: int, op: Callable[..., Tensor], identity: float) -> Tensor:
     kernel = 2 * radius + 1
     for dim in (2, 3):
         pad_shape = list(x.shape)

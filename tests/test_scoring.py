@@ -1,0 +1,64 @@
+"""From per-view maps to point scores: batched lookup against direct bilinear sampling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mvr3d.models import scoring
+from mvr3d.models.scoring import point_scores
+from mvr3d.render import RenderConfig, paper_poses, render_batch
+
+
+def sphere(n: int, radius: float = 1.0) -> torch.Tensor:
+    i = torch.arange(n, dtype=torch.float64) + 0.5
+    z = 1.0 - 2.0 * i / n
+    phi = i * math.pi * (3.0 - math.sqrt(5.0))
+    ring = torch.sqrt(1.0 - z * z)
+    return radius * torch.stack([ring * torch.cos(phi), ring * torch.sin(phi), z], dim=1).float()
+
+
+def direct_scores(maps: torch.Tensor, pixel_index: torch.Tensor, visible: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear sampling of each (h, w) map at the render pixel centres, mean over visible views."""
+    rows, cols = pixel_index.long() // size, pixel_index.long() % size
+    grid = torch.stack(((cols.float() + 0.5) / size * 2 - 1, (rows.float() + 0.5) / size * 2 - 1), dim=-1)
+    values = F.grid_sample(maps.unsqueeze(1), grid.unsqueeze(1), mode="bilinear", padding_mode="border",
+                           align_corners=False)[:, 0, 0]
+    weights = visible.float()
+    return (values * weights).sum(0) / weights.sum(0).clamp(min=1)
+
+
+@pytest.mark.parametrize("views_per_chunk", [None, 1, 3])
+def test_batched_lookup_matches_bilinear_sampling_per_cloud(views_per_chunk: int | None, monkeypatch) -> None:
+    config = RenderConfig(render_size=96, image_size=32)
+    clouds = [sphere(4000), sphere(900, 1.7), sphere(2500, 0.6)]
+    batch = render_batch(clouds, paper_poses()[:4], config, radius=1.8)
+    if views_per_chunk:
+        monkeypatch.setattr(scoring, "IMAGE_ELEMENTS_PER_CHUNK", views_per_chunk * len(clouds) * 96 * 96)
+    maps = torch.rand(len(clouds) * 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    scores, seen = point_scores(maps, batch, max_elements=3000)  # several point chunks
+    assert scores.shape == seen.shape == (4000 + 900 + 2500,)
+    start = 0
+    for index, count in enumerate(batch.counts):
+        part = batch.scan(index)
+        expected = direct_scores(maps[4 * index : 4 * index + 4], part.pixel_index, part.visible, 96)
+        torch.testing.assert_close(scores[start : start + count], expected, rtol=1e-5, atol=1e-6)
+        assert torch.equal(seen[start : start + count], part.seen)
+        start += count
+    assert 0 < seen.float().mean() < 1  # four views near +z do not see the far side
+
+
+def test_point_in_one_view_takes_that_views_value() -> None:
+    config = RenderConfig(render_size=64, image_size=64)
+    batch = render_batch([sphere(3000)], paper_poses()[:2], config)
+    maps = torch.stack([torch.full((64, 64), 2.0), torch.full((64, 64), 6.0)])
+    scores, seen = point_scores(maps, batch)
+    only_first = batch.visible[0] & ~batch.visible[1]
+    both = batch.visible.all(dim=0)
+    assert only_first.any() and both.any()
+    torch.testing.assert_close(scores[only_first], torch.full_like(scores[only_first], 2.0))
+    torch.testing.assert_close(scores[both], torch.full_like(scores[both], 4.0))
+    assert torch.equal(scores[~seen], torch.zeros_like(scores[~seen]))
