@@ -331,19 +331,3 @@ def test_cli_render(tmp_path, capsys) -> None:
     output = capsys.readouterr().out
     assert "visible in at least one view:" in output and "of 3,000 points" in output
     assert (tmp_path / "out" / "contact_sheet.png").is_file()
-
-
-@pytest.mark.parametrize("radius", [1, 2, 5, 16])
-def test_window_reductions_agree(radius: int) -> None:
-    """The GPU's max-pool reduction and the CPU's doubling reduction are both exact."""
-    from mvr3d.render import zbuffer
-
-    generator = torch.Generator().manual_seed(radius)
-    depth = torch.rand(3, 1, 40, 50, generator=generator)
-    depth[depth > 0.7] = math.inf
-    mask = torch.rand(3, 1, 40, 50, generator=generator) > 0.8
-    cases = [(depth, torch.minimum, math.inf), (mask, torch.logical_or, False), (~mask, torch.logical_and, True)]
-    for x, op, identity in cases:
-        pooled = zbuffer._window_reduce_pooled(x, radius, op)
-        doubled = zbuffer._window_reduce_doubling(x, radius, op, identity)
-        assert pooled.dtype == doubled.dtype and torch.equal(pooled, doubled)
