@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mvr3d.cli.common import MAX_POINTS_HELP, output_lock
+from mvr3d.cli.common import COMPILE_HELP, MAX_POINTS_HELP, output_lock
 from mvr3d.engine import predict_files
 from mvr3d.models import MVRConfig, MVRDetector
 
@@ -19,13 +19,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="override the checkpoint's device")
     parser.add_argument("--max-points", type=int, help=MAX_POINTS_HELP)
     parser.add_argument("--batch", type=int, default=4, help="scans scored together (default 4)")
+    parser.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     detector = MVRDetector.load(args.checkpoint, device=args.device)
-    if args.max_points is not None:
-        detector.config = MVRConfig.from_dict({**detector.config.to_dict(), "max_points": args.max_points})
+    changes = {"max_points": args.max_points} if args.max_points is not None else {}
+    if args.compile:
+        changes["compile"] = True
+    if changes:
+        detector.config = MVRConfig.from_dict({**detector.config.to_dict(), **changes})
     with output_lock(args.output):
         rows = predict_files(detector, args.input, args.output, heatmaps=not args.no_heatmaps, batch=args.batch)
     width = max(len(r["file"]) for r in rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,6 +102,7 @@ class MVRDetector:
         self.aligner_: RegistrationDetector | None = None
         self.template_centres_: list[np.ndarray] = []
         self._poses_: torch.Tensor | None = None
+        self._compiled_maps_: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     # ----------------------------------------------------------------- building
     def _build(self, teacher_state: dict | None = None) -> MVRNet:
@@ -249,12 +250,19 @@ class MVRDetector:
         return maps
 
     def _maps(self, images: torch.Tensor, dtype: str) -> torch.Tensor:
-        net = self._check_fitted()
         maps = []
         for chunk in images.split(self.config.view_batch):
             with self._autocast(dtype):
-                maps.append(net.anomaly_maps(chunk.to(self.device)).float())
+                maps.append(self._network_maps(chunk.to(self.device)).float())
         return torch.cat(maps)
+
+    def _network_maps(self, images: torch.Tensor) -> torch.Tensor:
+        net = self._check_fitted()
+        if not self.config.compile:
+            return net.anomaly_maps(images)
+        if self._compiled_maps_ is None:
+            self._compiled_maps_ = torch.compile(net.anomaly_maps)
+        return self._compiled_maps_(images)
 
     def score(self, scan: ScanLike) -> ScanScore:
         """Per-point scores (input order and count) and the object score of one scan."""
@@ -281,7 +289,8 @@ class MVRDetector:
             self._warn_if_unlike_training(points, scans)
         with record_function("mvr3d.render"):
             centres = [centre for _, centre in placed]
-            batch = render_batch(points, self._poses(), cfg.render, centres=centres, radius=self.radius_)
+            batch = render_batch(points, self._poses(), cfg.render, centres=centres, radius=self.radius_,
+                                 compile=cfg.compile)
         with record_function("mvr3d.network"):
             token_maps = self.view_maps(to_model_input(batch.images))
         with record_function("mvr3d.point_scores"):

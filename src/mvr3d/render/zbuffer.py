@@ -10,6 +10,7 @@ area pooling to the network resolution.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -165,11 +166,14 @@ def render_batch(
     centres: Sequence[Tensor | np.ndarray | None] | None = None,
     radius: float | None = None,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
+    compile: bool = False,
 ) -> RenderedBatch:
     """:func:`render_views` for several clouds at once: one z-buffer, one set of image
     operations and one host transfer for all of them, so a GPU stays busy with few launches.
 
-    The output for each cloud is what :func:`render_views` gives for it alone.
+    The output for each cloud is what :func:`render_views` gives for it alone. With
+    ``compile``, the image operations run through ``torch.compile`` (fused kernels; the
+    first call per image shape compiles).
     """
     config = config or RenderConfig()
     if not clouds:
@@ -187,7 +191,9 @@ def render_batch(
     for index, footprint in enumerate(footprints):
         groups.setdefault(footprint, []).append(index)
     parts = {
-        footprint: _render_group([scaled[i] for i in members], poses, camera, config, footprint, max_elements)
+        footprint: _render_group(
+            [scaled[i] for i in members], poses, camera, config, footprint, max_elements, compile
+        )
         for footprint, members in groups.items()
     }
     counts = tuple(t.shape[0] for t in tensors)
@@ -215,13 +221,14 @@ def _in_cloud_order(
 
 
 def _render_group(
-    scaled: list[Tensor], poses: Tensor, camera: Camera, config: RenderConfig, footprint: int, max_elements: int
+    scaled: list[Tensor], poses: Tensor, camera: Camera, config: RenderConfig, footprint: int, max_elements: int,
+    compile: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Clouds sharing a footprint: images (clouds * V, ...), pixel index and visibility (V, sum N)."""
     pixels = camera.size * camera.size
     if len(scaled) > 1 and len(scaled) * pixels > _INDEX_LIMIT:  # flat pixel indices are int32
         half = len(scaled) // 2
-        first, second = (_render_group(part, poses, camera, config, footprint, max_elements)
+        first, second = (_render_group(part, poses, camera, config, footprint, max_elements, compile)
                          for part in (scaled[:half], scaled[half:]))
         return torch.cat((first[0], second[0])), torch.cat((first[1], second[1]), 1), torch.cat((first[2], second[2]), 1)
     points = torch.cat(scaled) if len(scaled) > 1 else scaled[0]
@@ -235,7 +242,8 @@ def _render_group(
     image_budget = min(_INDEX_LIMIT, max(IMAGE_ELEMENTS_PER_CHUNK, len(scaled) * pixels))
     per_chunk = max(1, min(max_elements // points.shape[0], image_budget // (len(scaled) * pixels)))
     chunks = [
-        _render_chunk(points, cloud, len(scaled), poses[start : start + per_chunk], camera, config, tolerance, footprint)
+        _render_chunk(points, cloud, len(scaled), poses[start : start + per_chunk], camera, config, tolerance, footprint,
+                      _compiled_images() if compile else _images)
         for start in range(0, poses.shape[0], per_chunk)
     ]
     images, index, visible = zip(*chunks, strict=True)
@@ -251,6 +259,7 @@ def _render_chunk(
     config: RenderConfig,
     tolerance: float,
     footprint: int,
+    images_from: Callable[..., Tensor],
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Images (clouds, chunk views, C, h, w), pixel index and visibility (chunk views, sum N)."""
     index, depth = project(scaled, poses, camera)
@@ -266,7 +275,7 @@ def _render_chunk(
     nearest = front.view(-1).index_select(0, flat).view_as(depth)
     visible = depth <= nearest.add_(tolerance)
     del flat, depth, nearest
-    images = _images(zbuffer, front, tolerance, footprint, camera, config)
+    images = images_from(zbuffer, front, tolerance, footprint, camera, config)
     return images.unflatten(0, (clouds, views)), index, visible
 
 
@@ -299,6 +308,11 @@ def _window_reduce(x: Tensor, radius: int, op: Callable[..., Tensor], identity: 
         n = x.shape[dim]
         x = op(run.narrow(dim, 0, n), run.narrow(dim, kernel - width, n))
     return x
+
+
+@functools.cache
+def _compiled_images() -> Callable[..., Tensor]:
+    return torch.compile(_images)
 
 
 def _images(
