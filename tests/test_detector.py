@@ -194,7 +194,7 @@ def test_threaded_scoring_matches_sequential(fitted, monkeypatch):
         assert a.object_score == b.object_score
 
 
-def test_float16_overflow_falls_back_to_float32(fitted, monkeypatch):
+def test_float16_overflow_falls_back_to_float32(fitted, monkeypatch, caplog):
     """On CUDA scoring runs in float16; a non-finite map must be recomputed in float32."""
     import torch
 
@@ -210,6 +210,7 @@ def test_float16_overflow_falls_back_to_float32(fitted, monkeypatch):
     monkeypatch.setattr(fitted, "device", torch.device("cuda"))
     maps = fitted.view_maps(images)
     assert calls == ["float16", "float32"]
+    assert "float16 overflowed" in caplog.text and "bfloat16" in caplog.text
     torch.testing.assert_close(maps, expected)
     with pytest.raises(InputError, match="score_dtype"):
         tiny_config(score_dtype="float8")

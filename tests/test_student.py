@@ -76,3 +76,23 @@ def test_stable_adamw_minimises_a_quadratic():
         optimizer.step()
     assert param.abs().max() < 0.05
     assert "max_exp_avg_sq" in optimizer.state[param]  # AMSGrad is on
+
+
+def test_linear_attention_sums_do_not_overflow_float16():
+    """Token sums exceed float16's range (65504) for large activations; they must run in float32."""
+    import torch
+
+    from mvr3d.models.student import LinearAttention
+
+    torch.manual_seed(0)
+    attention = LinearAttention(dim=64, num_heads=1)
+    x = torch.randn(2, 300, 64) * 60.0
+    reference = attention(x)
+    with torch.no_grad():
+        q, k, v = attention.qkv(x).half().float().reshape(2, 300, 3, 64).unbind(2)
+        naive_kv = torch.einsum("btd,bte->bde", (torch.nn.functional.elu(k) + 1).half(), v.half())
+    assert not torch.isfinite(naive_kv).all()  # the case this guards against
+    with torch.autocast("cpu", dtype=torch.float16):  # as scoring runs on CUDA
+        half = attention(x)
+    assert half.dtype == torch.float16 and torch.isfinite(half).all()
+    torch.testing.assert_close(half.float(), reference, rtol=2e-2, atol=2e-2)

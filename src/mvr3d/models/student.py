@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -46,11 +47,15 @@ class LinearAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).float().unbind(0)  # (B, heads, T, d); fp32 sums
-        q, k = F.elu(q) + 1.0, F.elu(k) + 1.0
-        kv = torch.einsum("bhtd,bhte->bhde", k, v)
-        normaliser = 1.0 / (torch.einsum("bhtd,bhd->bht", q, k.sum(dim=2)) + 1e-6)
-        out = torch.einsum("bhtd,bhde,bht->bhte", q, kv, normaliser)
+        # Sums over all tokens overflow float16 (scoring's autocast type), so there they
+        # run in float32; bfloat16 (training's) has float32's range and stays as it is.
+        exact = torch.autocast(x.device.type, enabled=False) if qkv.dtype == torch.float16 else nullcontext()
+        with exact:
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).float().unbind(0)  # (B, heads, T, d)
+            q, k = F.elu(q) + 1.0, F.elu(k) + 1.0
+            kv = torch.einsum("bhtd,bhte->bhde", k, v)
+            normaliser = 1.0 / (torch.einsum("bhtd,bhd->bht", q, k.sum(dim=2)) + 1e-6)
+            out = torch.einsum("bhtd,bhde,bht->bhte", q, kv, normaliser)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim).to(x.dtype))
 
 
