@@ -238,3 +238,14 @@ def test_compiled_scoring_matches_eager(fitted):
     assert compiled._compiled_maps_ is not None
     for a, b in zip(eager, fast, strict=True):
         np.testing.assert_allclose(b.point_scores, a.point_scores, rtol=1e-4, atol=1e-6)
+
+
+def test_compile_flag_reaches_the_config(tmp_path):
+    from mvr3d.cli import build_parser
+    from mvr3d.cli.common import config_from_args
+
+    parser = build_parser()
+    base = ["fit", "--data", str(tmp_path), "--class", "a", "--out", str(tmp_path / "o")]
+    assert config_from_args(parser.parse_args([*base, "--compile"])).compile is True
+    assert config_from_args(parser.parse_args(base)).compile is False
+    assert parser.parse_args(["predict", "--checkpoint", "c", "--input", "i", "--output", "o", "--compile"]).compile
