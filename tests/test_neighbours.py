@@ -74,3 +74,23 @@ def test_smooth_knn_averages_over_neighbourhood():
     scores = torch.tensor([0.0, 2.0, 4.0, 8.0])
     assert smooth_knn(points, scores, 2).tolist() == [1.0, 1.0, 6.0, 6.0]
     assert smooth_knn(points, scores, 1) is scores
+
+
+def test_fill_unseen_batch_fills_each_cloud_as_alone():
+    """Clouds of other sizes and scales, one without seen points and one fully seen, in one call."""
+    from mvr3d.models.scoring import fill_unseen_batch
+
+    rng = np.random.default_rng(4)
+    clouds = [rng.normal(size=(800, 3)), 50 + 10 * rng.normal(size=(300, 3)), rng.normal(size=(200, 3)),
+              rng.uniform(size=(400, 3))]
+    seen_masks = [rng.uniform(size=800) < 0.6, rng.uniform(size=300) < 0.05, np.zeros(200, bool), np.ones(400, bool)]
+    points = [torch.from_numpy(c).float() for c in clouds]
+    scores = [torch.from_numpy(rng.uniform(size=len(c))).float() * torch.from_numpy(m)
+              for c, m in zip(clouds, seen_masks, strict=True)]
+    seen = [torch.from_numpy(m) for m in seen_masks]
+    cloud = torch.cat([torch.full((len(c),), i) for i, c in enumerate(clouds)])
+    together = fill_unseen_batch(torch.cat(points), torch.cat(scores), torch.cat(seen), cloud, len(clouds))
+    alone = torch.cat([fill_unseen(p, s, m) for p, s, m in zip(points, scores, seen, strict=True)])
+    assert torch.equal(together, alone)
+    assert torch.equal(together[800 + 300 : 800 + 300 + 200], torch.zeros(200))  # nothing seen: unchanged
+    assert (together[800:1100] > 0).all()  # a sparsely seen cloud is filled everywhere

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from mvr3d.models.config import MVRConfig
 from mvr3d.models.loss import global_cosine_hard_mining
 from mvr3d.models.mvr import MVRNet
 from mvr3d.models.optim import stable_adamw, warm_cosine_scheduler
-from mvr3d.models.scoring import fill_unseen, point_scores, smooth_knn, upsample_maps
+from mvr3d.models.scoring import fill_unseen_batch, point_scores, smooth_knn, upsample_maps
 from mvr3d.models.student import StudentConfig
 from mvr3d.render import make_poses, render_batch, render_views, to_model_input
 from mvr3d.render.poses import cone_direction, look_from
@@ -302,9 +303,12 @@ class MVRDetector:
             maps = upsample_maps(token_maps, cfg.render.image_size, cfg.map_blur_sigma)
             scores, seen = point_scores(maps, batch)
         with record_function("mvr3d.complete"):
-            pieces = zip(points, scores.split(batch.counts), seen.split(batch.counts), strict=True)
-            finished = torch.cat(self._each(self._completed, list(pieces)))
-            coverage = torch.zeros(len(batch), device=seen.device).index_add_(0, batch.cloud_of_point(), seen.float())
+            cloud = batch.cloud_of_point()
+            finished = fill_unseen_batch(torch.cat(points), scores, seen, cloud, len(batch))
+            if cfg.smoothing_k > 1:
+                pieces = zip(points, finished.split(batch.counts), strict=True)
+                finished = torch.cat(self._each(partial(smooth_knn, k=cfg.smoothing_k), list(pieces)))
+            coverage = torch.zeros(len(batch), device=seen.device).index_add_(0, cloud, seen.float())
             coverage /= torch.tensor(batch.counts, device=seen.device)
             host = torch.cat([finished.float(), coverage]).cpu().numpy()  # the one copy back
         return self._results(host, batch.counts)
@@ -317,10 +321,6 @@ class MVRDetector:
             ScanScore(scores, object_score(scores, cfg.object_score, cfg.top_fraction), float(coverage))
             for scores, coverage in zip(per_scan, host[-scans:], strict=True)
         ]
-
-    def _completed(self, cloud: torch.Tensor, scores: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-        """Scores for unseen points, then the optional k-NN smoothing; on the scan's device."""
-        return smooth_knn(cloud, fill_unseen(cloud, scores, seen), self.config.smoothing_k)
 
     def _each(self, function, items: list[tuple]) -> list:
         """``function(*item)`` for every item; on a GPU from a few threads at once, so that

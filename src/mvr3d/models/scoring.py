@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mvr3d.render.camera import estimate_spacing
+from mvr3d.render.camera import spacing_from_extent
 from mvr3d.render.zbuffer import RenderedBatch
 from mvr3d.scans import object_score  # noqa: F401  (re-exported: part of the scoring API)
 from mvr3d.utils.neighbours import nearest_neighbours
@@ -76,37 +76,61 @@ def fill_unseen(points: Tensor, scores: Tensor, seen: Tensor, cell: float | None
     two point spacings wide, doubled until the block holds a seen point. Sorting-based
     (no tree, no distance matrix), so it is as fast on a GPU as the rest of scoring.
     """
-    seen_count = int(seen.sum())
-    if seen_count in (0, len(seen)):
+    cloud = torch.zeros(len(points), dtype=torch.long, device=points.device)
+    return fill_unseen_batch(points, scores, seen, cloud, 1, None if cell is None else [cell])
+
+
+def fill_unseen_batch(
+    points: Tensor, scores: Tensor, seen: Tensor, cloud: Tensor, clouds: int, cells: list[float] | None = None
+) -> Tensor:
+    """:func:`fill_unseen` for several concatenated clouds at once (``cloud`` gives each
+    point's cloud); each cloud is filled from its own seen points only, with its own grid."""
+    counts = torch.zeros(clouds, 2, dtype=torch.long, device=points.device)
+    counts.index_add_(0, cloud, torch.stack((torch.ones_like(cloud), seen.long()), dim=1))
+    low = _segment(points, cloud, clouds, "amin")
+    high = _segment(points, cloud, clouds, "amax")
+    stats = torch.cat((counts.double(), (high - low).double()), dim=1).tolist()  # one transfer
+    fillable = [0 < row[1] < row[0] for row in stats]
+    if not any(fillable):
         return scores
-    cell = cell or 2.0 * estimate_spacing(points)
-    origin = points.double().amin(dim=0)
-    filled, todo = scores.clone(), (~seen).nonzero().squeeze(1)
-    grid = _CellSums(points[seen], scores[seen], origin)
+    if cells is None:
+        cells = [2.0 * spacing_from_extent(row[2:], int(row[0])) if row[0] else 1.0 for row in stats]
+    cell = torch.tensor(cells, dtype=torch.float64, device=points.device)
+    wanted = torch.tensor(fillable, device=points.device)[cloud] & ~seen
+    filled, todo = scores.clone(), wanted.nonzero().squeeze(1)
+    grid = _CellSums(points[seen], scores[seen], cloud[seen], low.double())
     while todo.numel():
-        mean, found = grid.block_means(points[todo], cell)
+        mean, found = grid.block_means(points[todo], cloud[todo], cell)
         filled[todo[found]] = mean[found].to(filled.dtype)
         todo, cell = todo[~found], cell * 2.0
     return filled
+
+
+def _segment(values: Tensor, segment: Tensor, segments: int, reduce: str) -> Tensor:
+    """Per-segment min or max of (N, 3) values."""
+    out = torch.zeros(segments, values.shape[1], dtype=values.dtype, device=values.device)
+    index = segment[:, None].expand_as(values)
+    return out.scatter_reduce_(0, index, values, reduce, include_self=False)
 
 
 BLOCK_ELEMENTS = 2**24  # (query, neighbour) pairs per lookup chunk
 
 
 class _CellSums:
-    """Seen points' score sums and counts per grid cell, looked up in 3 x 3 x 3 blocks."""
+    """Seen points' score sums and counts per (cloud, grid cell), looked up in 3 x 3 x 3 blocks."""
 
     OFFSETS = torch.tensor([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)])
 
-    def __init__(self, points: Tensor, values: Tensor, origin: Tensor) -> None:
-        self.points, self.values, self.origin = points, values.double(), origin
+    def __init__(self, points: Tensor, values: Tensor, cloud: Tensor, origins: Tensor) -> None:
+        self.points, self.values, self.cloud, self.origins = points, values.double(), cloud, origins
 
-    def block_means(self, query: Tensor, cell: float) -> tuple[Tensor, Tensor]:
+    def block_means(self, query: Tensor, query_cloud: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
+        """``cell`` holds each cloud's cell size."""
+        ref_cells = self._cells(self.points, self.cloud, cell)
         # One cell of margin each side keeps every neighbour's coordinates non-negative.
-        ref_cells = ((self.points.double() - self.origin) / cell).floor().long() + 1
-        query_cells = ((query.double() - self.origin) / cell).floor().long().clamp_min(-1) + 1
+        query_cells = self._cells(query, query_cloud, cell).clamp_min(0)
         dims = torch.maximum(ref_cells.amax(dim=0), query_cells.amax(dim=0)) + 2
-        keys, inverse = torch.unique(_cell_key(ref_cells, dims), return_inverse=True)
+        keys, inverse = torch.unique(_cell_key(self.cloud, ref_cells, dims), return_inverse=True)
         sums = torch.zeros(len(keys), dtype=torch.float64, device=keys.device).index_add_(0, inverse, self.values)
         counts = torch.bincount(inverse, minlength=len(keys)).double()
         total = torch.zeros(len(query), dtype=torch.float64, device=keys.device)
@@ -116,16 +140,21 @@ class _CellSums:
         rows = max(1, BLOCK_ELEMENTS // len(offsets))
         for start in range(0, len(query), rows):
             block = query_cells[start : start + rows, None, :] + offsets  # (q, 27, 3)
-            wanted = _cell_key(block.view(-1, 3), dims).view(len(block), -1)
+            owner = query_cloud[start : start + rows, None].expand(-1, len(offsets)).reshape(-1)
+            wanted = _cell_key(owner, block.view(-1, 3), dims).view(len(block), -1)
             slot = torch.searchsorted(keys, wanted).clamp_max_(len(keys) - 1)
             hit = keys[slot] == wanted
             total[start : start + rows] = torch.where(hit, sums[slot], 0.0).sum(dim=1)
             count[start : start + rows] = torch.where(hit, counts[slot], 0.0).sum(dim=1)
         return total / count.clamp_min(1.0), count > 0
 
+    def _cells(self, points: Tensor, cloud: Tensor, cell: Tensor) -> Tensor:
+        scale = cell[cloud][:, None]
+        return ((points.double() - self.origins[cloud]) / scale).floor().long() + 1
 
-def _cell_key(cells: Tensor, dims: Tensor) -> Tensor:
-    return (cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
+
+def _cell_key(cloud: Tensor, cells: Tensor, dims: Tensor) -> Tensor:
+    return ((cloud * dims[0] + cells[:, 0]) * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
 
 
 def smooth_knn(points: Tensor, scores: Tensor, k: int) -> Tensor:
