@@ -57,7 +57,7 @@ def profile(detector: MVRDetector, tests: list[np.ndarray], device: str) -> None
         detector.score_many(tests)
         sync(device)
     sort = "cuda_time_total" if device.startswith("cuda") else "cpu_time_total"
-    print(prof.key_averages().table(sort_by=sort, row_limit=60), flush=True)
+    print(prof.key_averages().table(sort_by=sort, row_limit=25), flush=True)
 
 
 def run(
