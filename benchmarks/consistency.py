@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--points", type=int, default=100_000)
+    parser.add_argument("--compile", action="store_true", help="also check compile=True (compiles for ~45 s)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     config = MVRConfig(
@@ -75,11 +76,14 @@ def main() -> None:
         ("one detector, scored twice", compare(first.score_many(tests), fast)),
     ]
     bfloat16 = sharing(first, score_dtype="bfloat16").score_many(tests)
+    compiled = sharing(first, compile=True).score_many(tests) if args.compile else None
     reference = sharing(first, amp=False)
     torch.backends.cudnn.allow_tf32 = False  # a true float32 reference (cuDNN convolutions default to TF32)
     truth = [reference.score(t) for t in tests]
     rows.append((f"fast path ({config.score_dtype}) vs float32, one scan at a time", compare(fast, truth)))
     rows.append(("bfloat16 scoring vs float32", compare(bfloat16, truth)))
+    if compiled is not None:
+        rows.append((f"compiled fast path ({config.score_dtype}) vs float32", compare(compiled, truth)))
     name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "CPU"
     lines = [
         f"Consistency on {name} ({time.strftime('%Y-%m-%d')}): ViT-S random weights, {args.iterations} iterations, "
