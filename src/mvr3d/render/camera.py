@@ -77,26 +77,16 @@ def as_points(points: Tensor | np.ndarray) -> Tensor:
     return tensor
 
 
-def normalise_points(
-    points: Tensor, centre: Tensor | np.ndarray | None = None, radius: float | None = None
-) -> tuple[Tensor, Tensor, float]:
-    """Centre on the bounding-box centre, scale by the bounding-sphere radius.
-
-    Returns (float32 (N, 3) points inside the unit sphere, float64 centre, radius).
-    Centring happens in float64 so that scans far from the origin keep their detail.
-    A given ``centre`` / ``radius`` replaces the fitted one, so that scans of one class
-    (a partial scan and its complete templates, say) are drawn at one common scale.
-    """
-    scaled, centres, radii, _ = normalise_clouds([points], None if centre is None else [centre], radius)
-    return scaled[0], centres[0], radii[0]
-
-
 def normalise_clouds(
     clouds: list[Tensor], centres: list[Tensor | np.ndarray | None] | None = None, radius: float | None = None
 ) -> tuple[list[Tensor], Tensor, list[float], list[float]]:
-    """:func:`normalise_points` for several clouds with one host transfer for all of them.
+    """Centre each cloud on its bounding-box centre and scale it by its bounding-sphere radius.
 
-    Also returns each cloud's point spacing in scaled units (see :func:`estimate_spacing`).
+    Returns (float32 (N, 3) clouds inside the unit sphere, (clouds, 3) float64 centres, radii,
+    point spacings in scaled units), with one host transfer for all clouds. Centring happens
+    in float64 so that scans far from the origin keep their detail. Given ``centres`` /
+    ``radius`` replace the fitted ones, so that scans of one class (a partial scan and its
+    complete templates, say) are drawn at one common scale.
     """
     if radius is not None and not (math.isfinite(radius) and radius > 0):
         raise InputError(f"radius must be a positive number, got {radius}")
@@ -123,11 +113,6 @@ def normalise_clouds(
         radii.append(scale)
         spacings.append(spacing_from_extent([e / scale for e in extent], points.shape[0]))
     return scaled, torch.stack([centre for _, centre in placed]), radii, spacings
-
-
-def estimate_spacing(scaled: Tensor) -> float:
-    """Typical distance between neighbouring points, in scaled units (cheap, no kNN)."""
-    return spacing_from_extent((scaled.amax(dim=0) - scaled.amin(dim=0)).double().tolist(), scaled.shape[0])
 
 
 def spacing_from_extent(extent: list[float], count: int) -> float:
