@@ -44,6 +44,18 @@ EXPERIMENTS: dict[str, list[tuple[str, dict]]] = {
         (f"render {size}", {"render": render(render_size=size)}) for size in (224, 448, 672, 896)
     ],
     "smoothing": [(f"k-NN smoothing k={k}", {"smoothing_k": k}) for k in (0, 16)],
+    "training": [
+        ("64 augmented copies", {"augment_rotations": 64}),
+        ("64 augmented copies, 1000 iterations", {"augment_rotations": 64, "iterations": 1000}),
+        ("8 augmented copies, 1000 iterations", {"iterations": 1000}),
+    ],
+    "shading": [
+        (f"shading normals smoothed, sigma {sigma}", {"render": render(shading_sigma=sigma)})
+        for sigma in (1.0, 2.0, 3.0, 4.5)
+    ],
+    "deviation": [
+        (f"MVR + template deviation, weight {w}", {"deviation_weight": w}) for w in (1.0, 0.5)
+    ],
     "noise": [(f"scanner-noise augmentation {n}", {"augment_noise": n}) for n in (0.001, 0.002)],
     "quick": [("quick CPU check", {
         "render": render(render_size=336, image_size=112), "views": 9, "iterations": 100,

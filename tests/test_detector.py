@@ -249,3 +249,23 @@ def test_compile_flag_reaches_the_config(tmp_path):
     assert config_from_args(parser.parse_args([*base, "--compile"])).compile is True
     assert config_from_args(parser.parse_args(base)).compile is False
     assert parser.parse_args(["predict", "--checkpoint", "c", "--input", "i", "--output", "o", "--compile"]).compile
+
+
+def test_deviation_weight_flags_points_off_the_template():
+    """With the template deviation fused in, a bulge stands out even to a random-init ViT."""
+    scans = [sphere(3000, s) for s in range(2)]
+    detector = MVRDetector(tiny_config(deviation_weight=2.0)).fit(scans, progress=False)
+    bumped, labels = with_bulge(sphere(3000, 9), height=2.0)
+    result = detector.score(bumped)
+    alone = MVRDetector(tiny_config()).fit(scans, progress=False).score(bumped)
+    assert auroc(result.point_scores, labels) > max(0.9, auroc(alone.point_scores, labels) + 0.1)
+    good = detector.score(sphere(3000, 10))
+    assert result.object_score > good.object_score
+    assert abs(float(np.median(good.point_scores))) < 1.0  # robust z-scores: normal points near 0
+
+
+def test_deviation_weight_needs_alignment():
+    with pytest.raises(InputError, match="deviation_weight=1.0 needs align=True"):
+        tiny_config(deviation_weight=1.0, align=False)
+    with pytest.raises(InputError, match="deviation_weight"):
+        tiny_config(deviation_weight=-1.0)

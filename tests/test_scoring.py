@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from mvr3d.models import scoring
-from mvr3d.models.scoring import point_scores
+from mvr3d.models.scoring import point_scores, robust_standardise
 from mvr3d.render import RenderConfig, paper_poses, render_batch
 
 
@@ -62,3 +63,15 @@ def test_point_in_one_view_takes_that_views_value() -> None:
     torch.testing.assert_close(scores[only_first], torch.full_like(scores[only_first], 2.0))
     torch.testing.assert_close(scores[both], torch.full_like(scores[both], 4.0))
     assert torch.equal(scores[~seen], torch.zeros_like(scores[~seen]))
+
+
+def test_robust_standardise_works_per_scan():
+    rng = np.random.default_rng(0)
+    pieces = [rng.normal(5.0, 2.0, 501), rng.normal(-1.0, 0.1, 300), np.full(40, 3.0)]
+    values = torch.from_numpy(np.concatenate(pieces)).float()
+    out = robust_standardise(values, [len(p) for p in pieces]).numpy()
+    first = out[:501]
+    expected = (pieces[0] - np.median(pieces[0])) / (1.4826 * np.median(np.abs(pieces[0] - np.median(pieces[0]))))
+    np.testing.assert_allclose(first, expected, rtol=1e-4, atol=1e-4)
+    assert abs(np.median(out[501:801])) < 0.05  # even count: torch takes the lower middle value
+    assert np.isfinite(out[801:]).all() and not out[801:].any()  # a constant scan: all zero, no NaN

@@ -235,6 +235,12 @@ class RegistrationDetector:
         j, rot, trans = self.align(points - mean)
         return j, (points - mean) @ rot.T + trans + self.offsets_[j]
 
+    def template_distance(self, index: int, centred: np.ndarray) -> Tensor:
+        """Distance (float32, on this detector's device) from each point, given in template
+        ``index``'s centred frame, to that template's nearest point."""
+        distances, _ = self.templates_[index].query(self._tensor(centred))
+        return distances[:, 0].float()
+
     def _subsamples(self, points: np.ndarray, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
         """Coarse and fine random subsets of the scan, after a coarse voxel grid has evened
         out scanner density."""
@@ -274,6 +280,5 @@ class RegistrationDetector:
         points = as_points(scan).astype(np.float64)
         centred = points - points.mean(axis=0)
         j, rot, trans = self.align(centred)
-        distances, _ = self.templates_[j].query(self._tensor(centred @ rot.T + trans))
-        point_scores = distances[:, 0].float().cpu().numpy()
+        point_scores = self.template_distance(j, centred @ rot.T + trans).cpu().numpy()
         return ScanScore(point_scores, object_score(point_scores, "top1", self.top_fraction), 1.0)

@@ -26,6 +26,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--content", choices=["depth", "shading", "depth+shading"])
     group.add_argument("--smoothing-k", type=int, help="k-NN smoothing of point scores (0 = off)")
     group.add_argument("--max-points", type=int, help=MAX_POINTS_HELP)
+    group.add_argument("--deviation-weight", type=float, help=DEVIATION_HELP)
     group.add_argument("--seed", type=int)
     group.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
     group.add_argument("--compile", action="store_true", default=None, help=COMPILE_HELP)
@@ -35,12 +36,17 @@ MAX_POINTS_HELP = (
     "voxel-downsample scans with more points to about this many before scoring; every original "
     "point still gets a score (default: score every point)"
 )
+DEVIATION_HELP = (
+    "add this weight x each point's distance to its registered template (robust z-scores per scan); "
+    "not part of MVR, pays with exact templates and geometric defects (default 0: MVR alone)"
+)
 COMPILE_HELP = (
     "torch.compile the network and renderer for scoring: faster on a GPU after a one-off compile of "
     "~45 s, so worth it for many scans"
 )
 _TOP_LEVEL = (
     "backbone", "weights", "iterations", "batch_size", "smoothing_k", "max_points", "seed", "device", "compile",
+    "deviation_weight",
 )
 _RENDER = ("render_size", "image_size", "content")
 

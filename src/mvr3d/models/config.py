@@ -38,6 +38,11 @@ class MVRConfig:
     # a standard deviation of about this fraction of the object's diagonal (each copy draws
     # 0.5-1.5x it), since test scans are noisier than clean or averaged templates. 0 = off.
     augment_noise: float = 0.0
+    # Not part of MVR: adds this weight x the distance of each point to the surface of the
+    # template it was registered to (both as robust z-scores per scan). It pays where the
+    # templates are exact copies of the good part and defects are geometric (docs/accuracy.md);
+    # 0 = MVR alone. Needs ``align``.
+    deviation_weight: float = 0.0
     iterations: int = 300
     batch_size: int = 16
     lr: float = 2e-4
@@ -86,10 +91,16 @@ class MVRConfig:
             "smoothing_k": self.smoothing_k >= 0,
             "max_points": self.max_points is None or self.max_points >= 100,
             "score_dtype": self.score_dtype in SCORE_DTYPES,
+            "deviation_weight": self.deviation_weight >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise InputError(f"invalid MVRConfig field(s) {bad}: {[getattr(self, n) for n in bad]}")
+        if self.deviation_weight > 0 and not self.align:
+            raise InputError(
+                f"MVRConfig.deviation_weight={self.deviation_weight} needs align=True: the deviation "
+                "is measured to the template each scan is registered to"
+            )
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)

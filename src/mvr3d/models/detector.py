@@ -25,7 +25,13 @@ from mvr3d.models.config import MVRConfig
 from mvr3d.models.loss import global_cosine_hard_mining
 from mvr3d.models.mvr import MVRNet
 from mvr3d.models.optim import stable_adamw, warm_cosine_scheduler
-from mvr3d.models.scoring import fill_unseen_batch, point_scores, smooth_knn, upsample_maps
+from mvr3d.models.scoring import (
+    fill_unseen_batch,
+    fuse_deviation,
+    point_scores,
+    smooth_knn,
+    upsample_maps,
+)
 from mvr3d.models.student import StudentConfig
 from mvr3d.render import make_poses, render_batch, render_views, to_model_input
 from mvr3d.render.poses import cone_direction, look_from
@@ -291,10 +297,10 @@ class MVRDetector:
         cfg = self.config
         with record_function("mvr3d.register"):
             placed = self._each(self._placed, [(points,) for points in clouds])
-            points = [cloud for cloud, _ in placed]
+            points = [cloud for cloud, _, _ in placed]
             self._warn_if_unlike_training(points, scans)
         with record_function("mvr3d.render"):
-            centres = [centre for _, centre in placed]
+            centres = [centre for _, centre, _ in placed]
             batch = render_batch(points, self._poses(), cfg.render, centres=centres, radius=self.radius_,
                                  compile=cfg.compile)
         with record_function("mvr3d.network"):
@@ -308,6 +314,9 @@ class MVRDetector:
             if cfg.smoothing_k > 1:
                 pieces = zip(points, finished.split(batch.counts), strict=True)
                 finished = torch.cat(self._each(partial(smooth_knn, k=cfg.smoothing_k), list(pieces)))
+            if cfg.deviation_weight > 0:
+                deviation = torch.cat([d for _, _, d in placed]).to(finished.device)
+                finished = fuse_deviation(finished, deviation, batch.counts, cfg.deviation_weight)
             coverage = torch.zeros(len(batch), device=seen.device).index_add_(0, cloud, seen.float())
             coverage /= torch.tensor(batch.counts, device=seen.device)
             host = torch.cat([finished.float(), coverage]).cpu().numpy()  # the one copy back
@@ -362,13 +371,17 @@ class MVRDetector:
                 raise
             raise memory.out_of_memory(needed, self.device, what, advice) from error
 
-    def _placed(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | np.ndarray]:
-        """The scan on the device, in the frame it is drawn in, and the centre the views turn about."""
+    def _placed(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | np.ndarray, torch.Tensor | None]:
+        """The scan on the device, in the frame it is drawn in, the centre the views turn
+        about, and (with ``deviation_weight``) each point's distance to its template."""
         if self.aligner_ is None:
             cloud = self._on_device(points)
-            return cloud, (cloud.amin(dim=0).double() + cloud.amax(dim=0)) / 2
+            return cloud, (cloud.amin(dim=0).double() + cloud.amax(dim=0)) / 2, None
         index, moved = self.aligner_.to_template_frame(points.astype(np.float64))
-        return self._on_device(moved), self.template_centres_[index]
+        deviation = None
+        if self.config.deviation_weight > 0:
+            deviation = self.aligner_.template_distance(index, moved - self.aligner_.offsets_[index])
+        return self._on_device(moved), self.template_centres_[index], deviation
 
     def _warn_if_unlike_training(self, clouds: list[torch.Tensor], scans: Sequence[ScanLike]) -> None:
         """A scan much larger or smaller than the templates is likely another class or unit."""

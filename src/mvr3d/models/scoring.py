@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -33,6 +35,27 @@ def upsample_maps(token_maps: torch.Tensor, size: int, sigma: float) -> torch.Te
 
 
 IMAGE_ELEMENTS_PER_CHUNK = 2**26  # upsampled map pixels held at once
+MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
+
+
+def robust_standardise(values: Tensor, counts: Sequence[int]) -> Tensor:
+    """Each cloud's piece of ``values`` as (x - median) / (1.4826 MAD): robust z-scores.
+
+    Defects cover a few percent of a scan, so median and MAD describe its normal surface
+    and the result says how far each point stands out from it.
+    """
+    pieces = []
+    for piece in values.float().split(list(counts)):
+        median = piece.median()
+        spread = (piece - median).abs().median() * MAD_TO_SIGMA
+        pieces.append((piece - median) / spread.clamp_min(torch.finfo(torch.float32).tiny ** 0.5))
+    return torch.cat(pieces)
+
+
+def fuse_deviation(scores: Tensor, deviation: Tensor, counts: Sequence[int], weight: float) -> Tensor:
+    """MVR point scores plus ``weight`` x the distance to the registered template, each as
+    robust z-scores per scan so that neither unit dominates."""
+    return robust_standardise(scores, counts) + weight * robust_standardise(deviation, counts)
 
 
 def point_scores(

@@ -31,6 +31,8 @@ class RenderConfig:
     full brightness and darkens at a fixed rate (the bounding-sphere diameter) behind it,
     which keeps grey levels comparable between a partial scan and a complete template
     whose bounding boxes differ.
+    ``shading_sigma`` (network-image pixels) smooths the depth, over covered pixels only,
+    before the shading's normals are taken from it; 0 uses the pooled depth as it is.
     """
 
     render_size: int = 672
@@ -43,6 +45,7 @@ class RenderConfig:
     background: float = 0.0
     fov_degrees: float = 30.0
     depth_range: str = "view"
+    shading_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("render_size", "image_size"):
@@ -66,6 +69,10 @@ class RenderConfig:
         if not self.depth_tolerance > 0.0:
             raise InputError(
                 f"RenderConfig.depth_tolerance must be > 0, got {self.depth_tolerance!r}"
+            )
+        if not 0.0 <= self.shading_sigma <= 16.0:
+            raise InputError(
+                f"RenderConfig.shading_sigma must be in [0, 16] pixels, got {self.shading_sigma!r}"
             )
         if not 0.0 <= self.background <= 1.0:
             raise InputError(f"RenderConfig.background must be in [0, 1], got {self.background!r}")
