@@ -248,10 +248,13 @@ def test_compile_flag_reaches_the_config(tmp_path):
     base = ["fit", "--data", str(tmp_path), "--class", "a", "--out", str(tmp_path / "o")]
     assert config_from_args(parser.parse_args([*base, "--compile"])).compile is True
     assert config_from_args(parser.parse_args(base)).compile is False
+    assert config_from_args(parser.parse_args([*base, "--deviation-weight", "1.5"])).deviation_weight == 1.5
+    with pytest.raises(InputError, match="deviation_weight"):
+        config_from_args(parser.parse_args([*base, "--deviation-weight", "-2"]))
     assert parser.parse_args(["predict", "--checkpoint", "c", "--input", "i", "--output", "o", "--compile"]).compile
 
 
-def test_deviation_weight_flags_points_off_the_template():
+def test_deviation_weight_flags_points_off_the_template(tmp_path):
     """With the template deviation fused in, a bulge stands out even to a random-init ViT."""
     scans = [sphere(3000, s) for s in range(2)]
     detector = MVRDetector(tiny_config(deviation_weight=2.0)).fit(scans, progress=False)
@@ -262,6 +265,10 @@ def test_deviation_weight_flags_points_off_the_template():
     good = detector.score(sphere(3000, 10))
     assert result.object_score > good.object_score
     assert abs(float(np.median(good.point_scores))) < 1.0  # robust z-scores: normal points near 0
+    detector.save(tmp_path / "model")
+    loaded = MVRDetector.load(tmp_path / "model")
+    assert loaded.config.deviation_weight == 2.0
+    np.testing.assert_array_equal(good.point_scores, loaded.score(sphere(3000, 10)).point_scores)
 
 
 def test_deviation_weight_needs_alignment():
