@@ -62,12 +62,12 @@ def profile(detector: MVRDetector, tests: list[np.ndarray], device: str) -> None
 
 def run(
     backbone: str, device: str, views: int, iterations: int, points: int, batches: list[int], align: bool,
-    show_profile: bool = False, compile: bool = False,
+    show_profile: bool = False, compile: bool = False, deviation_weight: float = 0.0,
 ) -> list[dict]:
     config = MVRConfig(
         backbone=backbone, weights="random", views=views, iterations=iterations, device=device, align=align,
         render=RenderConfig(depth_range="scan"), augment_rotations=2, view_batch=views * max(batches),
-        compile=compile,
+        compile=compile, deviation_weight=deviation_weight,
     )
     templates = [scan(points, s) for s in range(4)]
     if device.startswith("cuda"):
@@ -93,7 +93,7 @@ def run(
         floor = GFLOP_PER_IMAGE.get(backbone, float("nan")) * views / 1e3  # TFLOP per object
         peak = peak_tflops(device)
         rows.append({
-            "backbone": backbone, "compile": compile, "align": align, "points": points, "views": views, "batch": batch,
+            "backbone": backbone, "compile": compile, "align": align, "deviation": deviation_weight, "points": points, "views": views, "batch": batch,
             "fit_s": fit_seconds, "iterations": iterations, "objects_per_s": 1 / seconds,
             "floor_share": (floor / peak) / seconds if peak else None,
             "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
@@ -114,15 +114,15 @@ def table(rows: list[dict], device: str) -> str:
         "bfloat16 and scoring in float16 autocast.",
         "Floor share = (ViT FLOPs per object / bf16 dense peak) / measured time per object.",
         "",
-        "| backbone | compiled | align | points | views | scans per batch | fit (its) | fit s | objects/s | floor share "
+        "| backbone | compiled | align | deviation weight | points | views | scans per batch | fit (its) | fit s | objects/s | floor share "
         "| peak GPU GB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         share = f"{r['floor_share'] * 100:.1f} %" if r["floor_share"] is not None else "-"
         mem = f"{r['peak_mem_gb']:.1f}" if r["peak_mem_gb"] is not None else "-"
         lines.append(
-            f"| {r['backbone']} | {r['compile']} | {r['align']} | {r['points']:,} | {r['views']} | {r['batch']} | {r['iterations']} "
+            f"| {r['backbone']} | {r['compile']} | {r['align']} | {r.get('deviation', 0.0):g} | {r['points']:,} | {r['views']} | {r['batch']} | {r['iterations']} "
             f"| {r['fit_s']:.1f} | {r['objects_per_s']:.2f} | {share} | {mem} |"
         )
     return "\n".join(lines) + "\n"
@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--align", action="store_true", help="register scans to templates (CPU ICP)")
+    parser.add_argument("--deviation-weight", type=float, default=0.0, help="fuse the template deviation (needs --align)")
     parser.add_argument("--profile", action="store_true", help="print a per-operator profile of each batch")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network and image operations")
     parser.add_argument("--out", type=Path)
@@ -146,7 +147,7 @@ def main() -> None:
         for points in args.points:
             batches = args.batches if points <= 100_000 else [1]
             rows += run(backbone, args.device, args.views, args.iterations, points, batches, args.align, args.profile,
-                        args.compile)
+                        args.compile, args.deviation_weight)
     text = table(rows, args.device)
     print(text)
     atomic_write_text(args.out or Path(__file__).with_name(f"throughput_{args.device.split(':')[0]}.md"), text)
