@@ -11,6 +11,7 @@ from torch import Tensor
 from mvr3d.render.camera import spacing_from_extent
 from mvr3d.render.zbuffer import RenderedBatch
 from mvr3d.scans import object_score  # noqa: F401  (re-exported: part of the scoring API)
+from mvr3d.utils.kernels import gaussian_kernel
 from mvr3d.utils.neighbours import nearest_neighbours
 
 
@@ -19,9 +20,7 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0:
         return maps
     radius = max(1, int(round(4 * sigma)))
-    x = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    kernel = kernel / kernel.sum()
+    kernel = gaussian_kernel(sigma, radius, maps.device, maps.dtype)
     out = maps.unsqueeze(1)
     out = F.conv2d(F.pad(out, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
     out = F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))

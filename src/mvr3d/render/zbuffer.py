@@ -31,6 +31,7 @@ from mvr3d.render.camera import (
 )
 from mvr3d.render.config import RenderConfig
 from mvr3d.render.poses import check_rotations
+from mvr3d.utils.kernels import gaussian_kernel
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -401,9 +402,7 @@ def _shading_image(depth: Tensor, mask: Tensor, camera: Camera, factor: int, sig
 def _masked_blur(depth: Tensor, mask: Tensor, sigma: float) -> Tensor:
     """Gaussian blur of ``depth`` that averages covered pixels only (normalised convolution)."""
     radius = max(1, math.ceil(3.0 * sigma))
-    offsets = torch.arange(-radius, radius + 1, device=depth.device, dtype=depth.dtype)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
+    kernel = gaussian_kernel(sigma, radius, depth.device, depth.dtype)
     weight = mask.to(depth.dtype)
     # Depth relative to each view's mean keeps the weighted sums well inside float32.
     offset = (depth * weight).sum(dim=(2, 3), keepdim=True) / weight.sum(dim=(2, 3), keepdim=True).clamp_min(1.0)
