@@ -207,6 +207,24 @@ def test_depth_is_bright_near_and_dark_far() -> None:
     assert float(image[16, 16]) > float(image[16, 4]) > 0.0  # the limb is farther
 
 
+def test_shading_sigma_suppresses_depth_noise_but_keeps_the_shape() -> None:
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(-1, 1, (60000, 2))
+    dome = np.c_[xy, 0.3 * np.exp(-3 * (xy**2).sum(1))]
+    noisy = dome + np.c_[np.zeros((len(dome), 2)), rng.normal(scale=0.004, size=len(dome))]
+    errors, spreads = {}, {}
+    for sigma in (0.0, 1.5):
+        config = RenderConfig(render_size=96, image_size=48, content="shading", shading_sigma=sigma)
+        clean = render_views(torch.from_numpy(dome).float(), IDENTITY, config).images
+        rough = render_views(torch.from_numpy(noisy).float(), IDENTITY, config).images
+        lit = (clean > 0.05) & (rough > 0.05)
+        errors[sigma], spreads[sigma] = float((clean - rough)[lit].abs().mean()), float(clean[lit].std())
+    assert errors[1.5] < 0.5 * errors[0.0]
+    assert spreads[1.5] > 0.8 * spreads[0.0]  # the dome's shading survives the smoothing
+    with pytest.raises(InputError, match="shading_sigma"):
+        RenderConfig(shading_sigma=-1.0)
+
+
 def test_hole_filling_fills_interior_not_background() -> None:
     plane = grid_plane(16)
     plane = plane[torch.arange(len(plane)) != 16 * 8 + 8]  # one missing interior point
