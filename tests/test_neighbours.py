@@ -91,6 +91,8 @@ def test_fill_unseen_batch_fills_each_cloud_as_alone():
     cloud = torch.cat([torch.full((len(c),), i) for i, c in enumerate(clouds)])
     together = fill_unseen_batch(torch.cat(points), torch.cat(scores), torch.cat(seen), cloud, len(clouds))
     alone = torch.cat([fill_unseen(p, s, m) for p, s, m in zip(points, scores, seen, strict=True)])
+    # Bit-exact by construction on the CPU: each cell sums its own cloud's seen points, in
+    # input order, with index_add_ in float64 either way (other clouds are in other cells).
     assert torch.equal(together, alone)
     assert torch.equal(together[800 + 300 : 800 + 300 + 200], torch.zeros(200))  # nothing seen: unchanged
     assert (together[800:1100] > 0).all()  # a sparsely seen cloud is filled everywhere

@@ -121,15 +121,38 @@ def test_stretched_cloud_fits_inside_the_image() -> None:
     assert float(mv.images[0].amax()) > 0.0
 
 
+def assert_same_render(a: MultiView, b: MultiView) -> None:
+    """Two renders of one cloud that went through different float32 arithmetic.
+
+    Chunking views or batching clouds changes the shapes of the projection's matrix product,
+    so BLAS puts a point in another tile and its depth can differ in the last bit (measured:
+    12 % of depths by 1 ulp, on AMD EPYC; on the submitting machine by none). Images are
+    smooth functions of depth in [0, 1]: 1 ulp of depth becomes a few ulp of grey (measured
+    4.8e-7), and the shading divides depth differences by the pixel size (x8 here), so 1e-5
+    bounds it with room and is still 400x below one grey level (1/255). A pixel index or a
+    visibility flag flips only for a value within 1 ulp of a pixel edge or of the depth
+    tolerance (about 1 in 10^5 values), and then changes that point's pixels: those few
+    entries are allowed, 0.1 % of them, which any real chunking bug (a wrong view, offset or
+    cloud) exceeds by far.
+    """
+    assert a.images.shape == b.images.shape and a.visible.shape == b.visible.shape
+    assert (a.pixel_index != b.pixel_index).float().mean() <= 1e-3
+    assert (a.visible != b.visible).float().mean() <= 1e-3
+    off = (a.images - b.images).abs() > 1e-5
+    assert off.float().mean() <= 1e-3, f"{int(off.sum())} image values differ by more than 1e-5"
+
+
 def test_far_offset_gives_same_pixels() -> None:
     points = sphere(2000)
     near = render_views(points, paper_poses(), SMALL)
     far = render_views(points + 1e6, paper_poses(), SMALL)
-    assert torch.equal(near.pixel_index, far.pixel_index)
-    assert torch.equal(near.visible, far.visible)
+    # The offset is removed in float64, leaving ~1e-10 of rounding, which the cast to
+    # float32 absorbs except for the rare value on a rounding edge: as for chunking.
+    assert_same_render(near, far)
 
 
 def test_deterministic() -> None:
+    # Same call, same shapes, same kernels in the same order: bit-identical by construction.
     points = sphere(3000) * torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)
     runs = [render_views(points.float(), paper_poses(), SMALL) for _ in range(2)]
     assert torch.equal(runs[0].images, runs[1].images)
@@ -141,8 +164,7 @@ def test_chunking_does_not_change_results() -> None:
     points = sphere(3000).float()
     whole = render_views(points, paper_poses(), SMALL)
     chunked = render_views(points, paper_poses(), SMALL, max_elements=7000)
-    assert torch.equal(whole.images, chunked.images)
-    assert torch.equal(whole.visible, chunked.visible)
+    assert_same_render(whole, chunked)
 
 
 @pytest.mark.parametrize("max_elements", [2**24, 20000])
@@ -156,9 +178,7 @@ def test_batch_renders_each_cloud_as_alone(max_elements: int) -> None:
     for index, (cloud, centre) in enumerate(zip(clouds, centres, strict=True)):
         alone = render_views(cloud, paper_poses()[:5], config, centre=centre, radius=1.5)
         part = batch.scan(index)
-        assert torch.equal(part.images, alone.images)
-        assert torch.equal(part.pixel_index, alone.pixel_index)
-        assert torch.equal(part.visible, alone.visible)
+        assert_same_render(part, alone)  # the batch's matrix product has other shapes
         assert torch.allclose(part.centre, alone.centre) and part.scale == alone.scale
     assert torch.equal(batch.cloud_of_point().bincount(), torch.tensor([3000, 500, 1600, 3000]))
     with pytest.raises(InputError, match="at least one"):
