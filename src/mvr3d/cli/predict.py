@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mvr3d.cli.common import COMPILE_HELP, MAX_POINTS_HELP, output_lock
 from mvr3d.engine import predict_files
+from mvr3d.engine.predict import check_output
 from mvr3d.models import MVRConfig, MVRDetector
 
 
@@ -24,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Before the lock, which creates the folder (and its lock file) even among the inputs.
+    check_output(args.input, args.output, heatmaps=not args.no_heatmaps)
     detector = MVRDetector.load(args.checkpoint, device=args.device)
     changes = {"max_points": args.max_points} if args.max_points is not None else {}
     if args.compile:

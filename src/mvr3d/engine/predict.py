@@ -3,28 +3,42 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
+import json
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from mvr3d.errors import InputError
-from mvr3d.io import READ_FORMATS, read_points, write_points
+from mvr3d.errors import InputError, MVR3DError
+from mvr3d.io import READ_FORMATS, file_problem, read_points, write_points
 from mvr3d.models import MVRDetector
 from mvr3d.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 
+MANIFEST_NAME = ".mvr3d-predict.json"
+TABLE_NAME = "scores.csv"
+_MANIFEST_FORMAT = "mvr3d-predict"
+_OWN_HIDDEN = (MANIFEST_NAME, ".mvr3d.lock")  # the lock is cli.common.LOCK_NAME
+
+
 def list_scans(path: Path) -> list[Path]:
     """A single scan file, or every readable scan directly inside a folder (sorted)."""
-    if path.is_file():
-        return [path]
     if not path.is_dir():
-        raise InputError("input not found", path)
-    scans = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in READ_FORMATS)
+        problem = file_problem(path)
+        if problem is not None:
+            raise InputError("input not found" if problem == "file not found" else problem, path)
+        return [path]
+    named = sorted(p for p in path.iterdir() if p.suffix.lower() in READ_FORMATS)
+    unreadable = [f"{p.name} ({file_problem(p)})" for p in named if file_problem(p) is not None]
+    if unreadable:
+        raise InputError(f"not regular scan files, move them away: {'; '.join(unreadable[:5])}", path)
+    scans = named
     if not scans:
         raise InputError(f"no scans with a readable extension ({', '.join(sorted(READ_FORMATS))})", path)
     stems = [p.stem for p in scans]
@@ -34,12 +48,81 @@ def list_scans(path: Path) -> list[Path]:
     return scans
 
 
-def _guard_inputs(scans: list[Path], output: Path) -> None:
-    inputs = {p.resolve() for p in scans}
-    for scan in scans:
-        for suffix in (".txt", ".ply"):
-            if (output / f"{scan.stem}{suffix}").resolve() in inputs:
-                raise InputError(f"output would overwrite the input {scan}; choose another --output", output)
+def planned_outputs(scans: list[Path], heatmaps: bool = True) -> list[str]:
+    """Names ``predict`` writes into its output folder for these scans."""
+    suffixes = (".txt", ".ply") if heatmaps else (".txt",)
+    return [f"{scan.stem}{suffix}" for scan in scans for suffix in suffixes] + [TABLE_NAME]
+
+
+def check_output(inputs: Path, output: Path, heatmaps: bool = True) -> list[Path]:
+    """Refuse an output folder predict may not write into; returns the scans.
+
+    The folder must be new, empty, or one predict wrote (its manifest lists the files),
+    and never the input folder, inside it, or a path onto an input file.
+    """
+    scans = list_scans(inputs)
+    names = planned_outputs(scans, heatmaps)
+    out = output.resolve()
+    if inputs.is_dir() and (out == inputs.resolve() or inputs.resolve() in out.parents):
+        raise InputError(f"the output folder is (inside) the input folder {inputs}; choose another --output", output)
+    scan_paths = {p.resolve() for p in scans}
+    if any((out / name).resolve() in scan_paths for name in names):
+        raise InputError("output would overwrite an input scan; choose another --output", output)
+    if output.exists() or output.is_symlink():
+        if not output.is_dir():
+            raise InputError("--output exists and is not a folder", output)
+        _check_owned(output, names)
+    return scans
+
+
+def _read_manifest(output: Path) -> list[str] | None:
+    path = output / MANIFEST_NAME
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        files = record["files"] if record.get("format") == _MANIFEST_FORMAT else None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        files = None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise InputError(f"{MANIFEST_NAME} is damaged; delete it if this folder holds only predict results", output)
+    return files
+
+
+def _is_our_temp(name: str, known: set[str]) -> bool:
+    """``.<name>.XXXX.tmp`` left by an interrupted atomic write of one of our files."""
+    match = re.fullmatch(r"\.(.+)\.[^.]+\.tmp", name)
+    return match is not None and match.group(1) in known
+
+
+def _check_owned(output: Path, names: list[str]) -> None:
+    owned = set(_read_manifest(output) or [])
+    known = owned | set(names) | {MANIFEST_NAME}
+    entries = [p.name for p in output.iterdir() if p.name not in _OWN_HIDDEN and not _is_our_temp(p.name, known)]
+    foreign = sorted(name for name in entries if name not in owned)
+    if not owned and foreign:
+        raise InputError(
+            f"folder holds files predict did not write ({', '.join(foreign[:5])}); choose a new or empty --output",
+            output,
+        )
+    clashes = sorted(set(foreign) & set(names))
+    if clashes:
+        raise InputError(f"would overwrite files predict did not write: {', '.join(clashes[:5])}", output)
+    for name in names:
+        target = output / name
+        if target.exists() and not target.is_file():
+            raise InputError(f"{name} exists and is not a regular file", output)
+
+
+def _claim(output: Path, names: list[str]) -> None:
+    """Record (atomically, before any result) what predict writes here; drop stale temps."""
+    output.mkdir(parents=True, exist_ok=True)
+    files = sorted(set(_read_manifest(output) or []) | set(names))
+    record = {"format": _MANIFEST_FORMAT, "version": 1, "files": files}
+    atomic_write_text(output / MANIFEST_NAME, json.dumps(record, indent=1) + "\n")
+    for path in output.iterdir():
+        if _is_our_temp(path.name, set(files) | {MANIFEST_NAME}):
+            path.unlink(missing_ok=True)  # the lock keeps other runs out, so none is live
 
 
 def predict_files(
@@ -52,9 +135,18 @@ def predict_files(
     """
     if batch < 1:
         raise InputError(f"batch must be a positive number of scans, got {batch}")
-    scans = list_scans(inputs)
-    _guard_inputs(scans, output)
-    output.mkdir(parents=True, exist_ok=True)
+    scans = check_output(inputs, output, heatmaps)
+    try:
+        _claim(output, planned_outputs(scans, heatmaps))
+        return _predict(detector, scans, output, heatmaps, batch)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            # Every file is written atomically: what exists is complete, the rest absent.
+            raise MVR3DError(f"{output}: cannot write results ({error.strerror}); files already written are complete") from None
+        raise
+
+
+def _predict(detector: MVRDetector, scans: list[Path], output: Path, heatmaps: bool, batch: int) -> list[dict]:
     groups = [scans[i : i + batch] for i in range(0, len(scans), batch)]
     rows = []
     with ThreadPoolExecutor(max_workers=1) as reader:
@@ -66,7 +158,7 @@ def predict_files(
             results = detector.score_many(clouds)
             for path, cloud, result in zip(group, clouds, results, strict=True):
                 rows.append(_write_outputs(path, cloud, result, output, heatmaps))
-    _write_table(output / "scores.csv", rows)
+    _write_table(output / TABLE_NAME, rows)
     return rows
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from mvr3d.io.text import read_text, write_text
 __all__ = [
     "READ_FORMATS",
     "WRITE_FORMATS",
+    "file_problem",
     "PointCloud",
     "load_surface",
     "read_mesh",
@@ -55,12 +57,31 @@ WRITE_FORMATS: tuple[str, ...] = (".pcd", ".ply", ".txt", ".xyz", ".csv", ".npy"
 NONFINITE_POLICIES = ("error", "drop")
 
 
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a scan, or None for a regular file.
+
+    FIFOs block in open() and devices (a link to /dev/zero) never end, so only regular
+    files are read; symbolic links to regular files are fine.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "broken symbolic link (its target does not exist)" if path.is_symlink() else "file not found"
+    except OSError as exc:
+        return f"cannot access the file ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, expected a point-cloud file"
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket"
+    return f"is {kind}, not a regular file: only regular files are read"
+
+
 def _existing_file(path: str | Path) -> Path:
     path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path)
-    if path.is_dir():
-        raise InputError("is a directory, expected a point-cloud file", path)
+    problem = file_problem(path)
+    if problem is not None:
+        raise InputError(problem, path)
     return path
 
 
