@@ -52,6 +52,8 @@ def sharing(fitted: MVRDetector, **changes: object) -> MVRDetector:
     other = MVRDetector(MVRConfig.from_dict({**fitted.config.to_dict(), **changes}))
     other.net, other.radius_ = fitted.net, fitted.radius_
     other.aligner_, other.template_centres_ = fitted.aligner_, fitted.template_centres_
+    other.sides_, other.score_stats_ = fitted.sides_, fitted.score_stats_
+    other.deviation_stats_ = fitted.deviation_stats_
     return other
 
 

@@ -40,7 +40,7 @@ def test_tiny_builds_fast_with_real3d_layout(built: tuple[Path, dict, float]) ->
         train = Real3DAD(out, name, "train")
         test = Real3DAD(out, name, "test")
         assert len(train) == 4 and [s.name for s in train][0] == "0_template"
-        assert sum(s.label for s in test) == 3 and len(test) == 6
+        assert sum(s.label for s in test) == 4 and len(test) == 8
         stems = {s.name for s in test}
         assert {p.stem for p in (out / name / "gt").glob("*.txt")} == {
             s for s in stems if "good" not in s
@@ -48,6 +48,27 @@ def test_tiny_builds_fast_with_real3d_layout(built: tuple[Path, dict, float]) ->
         assert {s.split("_")[1] for s in stems} == {"good", "bulge", "sink"}
         for sample in test:
             assert 3000 <= sample.num_points <= 5000
+
+
+def test_scans_come_from_every_side_with_nuisances_recorded(built: tuple[Path, dict, float]) -> None:
+    """Realistic presets: scanner directions over the whole sphere, and meta.json records
+    each scan's view, visible share and noise for the nuisance check."""
+    _, meta, _ = built
+    scans = [s for entry in meta["classes"].values() for s in entry["scans"].values()]
+    heights = [s["view"][2] for s in scans]
+    assert min(heights) < -0.3 and max(heights) > 0.3
+    for scan in scans:
+        assert 0.0 < scan["visible_share"] < 1.0 and 0.001 <= scan["noise"] <= 0.003
+
+
+def test_templates_are_merged_noisy_scans(built: tuple[Path, dict, float]) -> None:
+    """Templates carry scanner noise like the tests, not exact samples of the mesh."""
+    out, meta, _ = built
+    for name, entry in meta["classes"].items():
+        mesh = load_mesh(demo_shapes_dir() / entry["source"], entry["size_mm"])
+        surface, _ = sample_with_normals(mesh, 200_000, np.random.default_rng(0))
+        off = cKDTree(surface).query(Real3DAD(out, name, "train")[0].points)[0]
+        assert np.median(off) > 0.0004 * entry["size_mm"]
 
 
 def test_anomaly_fraction_in_range(built: tuple[Path, dict, float]) -> None:
@@ -88,9 +109,9 @@ def test_labels_on_displaced_points_and_scans_partial_and_posed(
                     off_surface[sample.point_labels == 1],
                     off_surface[sample.point_labels == 0],
                 )
-                assert np.median(labelled) > 2 * np.median(normal)
+                assert np.median(labelled) > 1.3 * np.median(normal)  # noisy scans
                 far = off_surface > 0.015 * entry["size_mm"]
-                assert sample.point_labels[far].mean() > 0.9
+                assert not far.any() or sample.point_labels[far].mean() > 0.9
             # One-sided: much of the complete template has no scan point nearby.
             near = cKDTree(aligned).query(template)[0] < 3 * spacing
             assert near.mean() < 0.8

@@ -15,7 +15,7 @@ def tiny_config(**overrides) -> MVRConfig:
     settings = dict(
         backbone="tiny_test", weights="random", render=RenderConfig(render_size=112, image_size=56, depth_range="scan"),
         views=3, augment_rotations=1, augment_degrees=20.0, iterations=4, batch_size=4, warmup=2,
-        map_blur_sigma=1.0, device="cpu",
+        map_blur_sigma=1.0, device="cpu", train_directions=4, side_candidates=16, calibration_scans=2,
     )
     settings.update(overrides)
     return MVRConfig(**settings)
@@ -232,6 +232,8 @@ def test_compiled_scoring_matches_eager(fitted):
     compiled = MVRDetector(MVRConfig.from_dict({**fitted.config.to_dict(), "compile": True}))
     compiled.net, compiled.radius_ = fitted.net, fitted.radius_
     compiled.aligner_, compiled.template_centres_ = fitted.aligner_, fitted.template_centres_
+    compiled.sides_, compiled.score_stats_ = fitted.sides_, fitted.score_stats_
+    compiled.deviation_stats_ = fitted.deviation_stats_
     scans = [sphere(1200, 90), sphere(800, 91)]
     eager = fitted.score_many(scans)
     fast = compiled.score_many(scans)
@@ -257,10 +259,10 @@ def test_compile_flag_reaches_the_config(tmp_path):
 def test_deviation_weight_flags_points_off_the_template(tmp_path):
     """With the template deviation fused in, a bulge stands out even to a random-init ViT."""
     scans = [sphere(3000, s) for s in range(2)]
-    detector = MVRDetector(tiny_config(deviation_weight=2.0)).fit(scans, progress=False)
+    detector = MVRDetector(tiny_config(deviation_weight=2.0, calibrate=False, view_selection="fixed", augment_noise=0.0, scanner_cone_deg=90.0)).fit(scans, progress=False)
     bumped, labels = with_bulge(sphere(3000, 9), height=2.0)
     result = detector.score(bumped)
-    alone = MVRDetector(tiny_config()).fit(scans, progress=False).score(bumped)
+    alone = MVRDetector(tiny_config(calibrate=False, view_selection="fixed", augment_noise=0.0, scanner_cone_deg=90.0)).fit(scans, progress=False).score(bumped)
     assert auroc(result.point_scores, labels) > max(0.9, auroc(alone.point_scores, labels) + 0.1)
     good = detector.score(sphere(3000, 10))
     assert result.object_score > good.object_score
@@ -276,3 +278,29 @@ def test_deviation_weight_needs_alignment():
         tiny_config(deviation_weight=1.0, align=False)
     with pytest.raises(InputError, match="deviation_weight"):
         tiny_config(deviation_weight=-1.0)
+
+
+def test_calibrated_scan_facing_detector_saves_and_loads(tmp_path):
+    """The experimental per-location calibration and scan-facing views: statistics for every
+    template point, finite scores, and the same scores after save/load."""
+    scans = [sphere(3000, s) for s in range(2)]
+    detector = MVRDetector(tiny_config(deviation_weight=1.0, calibrate=True, view_selection="scan")).fit(scans, progress=False)
+    for stats in (detector.score_stats_, detector.deviation_stats_):
+        assert [len(m) for m in stats.mean_] == [len(t.reference) for t in detector.aligner_.templates_]
+        assert all(bool((s > 0).all()) for s in stats.spread_)
+    good = detector.score(sphere(3000, 10))
+    assert np.isfinite(good.point_scores).all()
+    detector.save(tmp_path / "model")
+    loaded = MVRDetector.load(tmp_path / "model")
+    np.testing.assert_array_equal(good.point_scores, loaded.score(sphere(3000, 10)).point_scores)
+
+
+def test_threaded_scoring_path_matches_serial(fitted, monkeypatch):
+    """The GPU path registers scans from several threads (linalg warmed up first); on a
+    CPU forced through the same pool it must give the serial results exactly."""
+    scans = [sphere(900, 40 + i) for i in range(4)]
+    serial = fitted.score_many(scans)
+    monkeypatch.setattr(fitted, "_threaded", lambda: True)
+    threaded = fitted.score_many(scans)
+    for a, b in zip(serial, threaded, strict=True):
+        np.testing.assert_array_equal(a.point_scores, b.point_scores)

@@ -1,10 +1,16 @@
 """Build Real3D-AD-style benchmarks from meshes.
 
-Each class is one mesh, rescaled to millimetres. Train: complete 360° surface samples
-("templates"). Test: partial one-sided scans seen from a random direction, with
-scanner-like depth noise and a random rigid pose; half carry a bulge or sink defect
-whose per-point labels go to ``gt/<stem>.txt``. Everything is derived from the seed, so
-the same seed and shapes give byte-identical files.
+Each class is one mesh, rescaled to millimetres. Every scan comes from a simulated range
+scanner: a z-buffer decides what one direction sees, the point density falls with the
+incidence angle (a real scanner samples a steep face sparsely), and depth noise runs
+along the line of sight. Train: complete 360-degree "templates", each merged from scans
+taken all around the part with that same noise (as real templates are made). Test:
+partial one-sided scans from a random direction (anywhere on the sphere in the realistic
+presets) in a random rigid pose; half carry a bulge or sink defect whose per-point labels
+go to ``gt/<stem>.txt``. meta.json records each test scan's nuisances (view direction,
+visible share of the surface, point count, noise level) so that a detector can be checked
+for scores that follow them. Everything is derived from the seed, so the same seed and
+shapes give byte-identical files.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ DEPTH_TOLERANCE_CELLS = 2.0
 MAX_DEFECT_TRIES = 20
 # Faces seen this close to edge-on return no usable range data on a real scanner.
 MIN_FACING_COSINE = 0.05
+MIN_INCIDENCE_DENSITY = 0.15
 
 
 @dataclass(frozen=True)
@@ -93,10 +100,14 @@ class BenchmarkPreset:
     max_translation: float = 0.1
     anomaly_fraction: tuple[float, float] = (0.01, 0.05)
     workers: int = 0
-    # The scanner looks from within this angle of the mesh's +z axis, as a fixed scanner
-    # above parts lying the same way up would (180 = from anywhere). Detectors render
-    # scans around +z, so this is the range of directions they must cope with.
-    view_cone_deg: float = 60.0
+    # The scanner looks from within this angle of the mesh's +z axis (180 = from anywhere:
+    # a part on a line can lie any way up, and Real3D-AD scans both sides).
+    view_cone_deg: float = 180.0
+    # Templates merged from this many noisy scans all around the part; 0 = noise-free
+    # samples of the mesh (the old, unrealistic templates).
+    template_scans: int = 12
+    # Points are kept with probability ~ max(cos(incidence), floor): steep faces are sparse.
+    incidence_density: bool = True
 
 
 TINY = BenchmarkPreset(
@@ -104,37 +115,65 @@ TINY = BenchmarkPreset(
     shapes=("angle_block.STL", "idler_riser.STL"),
     n_classes=2,
     n_templates=4,
-    n_test_good=3,
-    n_test_defective=3,
-    template_points=5000,
+    n_test_good=4,
+    n_test_defective=4,
+    template_points=8000,
     scan_points=(3000, 5000),
     outlier_fraction=0.0,
+    max_rotation_deg=20.0,
+    anomaly_fraction=(0.01, 0.045),
+    template_scans=8,
     workers=1,
 )
 
+STANDARD_SHAPES = (
+    "angle_block.STL",
+    "busted.STL",
+    "cycloidal.ply",
+    "fandisk.obj",
+    "featuretype.STL",
+    "idler_riser.STL",
+    "rocker-arm.obj",
+    "plate_holes.STL",
+    "cow.obj",
+    "fertility.off",
+)  # fmt: skip
+
+# Realistic: scanner directions over the whole sphere, merged noisy templates, 0-20 deg
+# pose change and +-10 % shift, incidence-dependent density, 1.0-4.5 % anomalous points.
 STANDARD = BenchmarkPreset(
     name="standard",
-    shapes=(
-        "angle_block.STL",
-        "busted.STL",
-        "cycloidal.ply",
-        "fandisk.obj",
-        "featuretype.STL",
-        "idler_riser.STL",
-        "rocker-arm.obj",
-        "plate_holes.STL",
-        "cow.obj",
-        "fertility.off",
-    ),  # fmt: skip
+    shapes=STANDARD_SHAPES,
     n_classes=10,
     n_templates=4,
     n_test_good=20,
     n_test_defective=20,
     template_points=200_000,
     scan_points=(40_000, 120_000),
+    max_rotation_deg=20.0,
+    anomaly_fraction=(0.01, 0.045),
 )
 
-PRESETS: dict[str, BenchmarkPreset] = {"tiny": TINY, "standard": STANDARD}
+# The first sessions' preset, kept for comparison only: the scanner looks from within
+# 60 deg of +z and the templates are noise-free samples of the mesh. Detectors tuned on
+# it learned the side a scan was taken from, not the defects.
+STANDARD_TOPVIEW = BenchmarkPreset(
+    name="standard-topview",
+    shapes=STANDARD_SHAPES,
+    n_classes=10,
+    n_templates=4,
+    n_test_good=20,
+    n_test_defective=20,
+    template_points=200_000,
+    scan_points=(40_000, 120_000),
+    view_cone_deg=60.0,
+    template_scans=0,
+    incidence_density=False,
+)
+
+PRESETS: dict[str, BenchmarkPreset] = {
+    "tiny": TINY, "standard": STANDARD, "standard-topview": STANDARD_TOPVIEW,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -264,6 +303,8 @@ class Scan:
     rotation: np.ndarray | None = None
     translation: np.ndarray | None = None
     view: np.ndarray | None = None
+    noise: float | None = None  # depth-noise sigma as a share of the object's diagonal
+    visible_share: float | None = None
 
     @property
     def anomaly_fraction(self) -> float:
@@ -271,10 +312,32 @@ class Scan:
 
 
 def make_template(mesh: trimesh.Trimesh, preset: BenchmarkPreset, rng: np.random.Generator) -> Scan:
-    points, _ = sample_with_normals(mesh, preset.template_points, rng)
+    """A complete template: merged noisy scans from all around, or (``template_scans=0``)
+    a noise-free sample of the mesh with a little jitter."""
     size = float(np.linalg.norm(mesh.extents))
-    points += rng.normal(scale=preset.template_jitter * size, size=points.shape)
-    return Scan(points.astype(np.float32), None)
+    if preset.template_scans == 0:
+        points, _ = sample_with_normals(mesh, preset.template_points, rng)
+        points += rng.normal(scale=preset.template_jitter * size, size=points.shape)
+        return Scan(points.astype(np.float32), None)
+    directions = Rotation.random(random_state=int(rng.integers(2**31))).apply(
+        sphere_directions(preset.template_scans)
+    )
+    per_scan = int(np.ceil(preset.template_points / preset.template_scans))
+    parts = []
+    for view in directions:
+        seen = scan_surface(mesh, view, per_scan, "good", preset, rng)
+        sigma = rng.uniform(*preset.noise) * size
+        parts.append(seen.points + np.outer(rng.normal(scale=sigma, size=len(seen.points)), view))
+    return Scan(np.concatenate(parts).astype(np.float32), None)
+
+
+def sphere_directions(count: int) -> np.ndarray:
+    """``count`` near-uniform unit vectors (Fibonacci spiral)."""
+    i = np.arange(count) + 0.5
+    z = 1.0 - 2.0 * i / count
+    ring = np.sqrt(1.0 - z * z)
+    phi = i * np.pi * (3.0 - np.sqrt(5.0))
+    return np.stack([ring * np.cos(phi), ring * np.sin(phi), z], axis=1)
 
 
 @dataclass(frozen=True)
@@ -291,30 +354,60 @@ class Camera:
         return visible_from(points, self.view, self.cell, tolerance, facing)
 
 
-def make_test_scan(
-    mesh: trimesh.Trimesh, kind: str, preset: BenchmarkPreset, rng: np.random.Generator
-) -> Scan:
-    """One partial scan; a defect is applied to the whole surface before the visibility cut."""
-    size = float(np.linalg.norm(mesh.extents))
-    target = int(rng.integers(*preset.scan_points, endpoint=True))
-    view = cone_direction(preset.view_cone_deg, rng)
+@dataclass
+class Seen:
+    """What one scanner direction returns, in the mesh frame, before noise."""
+
+    points: np.ndarray
+    labels: np.ndarray | None
+    visible_share: float  # share of the surface area the scanner sees
+
+
+def scan_surface(
+    mesh: trimesh.Trimesh, view: np.ndarray, target: int, kind: str,
+    preset: BenchmarkPreset, rng: np.random.Generator,
+) -> Seen:
+    """About ``target`` points of what a scanner at ``view`` sees; a defect is applied to
+    the whole surface before the visibility cut."""
     n_dense = int(np.ceil(target / VISIBLE_SHARE))
-    for _ in range(3):  # grow the dense sample when this view sees less than expected
+    for _ in range(4):  # grow the dense sample when this view sees less than expected
         points, normals = sample_with_normals(mesh, n_dense, rng)
         # Open meshes have no reliable outside, so only the z-buffer decides there.
         camera = Camera(view, CELL_SPACINGS * np.sqrt(mesh.area / n_dense), mesh.is_watertight)
         visible = camera.visible(points, normals)
-        if visible.sum() >= target:
+        density = incidence_weights(normals, view, preset)
+        if density[visible].sum() >= target:
             break
-        n_dense = int(np.ceil(n_dense * 1.2 * target / max(visible.sum(), 1)))
+        n_dense = int(np.ceil(n_dense * 1.2 * target / max(density[visible].sum(), 1)))
+    share = float(visible.mean())
+    returned = rng.random(len(points)) < density  # thinning by incidence
     labels = None
     if kind != "good":
-        points, labels, visible = place_defect(points, normals, kind, visible, camera, preset, rng)
-    keep = np.flatnonzero(visible)
+        points, labels, visible = place_defect(points, normals, kind, visible & returned, camera, preset, rng, returned)
+    keep = np.flatnonzero(visible & returned)
     if len(keep) > target:
         keep = np.sort(rng.choice(keep, target, replace=False))
-    labels = None if labels is None else labels[keep]
-    return finish_scan(points[keep], labels, view, size, preset, rng)
+    return Seen(points[keep], None if labels is None else labels[keep], share)
+
+
+def incidence_weights(normals: np.ndarray, view: np.ndarray, preset: BenchmarkPreset) -> np.ndarray:
+    """Chance that a scanner returns a point: ~cos(incidence), floored so steep faces keep some."""
+    if not preset.incidence_density:
+        return np.ones(len(normals))
+    return np.clip(np.abs(normals @ view), MIN_INCIDENCE_DENSITY, 1.0)
+
+
+def make_test_scan(
+    mesh: trimesh.Trimesh, kind: str, preset: BenchmarkPreset, rng: np.random.Generator
+) -> Scan:
+    """One partial scan from a random direction of the preset's cone, in a new pose."""
+    size = float(np.linalg.norm(mesh.extents))
+    target = int(rng.integers(*preset.scan_points, endpoint=True))
+    view = cone_direction(preset.view_cone_deg, rng)
+    seen = scan_surface(mesh, view, target, kind, preset, rng)
+    scan = finish_scan(seen.points, seen.labels, view, size, preset, rng)
+    scan.visible_share = seen.visible_share
+    return scan
 
 
 def place_defect(
@@ -325,14 +418,17 @@ def place_defect(
     camera: Camera,
     preset: BenchmarkPreset,
     rng: np.random.Generator,
+    returned: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Retry until the labelled share of what the scanner sees lies in the preset's range."""
+    """Retry until the labelled share of what the scanner returns lies in the preset's range."""
     low, high = preset.anomaly_fraction
     # Aim inside the range: the visibility cut and subsampling move the share a little.
     aim = (low + 0.2 * (high - low), high - 0.2 * (high - low))
     for _ in range(MAX_DEFECT_TRIES):
         moved, labels = add_defect(points, normals, kind, rng, aim, visible_mask=visible)
         seen = camera.visible(moved, normals)
+        if returned is not None:
+            seen &= returned
         share = labels[seen].mean() if seen.any() else 0.0
         if low + 0.001 <= share <= high - 0.001 and seen.sum() >= 0.8 * visible.sum():
             return moved, labels, seen
@@ -351,8 +447,8 @@ def finish_scan(
     rng: np.random.Generator,
 ) -> Scan:
     """Scanner noise along the line of sight, a few stray points, then a new pose."""
-    sigma = rng.uniform(*preset.noise) * size
-    points = points + np.outer(rng.normal(scale=sigma, size=len(points)), view)
+    noise = rng.uniform(*preset.noise)
+    points = points + np.outer(rng.normal(scale=noise * size, size=len(points)), view)
     n_outliers = int(round(preset.outlier_fraction * len(points)))
     if n_outliers:
         stray = rng.choice(len(points), n_outliers, replace=False)
@@ -360,7 +456,7 @@ def finish_scan(
         points[stray] += np.outer(offsets, view)
     rotation, shift = random_pose(rng, preset.max_rotation_deg, preset.max_translation * size)
     points = points @ rotation.T + shift
-    return Scan(points.astype(np.float32), labels, rotation, shift, view)
+    return Scan(points.astype(np.float32), labels, rotation, shift, view, noise)
 
 
 def shuffled_kinds(preset: BenchmarkPreset, rng: np.random.Generator) -> list[str]:
@@ -413,6 +509,8 @@ def scan_entry(scan: Scan) -> dict[str, Any]:
         "points": len(scan.points),
         "anomaly_fraction": round(scan.anomaly_fraction, 6),
         "view": scan.view.tolist(),
+        "noise": scan.noise,
+        "visible_share": None if scan.visible_share is None else round(scan.visible_share, 6),
         "rotation": scan.rotation.tolist(),
         "translation": scan.translation.tolist(),
     }

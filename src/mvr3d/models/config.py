@@ -29,15 +29,31 @@ class MVRConfig:
     align: bool = True
     augment_rotations: int = 8
     augment_degrees: float = 10.0  # residual pose error to tolerate (30+ without align)
-    # Test scans are one-sided. Each augmented copy of a template is cut down to what a
-    # scanner sees from a random direction within ``scanner_cone_deg`` of +z (the axis the
-    # scoring views look along), so the student learns what partial scans look like.
+    # Test scans are one-sided and may come from any side. Each augmented copy of a
+    # template is cut down to what a scanner sees from a random direction within
+    # ``scanner_cone_deg`` of +z (180 = anywhere), so the student learns partial scans.
     simulate_partial: bool = True
     scanner_cone_deg: float = 90.0
-    # Scanner noise on the augmented copies: Gaussian offsets along the line of sight with
-    # a standard deviation of about this fraction of the object's diagonal (each copy draws
-    # 0.5-1.5x it), since test scans are noisier than clean or averaged templates. 0 = off.
+    # Experimental, off until measured on the realistic preset (docs/accuracy.md):
+    # "scan": each registered scan is turned so that the side it was scanned from (found
+    # from its template's visibility, models/sides.py) faces the views, and templates are
+    # trained from ``train_directions`` sides; "fixed": views as given, in the template
+    # frame (the old behaviour, which scored the side a scan came from). Needs ``align``.
+    view_selection: str = "fixed"
+    side_candidates: int = 64
+    train_directions: int = 26
+    # Scanner noise on the augmented and calibration copies: Gaussian offsets along the
+    # line of sight with a standard deviation of about this fraction of the object's
+    # diagonal (each copy draws 0.5-1.5x it), as test scans are noisier than templates.
     augment_noise: float = 0.0
+    # Per-location calibration (models/calibration.py): ``calibration_scans`` simulated
+    # normal scans per template, rotated by up to ``calibration_degrees``, give each
+    # template point the mean and spread of normal scores there, pooled over
+    # ``calibration_neighbours`` template points; scores become z-scores against them.
+    calibrate: bool = False
+    calibration_scans: int = 16
+    calibration_degrees: float = 1.0
+    calibration_neighbours: int = 32
     # Not part of MVR: adds this weight x the distance of each point to the surface of the
     # template it was registered to (both as robust z-scores per scan). It pays where the
     # templates are exact copies of the good part and defects are geometric (docs/accuracy.md);
@@ -92,6 +108,11 @@ class MVRConfig:
             "max_points": self.max_points is None or self.max_points >= 100,
             "score_dtype": self.score_dtype in SCORE_DTYPES,
             "deviation_weight": self.deviation_weight >= 0,
+            "view_selection": self.view_selection in ("scan", "fixed"),
+            "side_candidates": self.side_candidates >= 1,
+            "train_directions": self.train_directions >= 1,
+            "calibration_scans": self.calibration_scans >= 1,
+            "calibration_neighbours": self.calibration_neighbours >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

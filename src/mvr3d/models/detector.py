@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from mvr3d.baselines.registration import RegistrationDetector
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.models import checkpoint, training_state
 from mvr3d.models.backbones import create_backbone, get_spec
+from mvr3d.models.calibration import LocationStats
 from mvr3d.models.config import MVRConfig
 from mvr3d.models.loss import global_cosine_hard_mining
 from mvr3d.models.mvr import MVRNet
@@ -32,14 +34,17 @@ from mvr3d.models.scoring import (
     smooth_knn,
     upsample_maps,
 )
+from mvr3d.models.sides import SideFinder, facing_rotation, sphere_direction, turn_to_views
 from mvr3d.models.student import StudentConfig
 from mvr3d.render import make_poses, render_batch, render_views, to_model_input
-from mvr3d.render.poses import cone_direction, look_from
+from mvr3d.render.poses import cone_direction, fibonacci_directions, look_from
 from mvr3d.scans import ScanLike, ScanScore, as_points, object_score
 from mvr3d.utils import memory
 from mvr3d.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
+CALIBRATION_BATCH = 8  # simulated scans scored together while calibrating
+MIN_SPLIT_POINTS = 500  # per half, for a template to be split into registered / held out
 
 # Peak memory of scoring one scan, per point and view (pixel index, visibility, render
 # working set) and per point (coordinates in float64, scores, neighbour look-ups).
@@ -91,6 +96,18 @@ def bounding_frame(points: np.ndarray) -> tuple[np.ndarray, float]:
     return centre, radius
 
 
+@dataclass
+class Placed:
+    """A scan ready to render: on the device, in the frame it is drawn in (its template's,
+    turned so that its scanned side faces the views), with what scoring needs of its match."""
+
+    cloud: torch.Tensor
+    centre: torch.Tensor | np.ndarray
+    template: int | None = None
+    nearest: torch.Tensor | None = None  # each point's nearest template point
+    deviation: torch.Tensor | None = None  # each point's distance to it
+
+
 class MVRDetector:
     """Multi-View Reconstruction anomaly detector for point clouds."""
 
@@ -108,6 +125,9 @@ class MVRDetector:
         self.history_: list[float] = []
         self.aligner_: RegistrationDetector | None = None
         self.template_centres_: list[np.ndarray] = []
+        self.sides_: SideFinder | None = None
+        self.score_stats_: LocationStats | None = None
+        self.deviation_stats_: LocationStats | None = None
         self._poses_: torch.Tensor | None = None
         self._compiled_maps_: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._warned_overflow_ = False
@@ -168,38 +188,102 @@ class MVRDetector:
         self.radius_ = float(np.median([bounding_frame(c)[1] for c in clouds]))
         self.template_centres_ = [bounding_frame(c)[0] for c in clouds]
         if cfg.align:
-            self.aligner_ = RegistrationDetector(seed=cfg.seed, device=self.device).fit(clouds)
+            # Registration sees half of each template; calibration measures the template
+            # distance of the other half, so that it is the distance of a new sample of the
+            # surface (as a test scan is), not of the template's own points.
+            held_out = [self._held_out(len(c), j) if cfg.calibrate else np.zeros(len(c), bool) for j, c in enumerate(clouds)]
+            registered = [c[~h] for c, h in zip(clouds, held_out, strict=True)]
+            self.aligner_ = RegistrationDetector(seed=cfg.seed, device=self.device).fit(registered)
+            self._find_sides()
         self.net = self._build()
         pool = self._training_images(clouds, rng)
         saver = None if state_file is None else training_state.StateSaver(Path(state_file), cfg.to_dict(), clouds, save_every)
         self._train(pool, rng, progress, saver)
+        if cfg.calibrate and self.aligner_ is not None:
+            self._calibrate(clouds, held_out)
         return self
 
+    def _held_out(self, count: int, template: int) -> np.ndarray:
+        """A seeded half of a template's points (all kept when it is too small to split)."""
+        mask = np.zeros(count, dtype=bool)
+        if count >= 2 * MIN_SPLIT_POINTS:
+            mask[np.random.default_rng([self.config.seed, template, 0x5E]).permutation(count)[: count // 2]] = True
+        return mask
+
+    def _find_sides(self) -> None:
+        if self.config.view_selection == "scan" and self.aligner_ is not None:
+            templates = [t.reference for t in self.aligner_.templates_]
+            self.sides_ = SideFinder(templates, self.config.render, self.radius_, self.config.side_candidates)
+
+    def _match(self, template: int, cloud: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distance to and index of each point's nearest point of ``template`` (cloud in its frame)."""
+        aligner = self.aligner_
+        offset = torch.as_tensor(aligner.offsets_[template], dtype=torch.float64, device=aligner.device)
+        distances, index = aligner.templates_[template].query(cloud.to(aligner.device).double() - offset)
+        return distances[:, 0].float(), index[:, 0]
+
+    def _place_in_template(self, cloud: np.ndarray, template: int) -> Placed:
+        """A scan already in ``template``'s frame, matched and turned to face the views."""
+        points = self._on_device(cloud)
+        centre = self.template_centres_[template]
+        if self.aligner_ is None:
+            return Placed(points, centre)
+        distances, nearest = self._match(template, points)
+        if self.sides_ is not None:
+            turn = facing_rotation(self.sides_.direction(template, nearest))
+            points = turn_to_views(points, centre, turn)
+        return Placed(points, centre, template, nearest, distances)
+
     def _training_images(self, clouds: Sequence[np.ndarray], rng: np.random.Generator) -> torch.Tensor:
-        """Every template from the scoring poses, plus augmented copies: slightly rotated
-        and, with ``simulate_partial``, reduced to what one scanner direction sees."""
+        """Every template from the scoring poses (turned to face each of ``train_directions``
+        when views follow the scanned side), plus augmented copies: slightly rotated and,
+        with ``simulate_partial``, reduced to what one scanner direction sees."""
         cfg, poses = self.config, self._poses()
         images = []
-        for points, centre in zip(clouds, self.template_centres_, strict=True):
-            images.append(self._render(points, poses, centre)[1].half())
+        for j, (points, centre) in enumerate(zip(clouds, self.template_centres_, strict=True)):
+            for turn in self._template_turns():
+                turned = points if turn is None else turn_to_views(self._on_device(points), centre, turn)
+                images.append(self._render_images(turned, poses, centre))
             for rotation in random_rotations(cfg.augment_rotations, cfg.augment_degrees, rng):
-                moved = (points - centre) @ rotation.numpy().T.astype(points.dtype) + centre
-                direction = cone_direction(cfg.scanner_cone_deg, rng) if cfg.simulate_partial else None
-                if direction is not None:
-                    moved = self._scanner_view(moved, direction)
-                if cfg.augment_noise > 0:
-                    moved = self._scanner_noise(moved, direction, rng)
-                # Aligned scans are drawn about their template's centre; others about their own.
-                moved_centre = centre if cfg.align else bounding_frame(moved)[0]
-                images.append(self._render(moved, poses, moved_centre)[1].half())
+                moved = self._simulated_scan(points, centre, rotation, rng)[0]
+                if cfg.align:  # aligned scans are drawn about their template's centre
+                    images.append(self._render_images(self._place_in_template(moved, j).cloud, poses, centre))
+                else:
+                    images.append(self._render_images(moved, poses, bounding_frame(moved)[0]))
         return torch.cat(images)
 
+    def _template_turns(self) -> list[torch.Tensor | None]:
+        if self.sides_ is None:
+            return [None]
+        return [facing_rotation(d) for d in fibonacci_directions(self.config.train_directions)]
+
+    def _render_images(self, points, poses: torch.Tensor, centre) -> torch.Tensor:
+        points = points if isinstance(points, torch.Tensor) else self._on_device(points)
+        views = render_views(points, poses.to(self.device), self.config.render, centre=centre, radius=self.radius_)
+        return to_model_input(views.images).half()
+
+    def _simulated_scan(self, points: np.ndarray, centre: np.ndarray, rotation: torch.Tensor,
+                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A template rotated about its centre, cut to one scanner direction, with depth
+        noise; and the index of the template point each simulated point came from."""
+        cfg = self.config
+        moved = (points - centre) @ rotation.numpy().T.astype(points.dtype) + centre
+        source, direction = np.arange(len(points)), None
+        if cfg.simulate_partial:
+            cone = cfg.scanner_cone_deg
+            direction = sphere_direction(rng) if cone >= 180 else cone_direction(cone, rng)
+            source = self._scanner_view(moved, direction)
+            moved = moved[source]
+        if cfg.augment_noise > 0:
+            moved = self._scanner_noise(moved, direction, rng)
+        return moved, source
+
     def _scanner_view(self, points: np.ndarray, direction: np.ndarray) -> np.ndarray:
-        """The points visible from ``direction`` (hidden-point removal by the renderer)."""
+        """Indices of the points visible from ``direction`` (hidden-point removal by the renderer)."""
         rotation = look_from(torch.from_numpy(direction)[None])
         views, _ = self._render(points, rotation, bounding_frame(points)[0])
         visible = views.visible[0].cpu().numpy()
-        return points[visible] if visible.sum() >= 16 else points
+        return np.flatnonzero(visible) if visible.sum() >= 16 else np.arange(len(points))
 
     def _scanner_noise(self, points: np.ndarray, direction: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
         """Gaussian depth noise along the line of sight (isotropic without one)."""
@@ -294,15 +378,23 @@ class MVRDetector:
     def _score_clouds(self, clouds: list[np.ndarray], scans: Sequence[ScanLike]) -> list[ScanScore]:
         """Register each scan (a few threads on a GPU), then render, run the network and map
         scores back for all scans together: few, large operations and few host syncs."""
-        cfg = self.config
         with record_function("mvr3d.register"):
             placed = self._each(self._placed, [(points,) for points in clouds])
-            points = [cloud for cloud, _, _ in placed]
-            self._warn_if_unlike_training(points, scans)
+            self._warn_if_unlike_training([p.cloud for p in placed], scans)
+        scores, coverage, counts = self._raw_scores(placed)
+        with record_function("mvr3d.calibrate"):
+            finished = self._final_scores(scores, placed, counts)
+            host = torch.cat([finished.float(), coverage.to(finished.device)]).cpu().numpy()  # the one copy back
+        return self._results(host, counts)
+
+    def _raw_scores(self, placed: list[Placed]) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+        """Reconstruction error of every point of every placed scan (concatenated), the share
+        of each scan the views see, and the point counts."""
+        cfg = self.config
+        points = [p.cloud for p in placed]
         with record_function("mvr3d.render"):
-            centres = [centre for _, centre, _ in placed]
-            batch = render_batch(points, self._poses(), cfg.render, centres=centres, radius=self.radius_,
-                                 compile=cfg.compile)
+            batch = render_batch(points, self._poses(), cfg.render, centres=[p.centre for p in placed],
+                                 radius=self.radius_, compile=cfg.compile)
         with record_function("mvr3d.network"):
             token_maps = self.view_maps(to_model_input(batch.images))
         with record_function("mvr3d.point_scores"):
@@ -314,13 +406,48 @@ class MVRDetector:
             if cfg.smoothing_k > 1:
                 pieces = zip(points, finished.split(batch.counts), strict=True)
                 finished = torch.cat(self._each(partial(smooth_knn, k=cfg.smoothing_k), list(pieces)))
-            if cfg.deviation_weight > 0:
-                deviation = torch.cat([d for _, _, d in placed]).to(finished.device)
-                finished = fuse_deviation(finished, deviation, batch.counts, cfg.deviation_weight)
             coverage = torch.zeros(len(batch), device=seen.device).index_add_(0, cloud, seen.float())
             coverage /= torch.tensor(batch.counts, device=seen.device)
-            host = torch.cat([finished.float(), coverage]).cpu().numpy()  # the one copy back
-        return self._results(host, batch.counts)
+        return finished, coverage, batch.counts
+
+    def _final_scores(self, scores: torch.Tensor, placed: list[Placed], counts: tuple[int, ...]) -> torch.Tensor:
+        """Calibrated per template location when fitted so (plus the weighted calibrated
+        deviation), else the raw error (plus the deviation, both as robust z-scores per scan)."""
+        weight = self.config.deviation_weight
+        if self.score_stats_ is None:
+            if weight <= 0:
+                return scores
+            deviation = torch.cat([p.deviation for p in placed]).to(scores.device)
+            return fuse_deviation(scores, deviation, counts, weight)
+        out = []
+        for piece, p in zip(scores.split(list(counts)), placed, strict=True):
+            z = self.score_stats_.standardise(p.template, p.nearest, piece)
+            if weight > 0:
+                z = z + weight * self.deviation_stats_.standardise(p.template, p.nearest, p.deviation).to(z.device)
+            out.append(z)
+        return torch.cat(out)
+
+    def _calibrate(self, clouds: Sequence[np.ndarray], held_out: list[np.ndarray]) -> None:
+        """Score simulated normal scans of every template; keep per-location statistics of
+        the error and of the template distance (see :mod:`mvr3d.models.calibration`)."""
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, 0xCA1])  # its own stream: a resumed fit calibrates alike
+        templates = [t.reference for t in self.aligner_.templates_]
+        scores = LocationStats(templates, cfg.calibration_neighbours)
+        deviations = LocationStats(templates, cfg.calibration_neighbours)
+        for j, (points, centre) in enumerate(zip(clouds, self.template_centres_, strict=True)):
+            rotations = random_rotations(cfg.calibration_scans, cfg.calibration_degrees, rng)
+            sims = [self._simulated_scan(points, centre, r, rng) for r in rotations]
+            for first in range(0, len(sims), CALIBRATION_BATCH):
+                group = sims[first : first + CALIBRATION_BATCH]
+                placed = [self._place_in_template(sim, j) for sim, _ in group]
+                raw, _, counts = self._raw_scores(placed)
+                for piece, p, (_, source) in zip(raw.split(list(counts)), placed, group, strict=True):
+                    scores.add(j, p.nearest, piece)
+                    new = torch.from_numpy(held_out[j][source]).to(p.deviation.device)
+                    if bool(new.any()):
+                        deviations.add(j, p.nearest[new.to(p.nearest.device)], p.deviation[new])
+        self.score_stats_, self.deviation_stats_ = scores.finish(), deviations.finish()
 
     def _results(self, host: np.ndarray, counts: tuple[int, ...]) -> list[ScanScore]:
         """Concatenated point scores followed by one coverage per scan -> a result per scan."""
@@ -337,6 +464,7 @@ class MVRDetector:
         do not depend on the interleaving)."""
         if not self._threaded() or len(items) < 2:
             return [function(*item) for item in items]
+        warm_up_linalg(self.device)
         with ThreadPoolExecutor(max_workers=min(len(items), SCORING_THREADS)) as pool:
             return list(pool.map(lambda item: function(*item), items))
 
@@ -371,17 +499,14 @@ class MVRDetector:
                 raise
             raise memory.out_of_memory(needed, self.device, what, advice) from error
 
-    def _placed(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | np.ndarray, torch.Tensor | None]:
-        """The scan on the device, in the frame it is drawn in, the centre the views turn
-        about, and (with ``deviation_weight``) each point's distance to its template."""
+    def _placed(self, points: np.ndarray) -> Placed:
+        """The scan on the device in the frame it is drawn in (registered to its nearest
+        template when aligning), and the centre the views turn about."""
         if self.aligner_ is None:
             cloud = self._on_device(points)
-            return cloud, (cloud.amin(dim=0).double() + cloud.amax(dim=0)) / 2, None
+            return Placed(cloud, (cloud.amin(dim=0).double() + cloud.amax(dim=0)) / 2)
         index, moved = self.aligner_.to_template_frame(points.astype(np.float64))
-        deviation = None
-        if self.config.deviation_weight > 0:
-            deviation = self.aligner_.template_distance(index, moved - self.aligner_.offsets_[index])
-        return self._on_device(moved), self.template_centres_[index], deviation
+        return self._place_in_template(moved, index)
 
     def _warn_if_unlike_training(self, clouds: list[torch.Tensor], scans: Sequence[ScanLike]) -> None:
         """A scan much larger or smaller than the templates is likely another class or unit."""
@@ -413,6 +538,9 @@ class MVRDetector:
             for j, (centred, offset) in enumerate(zip(self.aligner_.centred_, self.aligner_.offsets_, strict=True)):
                 templates[f"centred.{j}"] = torch.from_numpy(centred)
                 templates[f"offset.{j}"] = torch.from_numpy(offset)
+        for prefix, stats in (("score_stats", self.score_stats_), ("deviation_stats", self.deviation_stats_)):
+            if stats is not None:
+                templates.update(stats.state(prefix))
         return checkpoint.save(
             Path(directory), self.config.to_dict(), state,
             net.teacher.state_dict(), net.student.state_dict(), templates, overwrite=overwrite,
@@ -423,6 +551,9 @@ class MVRDetector:
         config, state, teacher, student, templates = checkpoint.load(Path(directory))
         if device is not None:
             config["device"] = device
+        if isinstance(config, dict) and "calibrate" not in config:
+            # Saved before sides and calibration existed: score as it was fitted.
+            config.update(calibrate=False, view_selection="fixed")
         try:
             detector = cls(MVRConfig.from_dict(config))
             detector.net = detector._build(teacher_state=teacher)
@@ -435,9 +566,22 @@ class MVRDetector:
         detector.template_centres_ = [np.asarray(c, dtype=np.float64) for c in state.get("template_centres", [])]
         if detector.config.align:
             detector.aligner_ = _aligner_from(templates, state.get("align_voxel"), detector, directory)
+            detector._find_sides()
+            detector._load_stats(templates, directory)
         if not math.isfinite(detector.radius_) or detector.radius_ <= 0:
             raise CheckpointError(f"{directory}: invalid radius {detector.radius_} in config.json")
         return detector
+
+    def _load_stats(self, tensors: dict, directory: object) -> None:
+        references = [t.reference for t in self.aligner_.templates_]
+        loaded = [LocationStats.from_state(tensors, prefix, references) for prefix in ("score_stats", "deviation_stats")]
+        for stats in loaded:
+            for mean, reference in zip([] if stats is None else stats.mean_, references, strict=False):
+                if len(mean) != len(reference):
+                    raise CheckpointError(f"{directory}: calibration statistics do not match the templates")
+        if self.config.calibrate and None in loaded:
+            raise CheckpointError(f"{directory}: the detector is calibrated but its statistics are missing")
+        self.score_stats_, self.deviation_stats_ = loaded
 
     def __repr__(self) -> str:
         fitted = "fitted" if self.net is not None else "not fitted"
@@ -452,6 +596,27 @@ def _aligner_from(templates: dict, voxel: float | None, detector: MVRDetector, d
     offsets = [templates[f"offset.{j}"].numpy() for j in range(count)]
     aligner = RegistrationDetector(seed=detector.config.seed, device=detector.device)
     return aligner.set_templates(centred, offsets, voxel)
+
+
+_warmed_up: set[str] = set()
+
+
+def warm_up_linalg(device: torch.device) -> None:
+    """Run every linalg routine the scoring threads use once on the calling thread.
+
+    torch loads its CUDA linalg backends lazily and not thread-safely ("lazy wrapper
+    should be called at most once" from solve_ex when several threads hit it first), so
+    the first call of each must happen before the thread pool starts.
+    """
+    if str(device) in _warmed_up:
+        return
+    eye = torch.eye(3, dtype=torch.float64, device=device).expand(2, 3, 3).contiguous()
+    torch.linalg.solve_ex(torch.eye(6, dtype=torch.float64, device=device)[None], torch.ones(1, 6, dtype=torch.float64, device=device))
+    torch.linalg.svd(eye)
+    torch.linalg.det(eye)
+    torch.linalg.cross(eye[0], eye[1], dim=1)
+    torch.linalg.eigh(eye)
+    _warmed_up.add(str(device))
 
 
 def _pick_device(name: str) -> torch.device:

@@ -77,6 +77,19 @@ def look_from(directions: Tensor) -> Tensor:
     return torch.stack([x_axis, y_axis, d], dim=1).float()
 
 
+def fibonacci_directions(n: int) -> Tensor:
+    """(n, 3) float64 near-uniform unit vectors from +z to -z along a Fibonacci spiral."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"the number of directions must be a positive integer, got {n!r}")
+    if n == 1:
+        return torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
+    i = torch.arange(n, dtype=torch.float64)
+    z = 1.0 - 2.0 * i / (n - 1)
+    ring = torch.sqrt((1.0 - z * z).clamp_min(0.0))
+    phi = i * math.pi * (3.0 - math.sqrt(5.0))
+    return torch.stack([ring * torch.cos(phi), ring * torch.sin(phi), z], dim=1)
+
+
 def fibonacci_poses(n: int) -> Tensor:
     """(n, 3, 3) rotations seeing the object from n near-uniform directions (full sphere).
 
@@ -86,11 +99,7 @@ def fibonacci_poses(n: int) -> Tensor:
         raise InputError(f"the number of views must be a positive integer, got {n!r}")
     if n == 1:
         return torch.eye(3).unsqueeze(0)
-    i = torch.arange(n, dtype=torch.float64)
-    z = 1.0 - 2.0 * i / (n - 1)
-    ring = torch.sqrt((1.0 - z * z).clamp_min(0.0))
-    phi = i * math.pi * (3.0 - math.sqrt(5.0))
-    return look_from(torch.stack([ring * torch.cos(phi), ring * torch.sin(phi), z], dim=1))
+    return look_from(fibonacci_directions(n))
 
 
 def check_rotations(rotations: Tensor | np.ndarray, atol: float = 1e-4) -> Tensor:
