@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -157,18 +157,9 @@ STANDARD = BenchmarkPreset(
 # The first sessions' preset, kept for comparison only: the scanner looks from within
 # 60 deg of +z and the templates are noise-free samples of the mesh. Detectors tuned on
 # it learned the side a scan was taken from, not the defects.
-STANDARD_TOPVIEW = BenchmarkPreset(
-    name="standard-topview",
-    shapes=STANDARD_SHAPES,
-    n_classes=10,
-    n_templates=4,
-    n_test_good=20,
-    n_test_defective=20,
-    template_points=200_000,
-    scan_points=(40_000, 120_000),
-    view_cone_deg=60.0,
-    template_scans=0,
-    incidence_density=False,
+STANDARD_TOPVIEW = replace(
+    STANDARD, name="standard-topview", max_rotation_deg=30.0, anomaly_fraction=(0.01, 0.05),
+    view_cone_deg=60.0, template_scans=0, incidence_density=False,
 )
 
 PRESETS: dict[str, BenchmarkPreset] = {
