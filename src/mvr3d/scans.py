@@ -38,6 +38,31 @@ def as_points(scan: ScanLike) -> np.ndarray:
         raise InputError(f"a scan needs at least 2 points, got {len(points)}", source)
     if not np.isfinite(points).all():
         raise InputError("scan has NaN or infinite coordinates", source)
+    from mvr3d.io.cloud import check_range
+
+    check_range(points, source)
+    return points
+
+
+# Registration estimates normals from a scan's nearest neighbours after voxel
+# downsampling, and the student learns from its renders: a handful of points is no object.
+MIN_TRAINING_POINTS = 10
+
+
+def training_points(scan: ScanLike) -> np.ndarray:
+    """:func:`as_points` for a normal scan to train on: at least ``MIN_TRAINING_POINTS``
+    distinct points spanning some extent, or :class:`InputError` naming the scan."""
+    points = as_points(scan)
+    source = scan if isinstance(scan, (str, Path)) else getattr(scan, "path", None)
+    distinct = len(np.unique(points, axis=0)) if len(points) < 100_000 else len(points)
+    if distinct < MIN_TRAINING_POINTS:
+        raise InputError(
+            f"a training scan needs at least {MIN_TRAINING_POINTS} distinct points, got {distinct}"
+            + (f" (of {len(points)})" if distinct != len(points) else ""),
+            source,
+        )
+    if float(np.ptp(points, axis=0).max()) == 0.0:
+        raise InputError("all points of this training scan are identical", source)
     return points
 
 

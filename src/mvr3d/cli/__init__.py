@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     except MVR3DError as error:
         print(f"mvr3d {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        # The machine's state (disk full, permissions, a path taken by a file): one line.
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"mvr3d {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"mvr3d {args.command}: interrupted", file=sys.stderr)
         return 130

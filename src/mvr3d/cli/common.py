@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,13 +55,20 @@ _RENDER = ("render_size", "image_size", "content")
 
 
 def config_from_args(args: argparse.Namespace) -> MVRConfig:
+    from mvr3d.models.config_check import config_problems
+
     data: dict = {}
-    if args.config is not None:
+    source = args.config
+    if source is not None:
         try:
-            data = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise InputError(f"cannot read config ({error})", args.config) from error
-        data = data.get("config", data)  # a checkpoint's config.json works too
+            data = json.loads(Path(source).read_bytes())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise InputError(f"cannot read config ({error})", source) from error
+        if isinstance(data, dict) and isinstance(data.get("config"), dict):
+            data = data["config"]  # a checkpoint's config.json works too
+        problems = config_problems(data)
+        if problems:
+            raise InputError(f"invalid configuration: {'; '.join(problems)}", source)
     for name in _TOP_LEVEL:
         if getattr(args, name, None) is not None:
             data[name] = getattr(args, name)
@@ -70,38 +80,80 @@ def config_from_args(args: argparse.Namespace) -> MVRConfig:
             render[name] = getattr(args, name)
     if render:
         data["render"] = render
+    problems = config_problems(data)
+    if problems:
+        raise InputError(f"invalid configuration: {'; '.join(problems)}")
     try:
         return MVRConfig.from_dict(data)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
+        if isinstance(error, InputError):
+            raise
         raise InputError(f"invalid configuration: {error}") from error
 
 
 LOCK_NAME = ".mvr3d.lock"
+# A lock file younger than this with no pid in it is being created by a live run.
+_FRESH_LOCK_SECONDS = 10.0
 
 
 @contextmanager
 def output_lock(directory: Path) -> Iterator[None]:
-    """Refuse to let two runs write into one output folder at the same time."""
+    """Refuse to let two runs write into one output folder at the same time.
+
+    The lock file holds the owner's pid and is flock()ed while the run lives, so a lock
+    left by a killed run (dead pid, no pid at all, or any other text) is taken over.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise InputError("exists and is not a folder; choose another output folder", directory)
     directory.mkdir(parents=True, exist_ok=True)
     lock = directory / LOCK_NAME
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        owner = lock.read_text().strip() if lock.exists() else "?"
-        if owner.isdigit() and not _alive(int(owner)):
-            lock.unlink(missing_ok=True)  # left by a run that was killed
+    for _ in range(5):
+        try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        else:
-            raise MVR3DError(
-                f"{directory}: another mvr3d run (pid {owner}) is writing here; wait for it or "
-                "choose another output folder"
-            ) from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(str(os.getpid()))
+        except FileExistsError:
+            _take_over_stale(lock, directory)
+            continue
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new file: nobody else holds it
+        break
+    else:
+        raise MVR3DError(f"{directory}: cannot take the lock {lock}; another mvr3d run keeps replacing it")
+    handle = os.fdopen(fd, "w")
+    handle.write(str(os.getpid()))
+    handle.flush()
     try:
         yield
     finally:
         lock.unlink(missing_ok=True)
+        handle.close()
+
+
+def _take_over_stale(lock: Path, directory: Path) -> None:
+    """Remove ``lock`` if its run is gone; raise if a live run holds it."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return  # released meanwhile: try again
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = False
+        except BlockingIOError:
+            held = True
+        owner = os.read(fd, 64).decode(errors="replace").strip()
+        age = time.time() - os.fstat(fd).st_mtime
+        live_pid = owner.isdigit() and int(owner) != os.getpid() and _alive(int(owner))
+        # An older mvr3d did not flock, so a live pid still counts; an empty file is only
+        # trusted while it is fresh (its creator has yet to write the pid).
+        if held or live_pid or (not owner and age < _FRESH_LOCK_SECONDS):
+            raise MVR3DError(
+                f"{directory}: another mvr3d run (pid {owner or '?'}) is writing here; wait for it or "
+                "choose another output folder"
+            )
+        if owner:
+            logging.getLogger(__name__).info("%s: removing a stale lock (%r) left by a killed run", lock, owner[:20])
+        lock.unlink(missing_ok=True)  # left by a run that was killed
+    finally:
+        os.close(fd)
 
 
 def _alive(pid: int) -> bool:
@@ -109,6 +161,6 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return True
     return True

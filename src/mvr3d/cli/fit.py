@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import logging
+import sys
 import time
 from pathlib import Path
 
-from mvr3d.cli.common import LOCK_NAME, add_model_options, config_from_args, output_lock
+from mvr3d.cli.common import add_model_options, config_from_args, output_lock
 from mvr3d.data import open_dataset
-from mvr3d.errors import CheckpointError
-from mvr3d.models import MVRDetector
+from mvr3d.errors import CheckpointError, InputError, MVR3DError
+from mvr3d.models import MVRDetector, checkpoint
 from mvr3d.models.training_state import STATE_NAME
+
+log = logging.getLogger(__name__)
+# Out of disk, quota, read-only: the user's environment, not a bug.
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,23 +39,46 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     train = open_dataset(args.data, args.category, "train")
     _check_output(args.out, args.overwrite)
+    for path, reason in getattr(train, "skipped", []):
+        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     state = args.out / STATE_NAME
-    with output_lock(args.out):
-        if state.is_file():
-            print(f"resuming the interrupted fit saved in {state}")
-        started = time.perf_counter()
-        detector = MVRDetector(config).fit(train, state_file=state, save_every=args.save_every)
-        detector.save(args.out, overwrite=args.overwrite)
-        state.unlink(missing_ok=True)
+    try:
+        with output_lock(args.out):
+            removed = checkpoint.remove_stale_temps(args.out)
+            if removed:
+                log.info("removed %d temporary file(s) left by a killed run: %s", len(removed), ", ".join(removed))
+            if state.is_file():
+                print(f"resuming the interrupted fit saved in {state}")
+            started = time.perf_counter()
+            detector = MVRDetector(config).fit(train, state_file=state, save_every=args.save_every)
+            detector.save(args.out, overwrite=args.overwrite)
+            state.unlink(missing_ok=True)
+    except OSError as error:
+        if error.errno not in _WRITE_ERRNOS:
+            raise
+        raise MVR3DError(
+            f"{args.out}: cannot write the checkpoint ({error.strerror}); what is there is complete, and the "
+            "same command resumes from the last saved training state once there is room"
+        ) from None
     print(f"fitted on {len(train)} scans in {time.perf_counter() - started:.1f} s; saved to {args.out}")
     return 0
 
 
 def _check_output(out: Path, overwrite: bool) -> None:
-    """Before any work: never write into a foreign folder or over a checkpoint unasked."""
+    """Before any work: never write into a foreign folder or over a checkpoint unasked.
+
+    A folder holding only what a killed fit of ours leaves (training state, weight files
+    without config.json, temporary files, a stale lock) is resumed into.
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError("--out exists and is not a folder; choose another --out", out)
+    if not out.is_dir():
+        return
     if (out / "config.json").is_file():
         if not overwrite:
             raise CheckpointError(f"{out}: a checkpoint is already there (pass --overwrite to replace it)")
         return
-    if out.is_dir() and any(f.name not in (STATE_NAME, LOCK_NAME) for f in out.iterdir()):
-        raise CheckpointError(f"{out}: folder exists and is not an mvr3d checkpoint; choose another --out")
+    foreign = checkpoint.foreign_files(out)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise CheckpointError(f"{out}: folder exists and is not an mvr3d checkpoint ({shown}); choose another --out")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mvr3d.errors import InputError
 from mvr3d.render import RenderConfig, make_poses, render_views
 from mvr3d.render.config import CONTENTS, PROJECTIONS
 from mvr3d.render.sheet import save_views
@@ -50,8 +51,15 @@ def run(args: argparse.Namespace) -> int:
         fill_holes=args.fill_holes,
     )
     poses = make_poses(int(args.views) if str(args.views).isdigit() else args.views)
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError("--out exists and is not a folder; choose another --out", args.out)
     points = _read_points(args.scan)
-    multiview = render_views(points, poses, config)
+    try:
+        multiview = render_views(points, poses, config)
+    except InputError as error:
+        if error.path is not None:
+            raise
+        raise InputError(str(error), args.scan) from None
     seen = int(multiview.seen.sum())
     print(
         f"visible in at least one view: {100.0 * seen / multiview.num_points:.1f} % "

@@ -21,9 +21,12 @@ from mvr3d.data.real3d import (
     natural_key,
 )
 from mvr3d.data.sample import LazySamples, Sample
-from mvr3d.errors import DatasetError
+from mvr3d.errors import DatasetError, InputError
 
 POINT_EXTENSIONS = (".pcd", ".ply", ".txt", ".xyz", ".csv", ".pts", ".npy", ".npz")
+# Meshes are normal training shapes too: their surface is sampled (test scans are clouds).
+MESH_EXTENSIONS = (".stl", ".obj", ".off")
+MESH_SAMPLES = 10_000
 LABELS_SUFFIX = ".labels.txt"
 
 
@@ -46,6 +49,7 @@ class FolderDataset(LazySamples):
         self.root = Path(root)
         self.split = split
         self.category = category or self.root.resolve().name
+        self.skipped: list[tuple[Path, str]] = []  # (path, why) of files that are not read
         self.items = self._list_items()
 
     def _list_items(self) -> list[tuple[Path, str]]:
@@ -54,15 +58,35 @@ class FolderDataset(LazySamples):
             groups = [split_dir / "good"]
         else:
             groups = sorted((p for p in split_dir.glob("*") if p.is_dir()), key=natural_key)
-        items = [
-            (path, group.name)
-            for group in groups
-            for path in sorted(filter(is_scan_file, group.glob("*")), key=natural_key)
-        ]
+        extensions = POINT_EXTENSIONS + (MESH_EXTENSIONS if self.split == "train" else ())
+        items = []
+        for group in groups:
+            for path in sorted(group.glob("*"), key=natural_key):
+                why = self._why_skipped(path, extensions)
+                if why is None:
+                    items.append((path, group.name))
+                elif why:
+                    self.skipped.append((path, why))
         if not items:
             where = split_dir / "good" if self.split == "train" else split_dir / "<defect>"
             raise DatasetError(f"no scans with extension {'/'.join(POINT_EXTENSIONS)} found", where)
         return items
+
+    @staticmethod
+    def _why_skipped(path: Path, extensions: tuple[str, ...]) -> str | None:
+        """None for a scan to read; "" for files that are not scans by convention (hidden
+        files, per-point labels); otherwise why a file in a scan folder is not read."""
+        from mvr3d.io import file_problem
+
+        name = path.name.lower()
+        if path.name.startswith(".") or name.endswith(LABELS_SUFFIX):
+            return ""
+        problem = file_problem(path)
+        if problem is not None:
+            return problem
+        if path.suffix.lower() not in extensions:
+            return f"not a readable scan format (reads {' '.join(extensions)})"
+        return None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -73,7 +97,15 @@ class FolderDataset(LazySamples):
     def _load(self, path: Path, defect: str) -> Sample:
         from mvr3d.io import read_points
 
-        points = read_points(path).points
+        cloud = read_points(path)
+        points = cloud.points
+        if cloud.faces is not None and len(cloud.faces) and path.suffix.lower() in MESH_EXTENSIONS:
+            from mvr3d.io import sample_surface
+
+            try:
+                points = sample_surface(cloud.points, cloud.faces, MESH_SAMPLES, seed=0)
+            except InputError as error:
+                raise InputError(str(error), path) from None
         stem = path.stem
         if self.split == "train":
             return Sample(stem, path, points, None, 0, "good", self.category)

@@ -37,6 +37,7 @@ def read_npy(path: str | Path) -> PointCloud:
     if not isinstance(table, np.ndarray):  # np.load opens zip archives whatever the name
         table.close()
         raise InputError("is a .npz archive, not a .npy array; rename it to .npz", path)
+    check_budget(table.nbytes, f"array of shape {table.shape} ({table.dtype})", path)
     return _split_table(np.array(table), path)  # a copy, so the mapping can be closed
 
 
@@ -70,6 +71,38 @@ def read_npz(path: str | Path) -> PointCloud:
     )
 
 
+# Reading makes about this many copies of an array (decompressing, float64 points, checks);
+# measured peak RSS of a 1.2 GB member: 4.7 GB.
+READ_COPIES = 4
+
+
+def _available_memory() -> int | None:
+    """Free memory for this process: MemAvailable, or less under a cgroup limit."""
+    free = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            free = min(free if free is not None else 1 << 62, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return free
+
+
+def check_budget(claimed: int, what: str, path: Path) -> None:
+    """Refuse, before allocating, an array that reading cannot hold in memory."""
+    free = _available_memory()
+    if free is not None and claimed * READ_COPIES > free:
+        raise InputError(
+            f"{what} needs about {claimed * READ_COPIES / 2**30:.1f} GiB to read ({claimed / 2**30:.1f} GiB of "
+            f"data) but only {free / 2**30:.1f} GiB of memory is free",
+            path,
+        )
+
+
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
@@ -94,6 +127,7 @@ def _check_member_sizes(path: Path) -> None:
                     f"but holds {info.file_size - header:,} bytes",
                     path,
                 )
+            check_budget(claimed, f"member {info.filename!r} of shape {shape} ({dtype})", path)
 
 
 def write_npy(path: str | Path, points: np.ndarray, values: np.ndarray | None = None) -> None:

@@ -55,6 +55,22 @@ def validate_points(
     return arr
 
 
+# Beyond this, squared distances (float64) and projected depths (float32) overflow or keep
+# no precision; no scanner measures 10^15 of any unit.
+MAX_COORDINATE = 1e15
+
+
+def check_range(arr: np.ndarray, source: str | Path | None = None) -> None:
+    """Raise :class:`InputError` for finite coordinates too large to compute with."""
+    if arr.size and float(np.abs(arr).max()) > MAX_COORDINATE:
+        bad = np.flatnonzero((np.abs(arr) > MAX_COORDINATE).any(axis=1))
+        raise InputError(
+            f"{bad.size} of {arr.shape[0]} points have coordinates beyond +-{MAX_COORDINATE:.0e} (first at index "
+            f"{bad[0]}: {arr[bad[0]].tolist()}); rescale the scan to sensible units (e.g. millimetres)",
+            source,
+        )
+
+
 def all_finite(arr: np.ndarray) -> bool:
     """Whether every element is finite; min/max propagate NaN and expose inf, and two
     SIMD reductions are ~15x faster than a per-row ``isfinite(...).all(axis=1)``."""

@@ -18,6 +18,8 @@ def read_trimesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     import trimesh  # imported lazily: it is slow to import and only meshes need it
 
     path = Path(path)
+    if path.suffix.lower() == ".stl":
+        _check_stl(path)
     try:
         # process=False keeps OBJ/OFF vertices in file order; STL duplicates are merged below.
         mesh = trimesh.load(path, force="mesh", process=False)
@@ -36,6 +38,33 @@ def read_trimesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     except Exception as exc:  # trimesh raises many types for malformed files
         raise InputError(f"cannot read mesh ({type(exc).__name__}: {exc})", path) from None
     return vertices.reshape(-1, 3), faces
+
+
+def _check_stl(path: Path) -> None:
+    """A binary STL's size is fixed by its triangle count; anything else must be ASCII STL.
+    (trimesh would otherwise guess a text encoding and fail in odd ways.)"""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(84)
+    if len(head) == 84:
+        count = int.from_bytes(head[80:84], "little")
+        if 84 + 50 * count == size:
+            return
+    if head.lstrip().lower().startswith(b"solid"):
+        with path.open("rb") as handle:
+            sample = handle.read(1 << 16)
+        try:
+            sample.decode("ascii")
+            return
+        except UnicodeDecodeError:
+            pass
+    if len(head) < 84:
+        raise InputError(f"not an STL file: {size} bytes, shorter than a binary STL header (84)", path)
+    raise InputError(
+        f"binary STL header claims {count:,} triangles ({84 + 50 * count:,} bytes) but the file has "
+        f"{size:,} bytes, and it is not ASCII STL either",
+        path,
+    )
 
 
 def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -109,7 +109,12 @@ def _read_header(handle: BinaryIO, path: Path) -> tuple[str, list[Element]]:
         elif words[0] == "property":
             if not elements:
                 raise InputError("PLY property declared before any element", path)
-            elements[-1].properties.append(_parse_property(words, path))
+            prop = _parse_property(words, path)
+            if any(p.name == prop.name for p in elements[-1].properties):
+                raise InputError(
+                    f"PLY element '{elements[-1].name}' declares property '{prop.name[:40]}' twice", path
+                )
+            elements[-1].properties.append(prop)
         else:
             raise InputError(f"unknown PLY header line {' '.join(words)[:60]!r}", path)
     if fmt is None:
@@ -307,7 +312,7 @@ def _parse_ascii(body: np.ndarray, elements: list[Element], order: str, path: Pa
                 )
             table = _floats(tokens[pos : pos + needed], path).reshape(element.count, width)
             data[element.name] = {
-                i: _cast(table[:, i], p.dtype) for i, p in enumerate(element.properties)
+                i: _cast(table[:, i], p.dtype, path, element, p) for i, p in enumerate(element.properties)
             }
             pos += needed
     if pos != len(tokens):
@@ -327,12 +332,27 @@ def _floats(tokens: list[bytes], path: Path) -> np.ndarray:
         raise InputError(f"PLY ASCII value {bad[:40]!r} is not a number", path) from None
 
 
-def _cast(column: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def _cast(
+    column: np.ndarray, dtype: np.dtype, path: Path, element: Element, prop: Property, first_row: int = 0
+) -> np.ndarray:
+    """ASCII values as the declared type; an integer type takes only integers in its range
+    (300 is no uchar, and coercing it would change the data silently)."""
     if dtype.kind == "f":
         return column.astype(dtype)
     info = np.iinfo(dtype)
-    clean = np.nan_to_num(column, nan=0.0, posinf=info.max, neginf=info.min)
-    return np.clip(np.rint(clean), info.min, info.max).astype(dtype)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(column) | (column != np.rint(column)) | (column < info.min) | (column > info.max)
+    if bad.any():
+        where = np.argwhere(bad)[0]
+        row = first_row + int(where[0]) + 1
+        value = column[tuple(where)]
+        name = f"{np.dtype(dtype).name} {prop.name[:40]!r}"
+        raise InputError(
+            f"data row {row} of element '{element.name}': {value:g} is not a valid {name} "
+            f"(integers {info.min}..{info.max})",
+            path,
+        )
+    return column.astype(dtype)
 
 
 def _ascii_lists(
@@ -344,7 +364,7 @@ def _ascii_lists(
     if uniform is not None:
         return uniform
     columns: dict[int, list] = {i: [] for i in range(len(element.properties))}
-    for _ in range(element.count):
+    for row in range(element.count):
         for i, prop in enumerate(element.properties):
             if pos >= len(tokens):
                 raise InputError(
@@ -355,7 +375,7 @@ def _ascii_lists(
             pos += 1 if prop.is_list else 0
             if pos + k > len(tokens):
                 raise InputError(f"truncated: element '{element.name}' runs past the end", path)
-            columns[i].append(_cast(_floats(tokens[pos : pos + k], path), prop.dtype))
+            columns[i].append(_cast(_floats(tokens[pos : pos + k], path), prop.dtype, path, element, prop, row))
             pos += k
     return _collect(columns, element), pos
 
@@ -382,7 +402,7 @@ def _ascii_uniform(
             return None
     out: dict[int, object] = {}
     for i, (start, k, prop) in enumerate(zip(starts, lengths, element.properties, strict=True)):
-        block = _cast(table[:, start : start + k], prop.dtype)
+        block = _cast(table[:, start : start + k], prop.dtype, path, element, prop)
         out[i] = block if prop.is_list else block[:, 0]
     return out, pos + element.count * width
 

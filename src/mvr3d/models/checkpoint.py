@@ -7,6 +7,7 @@ is either a complete checkpoint or rejected with a clear error.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -44,13 +45,14 @@ def save(
     templates: dict[str, torch.Tensor] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    # A fit's training state and its run lock may wait in the folder it writes to.
-    if directory.exists() and any(f.name not in (STATE_NAME, ".mvr3d.lock") for f in directory.iterdir()):
+    # A fit's training state, its run lock and what a killed fit left may wait in the folder.
+    if directory.exists() and foreign_files(directory):
         if not (directory / CONFIG_NAME).is_file():
             raise CheckpointError(f"{directory}: folder exists and is not an mvr3d checkpoint; not writing into it")
         if not overwrite:
             raise CheckpointError(f"{directory}: a checkpoint is already there (pass overwrite=True / --overwrite)")
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(directory)
     files = {
         TEACHER_NAME: _write_tensors(directory / TEACHER_NAME, teacher, torch.float16),
         STUDENT_NAME: _write_tensors(directory / STUDENT_NAME, student, torch.float32),
@@ -68,6 +70,41 @@ def save(
     }
     atomic_write_text(directory / CONFIG_NAME, json.dumps(record, indent=2))
     return directory
+
+
+_OWN_NAMES = (CONFIG_NAME, TEACHER_NAME, STUDENT_NAME, TEMPLATES_NAME, STATE_NAME)
+LOCK_NAME = ".mvr3d.lock"
+
+
+def _is_own_temp(name: str) -> bool:
+    """A temporary file of :func:`mvr3d.utils.atomic.atomic_write` for one of our files."""
+    return name.endswith(".tmp") and any(name.startswith(f".{own}.") for own in _OWN_NAMES)
+
+
+def foreign_files(directory: Path) -> list[str]:
+    """Files in ``directory`` that neither a fit nor a killed fit of ours leaves there.
+
+    A fit writes its training state, then (after the last iteration) the weight files and
+    config.json last; a kill at any point leaves a subset of these plus temporary files.
+    Weight files without config.json only count as ours beside a training state, which a
+    fit keeps until its checkpoint is complete.
+    """
+    names = [entry.name for entry in directory.iterdir()]
+    has_state = STATE_NAME in names
+    own = {STATE_NAME, LOCK_NAME, CONFIG_NAME}
+    if has_state or CONFIG_NAME in names:
+        own |= {TEACHER_NAME, STUDENT_NAME, TEMPLATES_NAME}
+    return sorted(name for name in names if name not in own and not _is_own_temp(name))
+
+
+def remove_stale_temps(directory: Path) -> list[str]:
+    """Delete temporary files a killed writer left (call while holding the folder's lock)."""
+    removed = []
+    for entry in directory.iterdir():
+        if _is_own_temp(entry.name) and entry.is_file() and not entry.is_symlink():
+            entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return removed
 
 
 def _read_record(directory: Path) -> dict:
@@ -105,13 +142,53 @@ def _read_tensors(path: Path, expected_sha: str | None, dtype: torch.dtype = tor
 def load(directory: Path) -> tuple[dict, dict, dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
     """Config, fitted state, teacher and student weights and templates of a saved detector."""
     record = _read_record(directory)
-    files = record.get("files", {})
+    config, state, files = _validated(record, directory / CONFIG_NAME)
     teacher = _read_tensors(directory / TEACHER_NAME, files.get(TEACHER_NAME))
     student = _read_tensors(directory / STUDENT_NAME, files.get(STUDENT_NAME))
     templates = {}
     if TEMPLATES_NAME in files:
         templates = _read_tensors(directory / TEMPLATES_NAME, files[TEMPLATES_NAME], torch.float64)
+    return config, state, teacher, student, templates
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _validated(record: dict, path: Path) -> tuple[dict, dict, dict]:
+    """The config, state and files of a config.json, checked like any user input (it is a
+    text file anyone may edit)."""
+    from mvr3d.models.config import MVRConfig
+    from mvr3d.models.config_check import config_problems
+
+    for key in ("config", "state"):
+        if key not in record:
+            raise CheckpointError(f"{path}: missing field '{key}'")
+    config, state, files = record["config"], record["state"], record.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise CheckpointError(f"{path}: field 'files' must map file names to sha256 strings")
+    problems = config_problems(config)
+    if problems:
+        raise CheckpointError(f"{path}: config: {'; '.join(problems)}")
     try:
-        return record["config"], record["state"], teacher, student, templates
-    except KeyError as error:
-        raise CheckpointError(f"{directory / CONFIG_NAME}: missing field {error}") from error
+        MVRConfig.from_dict({k: v for k, v in config.items() if k != "device"})
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{path}: config: {error}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: field 'state' must be a JSON object, got {type(state).__name__}")
+    if "radius" not in state:
+        raise CheckpointError(f"{path}: missing field 'state.radius'")
+    if not _is_number(state["radius"]) or state["radius"] <= 0:
+        raise CheckpointError(f"{path}: field 'state.radius' must be a positive number, got {state['radius']!r}"[:300])
+    history = state.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(h, (int, float)) and not isinstance(h, bool) for h in history):
+        raise CheckpointError(f"{path}: field 'state.history' must be a list of numbers")
+    centres = state.get("template_centres", [])
+    if not isinstance(centres, list) or not all(
+        isinstance(c, list) and len(c) == 3 and all(_is_number(v) for v in c) for c in centres
+    ):
+        raise CheckpointError(f"{path}: field 'state.template_centres' must be a list of [x, y, z] numbers")
+    voxel = state.get("align_voxel")
+    if voxel is not None and (not _is_number(voxel) or voxel <= 0):
+        raise CheckpointError(f"{path}: field 'state.align_voxel' must be a positive number or null, got {voxel!r}"[:300])
+    return config, state, files

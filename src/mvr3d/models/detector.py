@@ -38,7 +38,7 @@ from mvr3d.models.sides import SideFinder, facing_rotation, sphere_direction, tu
 from mvr3d.models.student import StudentConfig
 from mvr3d.render import make_poses, render_batch, render_views, to_model_input
 from mvr3d.render.poses import cone_direction, fibonacci_directions, look_from
-from mvr3d.scans import ScanLike, ScanScore, as_points, object_score
+from mvr3d.scans import ScanLike, ScanScore, as_points, object_score, training_points
 from mvr3d.utils import memory
 from mvr3d.utils.seeding import seed_everything
 
@@ -179,7 +179,7 @@ class MVRDetector:
         detector is saved loses nothing; delete it once :meth:`save` has run.
         """
         cfg = self.config
-        clouds = [as_points(scan) for scan in scans]
+        clouds = [training_points(scan) for scan in scans]
         if not clouds:
             raise InputError("fit() needs at least one normal scan")
         if save_every < 1:

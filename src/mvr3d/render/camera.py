@@ -74,6 +74,14 @@ def as_points(points: Tensor | np.ndarray) -> Tensor:
         raise InputError("a single point cannot be rendered: the camera fit needs an extent")
     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
         raise InputError("points contain NaN or infinite coordinates: drop them before rendering")
+    from mvr3d.io.cloud import MAX_COORDINATE
+
+    largest = float(tensor.abs().amax())
+    if largest > MAX_COORDINATE:
+        raise InputError(
+            f"coordinates reach {largest:.3g}, beyond +-{MAX_COORDINATE:.0e} (depths and squared distances would "
+            "overflow or lose all precision); rescale the scan to sensible units (e.g. millimetres)"
+        )
     return tensor
 
 
@@ -106,8 +114,13 @@ def normalise_clouds(
     scaled, radii, spacings = [], [], []
     for (centred, _), row, points in zip(placed, torch.stack(stats).tolist(), clouds, strict=True):
         *extent, fitted, offset = row
-        if fitted == 0.0 or fitted <= 1e-12 * max(1.0, offset) or max(extent) == 0.0:
+        if fitted == 0.0 or max(extent) == 0.0:
             raise InputError("all points are identical: the cloud has no extent to render")
+        if fitted <= 1e-12 * max(1.0, offset):
+            raise InputError(
+                f"the points span only {fitted:.3g} units, too little to render at their distance from the "
+                "origin (below 1e-12 of it, or of 1 unit); rescale the scan to sensible units (e.g. millimetres)"
+            )
         scale = fitted if radius is None else float(radius)
         scaled.append((centred / scale).float())
         radii.append(scale)

@@ -139,7 +139,21 @@ def make_poses(spec: str | int | Tensor | np.ndarray) -> Tensor:
         raise InputError(f"views must be a positive integer, a name or rotations, got {spec!r}")
     if spec <= 27:
         return paper_poses()[paper_pose_order()[:spec]]
+    _check_count(spec)
     return fibonacci_poses(spec)
+
+
+# Every view is rendered, scored and kept in memory (and `render` writes one PNG each); the
+# paper uses 27, and past a few hundred, neighbouring views see the same.
+MAX_VIEWS = 1000
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_VIEWS:
+        raise InputError(
+            f"{count:,} views requested; at most {MAX_VIEWS:,} are supported (each view is rendered and kept "
+            "in memory; 27 cover the object)"
+        )
 
 
 def _poses_from_string(spec: str) -> Tensor:
@@ -152,6 +166,7 @@ def _poses_from_string(spec: str) -> Tensor:
         count = text.removeprefix(prefix)
         if count != text and count.isdigit() and int(count) >= 1:
             if prefix == "fibonacci":
+                _check_count(int(count))
                 return fibonacci_poses(int(count))
             if int(count) == 27:
                 return paper_poses()
