@@ -139,3 +139,37 @@ def test_stale_lock_of_dead_process_is_taken_over(tmp_path: Path) -> None:
     with output_lock(tmp_path):
         assert (tmp_path / ".mvr3d.lock").read_text() == str(os.getpid())
     assert not (tmp_path / ".mvr3d.lock").exists()
+
+
+_FIT_CLI = "import sys; from mvr3d.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.mark.parametrize("delay", [0.0, 1.5])
+def test_fit_killed_anywhere_resumes_with_the_same_command(tmp_path: Path, delay: float) -> None:
+    """SIGKILL ``mvr3d fit`` (a state save every iteration, so kills land in saves too), then
+    the same command must finish: stale temps cleaned, own partial files and the lock taken over."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuzz"))
+    import hostile_probe
+
+    data = hostile_probe.train_folder(tmp_path)
+    config = tmp_path / "c.json"
+    config.write_text(__import__("json").dumps(dict(hostile_probe.TINY, iterations=30)))
+    out = tmp_path / "ckpt"
+    argv = [sys.executable, "-c", _FIT_CLI, "fit", "--data", str(data), "--out", str(out), "--config", str(config),
+            "--save-every", "1"]
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / ".mvr3d.lock").exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(delay)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    finished = (out / "config.json").is_file()  # killed after the checkpoint was complete
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in rerun.stderr
+    if finished:
+        assert rerun.returncode == 2 and "already there" in rerun.stderr, rerun.stderr
+        return
+    assert rerun.returncode == 0, rerun.stderr
+    assert (out / "config.json").is_file() and not list(out.glob(".*.tmp"))
+    assert not (out / "training-state.pt").exists() and not (out / ".mvr3d.lock").exists()
