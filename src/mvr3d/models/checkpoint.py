@@ -46,11 +46,12 @@ def save(
     overwrite: bool = False,
 ) -> Path:
     # A fit's training state, its run lock and what a killed fit left may wait in the folder.
-    if directory.exists() and foreign_files(directory):
-        if not (directory / CONFIG_NAME).is_file():
+    if directory.exists():
+        if (directory / CONFIG_NAME).is_file():
+            if not overwrite:
+                raise CheckpointError(f"{directory}: a checkpoint is already there (pass overwrite=True / --overwrite)")
+        elif foreign_files(directory):
             raise CheckpointError(f"{directory}: folder exists and is not an mvr3d checkpoint; not writing into it")
-        if not overwrite:
-            raise CheckpointError(f"{directory}: a checkpoint is already there (pass overwrite=True / --overwrite)")
     directory.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(directory)
     files = {
