@@ -2,19 +2,22 @@
 
 ``BASELINES`` maps a benchmark name to a class constructible with no arguments (all
 take ``seed``). The Real3D-AD rows they stand for: ``btf_raw`` / ``btf_fpfh`` = BTF,
-``patchcore_fpfh`` = PatchCore (FPFH+Raw), ``registration`` = Reg3D-AD-like.
+``patchcore_fpfh`` = PatchCore (FPFH+Raw), ``registration`` = Reg3D-AD-like; ``template`` = distance to the fused templates'
+surface in noise units (the project's geometric detector).
 """
 
 from mvr3d.baselines.btf import BTFDetector, BTFFPFHDetector, BTFRawDetector, PatchCoreDetector
 from mvr3d.baselines.fpfh import estimate_normals, fpfh, voxel_downsample
 from mvr3d.baselines.patchcore import PatchCoreMemory, greedy_coreset
 from mvr3d.baselines.registration import RegistrationDetector, icp
+from mvr3d.baselines.template import TemplateDetector
 
 BASELINES: dict[str, type] = {
     "btf_raw": BTFRawDetector,
     "btf_fpfh": BTFFPFHDetector,
     "patchcore_fpfh": PatchCoreDetector,
     "registration": RegistrationDetector,
+    "template": TemplateDetector,
 }
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "PatchCoreDetector",
     "PatchCoreMemory",
     "RegistrationDetector",
+    "TemplateDetector",
     "estimate_normals",
     "fpfh",
     "greedy_coreset",

@@ -27,6 +27,9 @@ from mvr3d.errors import InputError
 from mvr3d.scans import ScanScore, as_points, object_score
 from mvr3d.utils.neighbours import NeighbourIndex
 
+# Poses are ranked by the mean of min(distance, this many template voxels) over all points.
+SELECTION_CAP = 10.0
+
 
 def cube_rotations() -> np.ndarray:
     """The 24 proper rotations of a cube: signed permutation matrices with det +1."""
@@ -46,6 +49,21 @@ def candidate_rotations(n_random: int, seed: int) -> np.ndarray:
         return cube_rotations()
     extra = Rotation.random(n_random, random_state=seed).as_matrix()
     return np.concatenate([cube_rotations(), extra])
+
+
+def start_shifts(centred: np.ndarray, count: int) -> np.ndarray:
+    """Where a partial scan's centroid may sit in a centred template: the centre, and
+    halfway to ``count`` well-spread template points (farthest-point sampling), since a
+    one-sided scan's centroid lies between the part's centre and the side it shows."""
+    shifts = [np.zeros(3)]
+    if count > 0 and len(centred):
+        chosen = [int(np.argmax(np.linalg.norm(centred, axis=1)))]
+        gap = np.linalg.norm(centred - centred[chosen[0]], axis=1)
+        for _ in range(min(count, len(centred)) - 1):
+            chosen.append(int(np.argmax(gap)))
+            gap = np.minimum(gap, np.linalg.norm(centred - centred[chosen[-1]], axis=1))
+        shifts += list(0.5 * centred[chosen])
+    return np.stack(shifts)
 
 
 def kabsch(src: Tensor, dst: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
@@ -102,13 +120,17 @@ def icp_batch(
     iterations: int,
     trim: float = 0.8,
     normals: Tensor | None = None,
+    cap: float | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Trimmed ICP of one (M, 3) source from C initial poses at once (float64, any device).
 
     Point-to-point (Kabsch) by default; point-to-plane when the target's ``normals``
     are given, which converges in far fewer iterations (point-to-point crawls along
     the surface: 140 iterations still left 1.5 degrees on a partial blob).
-    Returns refined R (C, 3, 3), t (C, 3) and the trimmed mean residual (C,).
+    Returns refined R (C, 3, 3), t (C, 3) and the trimmed mean residual (C,), or with
+    ``cap`` the mean over all points of min(distance, cap): a partial scan slid onto the
+    wrong part of a template fits 80 % of its points well and leaves the rest far off,
+    which a trimmed mean cannot see.
     """
     rot, trans = rotations.clone(), translations.clone()
     for step in range(iterations + 1):
@@ -116,7 +138,10 @@ def icp_batch(
         dist, index = target.query(moved.reshape(-1, 3))
         dist, index = dist.view(len(rot), -1).to(moved.device), index.view(-1).to(moved.device)
         mask = _trim_mask(dist, trim)
-        residual = (dist * mask).sum(dim=1) / mask.sum(dim=1)
+        if cap is None:
+            residual = (dist * mask).sum(dim=1) / mask.sum(dim=1)
+        else:
+            residual = dist.clamp_max(cap).mean(dim=1)
         if step == iterations:
             break
         matched = target.reference[index].view(moved.shape)
@@ -177,6 +202,7 @@ class RegistrationDetector:
         top_fraction: float = 0.01,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        shift_candidates: int = 8,
     ) -> None:
         if not voxel_size_ratio > 0:
             raise InputError(f"voxel_size_ratio must be positive, got {voxel_size_ratio}")
@@ -192,7 +218,9 @@ class RegistrationDetector:
         self.trim = trim
         self.top_fraction = top_fraction
         self.seed = seed
+        self.shift_candidates = shift_candidates
         self.device = torch.device(device)
+        self.shifts_: list[Tensor] = []
         self.voxel_: float | None = None
         self.templates_: list[NeighbourIndex] = []
         self.coarse_templates_: list[NeighbourIndex] = []
@@ -222,6 +250,7 @@ class RegistrationDetector:
         self.coarse_templates_ = [NeighbourIndex(self._tensor(c)) for c in coarse]
         self.normals_ = [self._tensor(estimate_normals(c)) for c in self.centred_]
         self.coarse_normals_ = [self._tensor(estimate_normals(c)) for c in coarse]
+        self.shifts_ = [self._tensor(start_shifts(c, self.shift_candidates)) for c in coarse]
         return self
 
     def _tensor(self, array: np.ndarray) -> Tensor:
@@ -229,11 +258,17 @@ class RegistrationDetector:
 
     def to_template_frame(self, points: np.ndarray) -> tuple[int, np.ndarray]:
         """Index of the best-matching template and the scan moved into its frame."""
+        j, rotation, shift = self.pose(points)
+        return j, points @ rotation.T + shift
+
+    def pose(self, points: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """Best-matching template ``j`` and the rigid motion (R, t) taking ``points`` into
+        its frame: ``points @ R.T + t``."""
         if self.voxel_ is None:
             raise InputError("RegistrationDetector used before fit")
         mean = points.mean(axis=0)
         j, rot, trans = self.align(points - mean)
-        return j, (points - mean) @ rot.T + trans + self.offsets_[j]
+        return j, rot, trans + self.offsets_[j] - mean @ rot.T
 
     def template_distance(self, index: int, centred: np.ndarray) -> Tensor:
         """Distance (float32, on this detector's device) from each point, given in template
@@ -255,12 +290,15 @@ class RegistrationDetector:
         """Best (template index, R, t) for a centred test cloud."""
         rng = np.random.default_rng(self.seed)
         coarse, fine = self._subsamples(centred, rng)
-        rots = self._tensor(candidate_rotations(self.n_random, self.seed))
-        zeros = torch.zeros(len(rots), 3, dtype=rots.dtype, device=rots.device)
+        base = self._tensor(candidate_rotations(self.n_random, self.seed))
         found, poses = [], []
         for j, target in enumerate(self.coarse_templates_):
+            shifts = self.shifts_[j]
+            rots = base.repeat(len(shifts), 1, 1)
+            starts = shifts.repeat_interleave(len(base), dim=0)
             rot, trans, res = icp_batch(
-                coarse, target, rots, zeros, self.coarse_iterations, self.trim, self.coarse_normals_[j]
+                coarse, target, rots, starts, self.coarse_iterations, self.trim, self.coarse_normals_[j],
+                cap=SELECTION_CAP * self.voxel_,
             )
             found += [(residual, j, c) for c, residual in enumerate(res.tolist())]
             poses.append((rot, trans))
@@ -268,7 +306,8 @@ class RegistrationDetector:
         best = None
         for _, j, c in found[: self.keep_best]:
             rot, trans = poses[j][0][c : c + 1], poses[j][1][c : c + 1]
-            r, t, res = icp_batch(fine, self.templates_[j], rot, trans, self.fine_iterations, self.trim, self.normals_[j])
+            r, t, res = icp_batch(fine, self.templates_[j], rot, trans, self.fine_iterations, self.trim,
+                                  self.normals_[j], cap=SELECTION_CAP * self.voxel_)
             if best is None or float(res[0]) < best[0]:
                 best = (float(res[0]), j, r[0], t[0])
         assert best is not None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from mvr3d.baselines import BASELINES
 from mvr3d.data import Real3DAD, list_categories
 from mvr3d.errors import InputError
 from mvr3d.metrics import PooledScores, aupr, auroc
+from mvr3d.metrics.nuisance import NUISANCES as NUISANCE_ORDER
+from mvr3d.metrics.nuisance import nuisance_correlations, nuisance_values, pooled_nuisance
 from mvr3d.models import MVRConfig, MVRDetector
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.provenance import provenance
@@ -31,7 +34,12 @@ def make_detector(method: str, config: MVRConfig):
     if method == "mvr":
         return MVRDetector(config)
     if method in BASELINES:
-        return BASELINES[method](seed=config.seed)
+        cls = BASELINES[method]
+        if "device" in inspect.signature(cls).parameters and config.device != "auto":
+            return cls(seed=config.seed, device=config.device)
+        if "device" in inspect.signature(cls).parameters and torch.cuda.is_available():
+            return cls(seed=config.seed, device="cuda")
+        return cls(seed=config.seed)
     raise InputError(f"unknown method {method!r}; available: {list(METHODS)}")
 
 
@@ -46,6 +54,12 @@ class ClassResult:
     predict_seconds_per_object: float
     test_objects: int
     test_points: int
+    # Spearman of good scans' object scores with each nuisance (metrics/nuisance.py).
+    nuisance: list[dict] = field(default_factory=list)
+    object_scores: dict[str, float] = field(default_factory=dict)  # test stem -> score
+
+    def worst_nuisance(self) -> dict | None:
+        return max(self.nuisance, key=lambda c: abs(c["rho"]), default=None)
 
     def row(self) -> str:
         return f"{self.o_roc * 100:.1f}/{self.p_roc * 100:.1f}"
@@ -70,11 +84,15 @@ def evaluate_class(
     if checkpoint is not None and hasattr(detector, "save"):
         detector.save(checkpoint, overwrite=True)
     object_scores, object_labels, pooled = [], [], PooledScores()
+    by_stem, facts = {}, _scan_facts(root, category)
     started = time.perf_counter()
     for sample in test:
         result = detector.score(sample.points)
         object_scores.append(result.object_score)
         object_labels.append(sample.label)
+        by_stem[sample.name] = float(result.object_score)
+        facts.setdefault(sample.name, {}).setdefault("points", len(sample.points))
+        facts[sample.name]["good"] = sample.label == 0
         labels = sample.point_labels if sample.point_labels is not None else np.zeros(len(sample.points))
         pooled.add(result.point_scores, labels)
     predict = (time.perf_counter() - started) / max(1, len(test))
@@ -89,7 +107,23 @@ def evaluate_class(
         predict_seconds_per_object=predict,
         test_objects=len(test),
         test_points=len(pooled),
+        nuisance=[c.to_dict() for c in nuisance_correlations(_good(by_stem, facts), facts)],
+        object_scores=by_stem,
     )
+
+
+def _scan_facts(root: Path, category: str) -> dict[str, dict]:
+    """Per test scan, what make-benchmark recorded of how it was scanned (meta.json), if any."""
+    try:
+        meta = json.loads((root / "meta.json").read_text())
+        scans = meta["classes"][category]["scans"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {stem: dict(entry) for stem, entry in scans.items() if isinstance(entry, dict)}
+
+
+def _good(scores: dict[str, float], facts: dict[str, dict]) -> dict[str, float]:
+    return {stem: score for stem, score in scores.items() if facts.get(stem, {}).get("good")}
 
 
 def _peak_memory_mb() -> dict:
@@ -140,12 +174,36 @@ def _finish(out: Path, root: Path, method: str, config: MVRConfig, key: str, res
         "seed": config.seed,
         "classes": [r.__dict__ for r in results],
         "mean": mean,
+        "nuisance_pooled": [c.to_dict() for c in _pooled(root, results)],
         "peak_memory": _peak_memory_mb(),
         "provenance": provenance(),
     }
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2))
-    atomic_write_text(out / "results.md", markdown_table({method: results}))
+    atomic_write_text(out / "results.md", markdown_table({method: results}) + "\n" + nuisance_table(results))
     return summary
+
+
+def _pooled(root: Path, results: list[ClassResult]) -> list:
+    per_class = []
+    for result in results:
+        facts = _scan_facts(root, result.category)
+        good = [stem for stem in result.object_scores if "good" in stem and stem in facts]
+        values = [nuisance_values(facts[stem]) for stem in good]
+        names = set.intersection(*(set(v) for v in values)) if values else set()
+        per_class.append(([result.object_scores[s] for s in good], {n: [v[n] for v in values] for n in names}))
+    return pooled_nuisance(per_class)
+
+
+def nuisance_table(results: list[ClassResult]) -> str:
+    """Spearman rho of good scans' object scores with each nuisance, one row per class."""
+    names = sorted({c["nuisance"] for r in results for c in r.nuisance}, key=NUISANCE_ORDER.index)
+    if not names:
+        return ""
+    lines = ["| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for r in results:
+        found = {c["nuisance"]: c["rho"] for c in r.nuisance}
+        lines.append(f"| {r.category} | " + " | ".join(f"{found[n]:+.2f}" if n in found else "-" for n in names) + " |")
+    return "\n".join(lines) + "\n\nSpearman rho of good scans' object scores with each nuisance.\n"
 
 
 def markdown_table(by_method: dict[str, list[ClassResult]]) -> str:
