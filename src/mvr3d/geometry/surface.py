@@ -71,9 +71,18 @@ def local_planes(index: NeighbourIndex, neighbours: int, chunk: int = 65536) -> 
         centre = patch.mean(dim=1)
         spread = patch - centre[:, None]
         covariance = spread.transpose(1, 2) @ spread
-        normals[rows] = torch.linalg.eigh(covariance)[1][:, :, 0]  # smallest eigenvalue's vector
+        normals[rows] = smallest_eigenvector(covariance)
         centroids[rows] = centre
     return centroids, normals
+
+
+def smallest_eigenvector(covariance: Tensor) -> Tensor:
+    """(c, 3) unit eigenvectors of the smallest eigenvalue of (c, 3, 3) symmetric matrices.
+
+    Solved on the CPU: batched float64 ``eigh`` on CUDA fails with CUSOLVER internal errors
+    for large batches (torch 2.11, H200), and 3x3 problems gain nothing from a GPU.
+    """
+    return torch.linalg.eigh(covariance.cpu())[1][:, :, 0].to(covariance.device)
 
 
 Register = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]

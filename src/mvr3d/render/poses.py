@@ -70,8 +70,10 @@ def look_from(directions: Tensor) -> Tensor:
     """(K, 3) unit view directions -> (K, 3, 3) rotations taking each direction to +z."""
     d = torch.nn.functional.normalize(directions.double(), dim=1)
     # The up hint must not be parallel to the view direction.
-    up = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64).expand_as(d).clone()
-    up[d[:, 1].abs() > 0.99] = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    up = torch.zeros_like(d)
+    near_y = d[:, 1].abs() > 0.99
+    up[:, 1] = (~near_y).double()
+    up[:, 2] = near_y.double()
     x_axis = torch.nn.functional.normalize(torch.cross(up, d, dim=1), dim=1)
     y_axis = torch.cross(d, x_axis, dim=1)
     return torch.stack([x_axis, y_axis, d], dim=1).float()
