@@ -21,7 +21,7 @@ from mvr3d.io import (
 )
 from mvr3d.io.pcd import write_pcd
 from mvr3d.io.ply import write_ply
-from mvr3d.visualization import colormap
+from mvr3d.utils.colormap import colormap
 
 
 @pytest.fixture
@@ -134,8 +134,10 @@ def test_float64_input(tmp_path, points, suffix):
         np.testing.assert_allclose(cloud.points, points64, rtol=1e-6, atol=1e-6)
 
 
-def test_ply_colours_from_scores(tmp_path, points, scores):
-    path = write_points(tmp_path / "scored.ply", points, scores)
+def test_ply_writes_scores_with_the_colours_given(tmp_path, points, scores):
+    plain = write_points(tmp_path / "plain.ply", points, scores)
+    assert b"property uchar red" not in plain.read_bytes()[:400]  # io adds no colour policy
+    path = write_points(tmp_path / "scored.ply", points, scores, colors=colormap(scores))
     header = path.read_bytes()[:400]
     assert b"property uchar red" in header and b"property float score" in header
     body = np.frombuffer(

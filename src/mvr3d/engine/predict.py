@@ -17,6 +17,7 @@ from mvr3d.errors import InputError, MVR3DError
 from mvr3d.io import READ_FORMATS, file_problem, read_points, write_points
 from mvr3d.models import MVRDetector
 from mvr3d.utils.atomic import atomic_write_text
+from mvr3d.utils.colormap import colormap
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def _write_outputs(path: Path, cloud, result, output: Path, heatmaps: bool) -> d
     points = np.asarray(cloud.points)
     write_points(output / f"{path.stem}.txt", points, result.point_scores)
     if heatmaps:
-        write_points(output / f"{path.stem}.ply", points, result.point_scores)
+        write_points(output / f"{path.stem}.ply", points, result.point_scores, colors=colormap(result.point_scores))
     log.info("%s: object score %.5f (%d points)", path.name, result.object_score, len(points))
     return {"file": path.stem, "object_score": result.object_score, "coverage": result.coverage}
 

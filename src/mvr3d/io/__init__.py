@@ -1,7 +1,7 @@
 """Point-cloud and mesh I/O: read and write PCD, PLY, XYZ/TXT/CSV, NPY/NPZ; read STL/OBJ/OFF.
 
 >>> cloud = read_points("part.pcd")          # PointCloud(points (N, 3), values, faces, path)
->>> write_points("part.ply", cloud.points, scores)  # coloured by score
+>>> write_points("part.ply", cloud.points, scores, colors=colormap(scores))
 """
 
 from __future__ import annotations
@@ -154,18 +154,14 @@ def write_points(
 ) -> Path:
     """Write ``points`` (+ optional per-point ``values``) atomically; returns the path.
 
-    ``colors`` (N, 3) is stored by PLY only; a PLY with values and no colours is coloured by
-    the turbo colour map of the values.
+    ``colors`` (N, 3) is stored by PLY only. No colours are made up here: which scale a
+    heatmap uses is the caller's choice (``mvr3d.utils.colormap``).
     """
     path = Path(path)
     suffix = _suffix(path, WRITE_FORMATS, "write")
     points = validate_points(points, path)
     values = validate_values(values, len(points), path)
     if suffix == ".ply":
-        if colors is None and values is not None:
-            from mvr3d.visualization.colormap import colormap
-
-            colors = colormap(values)
         rgb = None if colors is None else _as_colors(colors, len(points), path)
         write_ply(path, points, values, colors=rgb)
     elif suffix == ".pcd":

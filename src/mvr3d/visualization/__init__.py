@@ -1,5 +1,5 @@
 """Visualisation helpers: colour maps for per-point scores."""
 
-from mvr3d.visualization.colormap import COLORMAPS, colormap
+from mvr3d.utils.colormap import COLORMAPS, colormap
 
 __all__ = ["COLORMAPS", "colormap"]
