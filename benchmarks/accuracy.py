@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mvr3d.engine.benchmark import ClassResult, markdown_table, run_benchmark
+from mvr3d.engine.benchmark import markdown_table, run_benchmark
+from mvr3d.engine.results import ClassResult
 from mvr3d.models import MVRConfig
 from mvr3d.render import RenderConfig
 from mvr3d.utils.atomic import atomic_write_text
@@ -97,9 +98,9 @@ def main() -> None:
             started = time.perf_counter()
             summary = run_benchmark(args.data, out, config, classes=args.classes, progress=False)
             timings.append((label, time.perf_counter() - started, summary))
-            rows[label] = [ClassResult(**c) for c in summary["classes"]]
-            print(f"[{experiment}] {label}: mean O-ROC {summary['mean']['o_roc']:.3f} "
-                  f"P-ROC {summary['mean']['p_roc']:.3f}", flush=True)
+            rows[label] = summary.classes
+            print(f"[{experiment}] {label}: mean O-ROC {summary.mean_of('o_roc'):.3f} "
+                  f"P-ROC {summary.mean_of('p_roc'):.3f}", flush=True)
         append_table(args.table, experiment, rows, timings)
 
 
@@ -108,12 +109,11 @@ def append_table(path: Path, experiment: str, rows: dict, timings: list) -> None
     lines.append("| run | mean O-AUPR | mean P-AUPR | fit s/class | predict s/object | git |")
     lines.append("|---|---|---|---|---|---|")
     for label, _, summary in timings:
-        classes = summary["classes"]
-        fit = np.mean([c["fit_seconds"] for c in classes])
-        pred = np.mean([c["predict_seconds_per_object"] for c in classes])
+        fit = np.mean([c.fit_seconds for c in summary.classes])
+        pred = np.mean([c.predict_seconds_per_object for c in summary.classes])
         lines.append(
-            f"| {label} | {summary['mean']['o_aupr'] * 100:.1f} | {summary['mean']['p_aupr'] * 100:.1f} "
-            f"| {fit:.1f} | {pred:.3f} | {summary['provenance']['git']} |"
+            f"| {label} | {summary.mean_of('o_aupr') * 100:.1f} | {summary.mean_of('p_aupr') * 100:.1f} "
+            f"| {fit:.1f} | {pred:.3f} | {summary.provenance.get('git')} |"
         )
     previous = path.read_text() if path.exists() else "# Accuracy runs (appended by benchmarks/accuracy.py)\n"
     atomic_write_text(path, previous + "\n" + "\n".join(lines) + "\n")

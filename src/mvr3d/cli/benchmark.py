@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mvr3d.cli.common import add_model_options, config_from_args, output_lock
-from mvr3d.engine.benchmark import METHODS, run_benchmark
+from mvr3d.cli.common import (
+    add_method_option,
+    add_model_options,
+    check_method_options,
+    config_from_args,
+    output_lock,
+)
+from mvr3d.engine.benchmark import run_benchmark
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("benchmark", help="evaluate a method on every class of a dataset")
     parser.add_argument("--data", type=Path, required=True, help="Real3D-AD layout root")
-    parser.add_argument("--method", default="mvr", choices=METHODS)
+    add_method_option(parser)
     parser.add_argument("--classes", nargs="+", help="classes to run (default: all)")
     parser.add_argument("--out", type=Path, required=True, help="results folder (reruns resume)")
     add_model_options(parser)
@@ -20,10 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_method_options(args)
     config = config_from_args(args)
     with output_lock(args.out):
         summary = run_benchmark(args.data, args.out, config, args.method, args.classes)
     print((args.out / "results.md").read_text())
-    mean = summary["mean"]
-    print(f"mean O-ROC {mean['o_roc']:.3f}  P-ROC {mean['p_roc']:.3f}; results in {args.out}")
+    print(f"mean O-ROC {summary.mean_of('o_roc'):.3f}  P-ROC {summary.mean_of('p_roc'):.3f}; results in {args.out}")
     return 0

@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
         config = demo_config(_resolve_weights(args.weights), args.seed)
         summary = run_benchmark(data, args.out / "results", config, save_models=True)
         heatmaps = []
-        for entry in summary["classes"]:
-            category = entry["category"]
+        for entry in summary.classes:
+            category = entry.category
             detector = MVRDetector.load(args.out / "results" / "models" / category)
             out = args.out / "predictions" / category
             predict_files(detector, data / category / "test", out)

@@ -8,61 +8,39 @@ import json
 import logging
 import resource
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mvr3d.baselines import BASELINES
 from mvr3d.data import Real3DAD, list_categories
+from mvr3d.detectors import Detector, detector_class
+from mvr3d.engine.results import METRICS, BenchmarkResults, ClassResult
 from mvr3d.errors import InputError
 from mvr3d.metrics import PooledScores, aupr, auroc
 from mvr3d.metrics.nuisance import NUISANCES as NUISANCE_ORDER
 from mvr3d.metrics.nuisance import nuisance_correlations, nuisance_values, pooled_nuisance
-from mvr3d.models import MVRConfig, MVRDetector
+from mvr3d.models import MVRConfig
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.provenance import provenance
 
 log = logging.getLogger(__name__)
 
-METHODS = ("mvr", *BASELINES)
 
-
-def make_detector(method: str, config: MVRConfig):
-    """The detector for ``method``: MVR with ``config``, or a baseline seeded alike."""
-    if method == "mvr":
-        return MVRDetector(config)
-    if method in BASELINES:
-        cls = BASELINES[method]
-        if "device" in inspect.signature(cls).parameters and config.device != "auto":
-            return cls(seed=config.seed, device=config.device)
-        if "device" in inspect.signature(cls).parameters and torch.cuda.is_available():
-            return cls(seed=config.seed, device="cuda")
-        return cls(seed=config.seed)
-    raise InputError(f"unknown method {method!r}; available: {list(METHODS)}")
-
-
-@dataclass
-class ClassResult:
-    category: str
-    o_roc: float
-    p_roc: float
-    o_aupr: float
-    p_aupr: float
-    fit_seconds: float
-    predict_seconds_per_object: float
-    test_objects: int
-    test_points: int
-    # Spearman of good scans' object scores with each nuisance (metrics/nuisance.py).
-    nuisance: list[dict] = field(default_factory=list)
-    object_scores: dict[str, float] = field(default_factory=dict)  # test stem -> score
-
-    def worst_nuisance(self) -> dict | None:
-        return max(self.nuisance, key=lambda c: abs(c["rho"]), default=None)
-
-    def row(self) -> str:
-        return f"{self.o_roc * 100:.1f}/{self.p_roc * 100:.1f}"
+def make_detector(method: str, config: MVRConfig) -> Detector:
+    """The registered detector ``method`` (:class:`InputError` listing the names if none):
+    one that takes a ``config`` (MVR) gets ``config``; the others its seed, and its device
+    where they run on one (CUDA when available and the config's device is "auto")."""
+    cls = detector_class(method)
+    parameters = inspect.signature(cls).parameters
+    if "config" in parameters:
+        return cls(config=config)
+    kwargs: dict[str, object] = {"seed": config.seed}
+    if "device" in parameters and config.device != "auto":
+        kwargs["device"] = config.device
+    elif "device" in parameters and torch.cuda.is_available():
+        kwargs["device"] = "cuda"
+    return cls(**kwargs)
 
 
 def config_key(config: MVRConfig, method: str = "mvr") -> str:
@@ -81,7 +59,7 @@ def evaluate_class(
     started = time.perf_counter()
     detector = make_detector(method, config).fit(train, progress=progress)
     fit_seconds = time.perf_counter() - started
-    if checkpoint is not None and hasattr(detector, "save"):
+    if checkpoint is not None:
         detector.save(checkpoint, overwrite=True)
     object_scores, object_labels, pooled = [], [], PooledScores()
     by_stem, facts = {}, _scan_facts(root, category)
@@ -136,7 +114,7 @@ def _peak_memory_mb() -> dict:
 def run_benchmark(
     root: Path, out: Path, config: MVRConfig, method: str = "mvr",
     classes: list[str] | None = None, progress: bool = True, save_models: bool = False,
-) -> dict:
+) -> BenchmarkResults:
     """Evaluate each class, saving it as soon as it is done so a rerun resumes."""
     make_detector(method, config)  # fail on an unknown method before any work
     classes = classes or list_categories(root)
@@ -154,31 +132,32 @@ def run_benchmark(
                     "use another --out folder"
                 )
             log.info("%s: already done, skipping", category)
-            results.append(ClassResult(**saved["result"]))
+            results.append(ClassResult.from_dict(saved["result"], path))
             continue
         checkpoint = out / "models" / category if save_models else None
         result = evaluate_class(root, category, config, progress, checkpoint, method)
         log.info("%s: O-ROC %.3f P-ROC %.3f", category, result.o_roc, result.p_roc)
-        atomic_write_text(path, json.dumps({"config_key": key, "result": result.__dict__}, indent=2))
+        atomic_write_text(path, json.dumps({"config_key": key, "result": result.to_dict()}, indent=2))
         results.append(result)
     return _finish(out, root, method, config, key, results)
 
 
-def _finish(out: Path, root: Path, method: str, config: MVRConfig, key: str, results: list) -> dict:
-    mean = {f: float(np.mean([getattr(r, f) for r in results])) for f in ("o_roc", "p_roc", "o_aupr", "p_aupr")}
-    summary = {
-        "method": method,
-        "data": str(root),
-        "config": config.to_dict(),
-        "config_key": key,
-        "seed": config.seed,
-        "classes": [r.__dict__ for r in results],
-        "mean": mean,
-        "nuisance_pooled": [c.to_dict() for c in _pooled(root, results)],
-        "peak_memory": _peak_memory_mb(),
-        "provenance": provenance(),
-    }
-    atomic_write_text(out / "results.json", json.dumps(summary, indent=2))
+def _finish(
+    out: Path, root: Path, method: str, config: MVRConfig, key: str, results: list[ClassResult]
+) -> BenchmarkResults:
+    summary = BenchmarkResults(
+        method=method,
+        classes=results,
+        data=str(root),
+        config=config.to_dict(),
+        config_key=key,
+        seed=config.seed,
+        mean={m: float(np.mean([getattr(r, m) for r in results])) for m in METRICS},
+        nuisance_pooled=[c.to_dict() for c in _pooled(root, results)],
+        peak_memory=_peak_memory_mb(),
+        provenance=provenance(),
+    )
+    summary.write(out)
     atomic_write_text(out / "results.md", markdown_table({method: results}) + "\n" + nuisance_table(results))
     return summary
 

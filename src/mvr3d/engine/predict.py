@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import errno
-import io
 import json
 import logging
 import re
@@ -13,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mvr3d.engine.results import SCORES_FILE, ScoreRow, write_scores
 from mvr3d.errors import InputError, MVR3DError
 from mvr3d.io import READ_FORMATS, file_problem, read_points, write_points
-from mvr3d.models import MVRDetector
+from mvr3d.models.base import Detector
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.colormap import colormap
 
@@ -23,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 MANIFEST_NAME = ".mvr3d-predict.json"
-TABLE_NAME = "scores.csv"
+TABLE_NAME = SCORES_FILE
 _MANIFEST_FORMAT = "mvr3d-predict"
 _OWN_HIDDEN = (MANIFEST_NAME, ".mvr3d.lock")  # the lock is cli.common.LOCK_NAME
 
@@ -127,7 +126,7 @@ def _claim(output: Path, names: list[str]) -> None:
 
 
 def predict_files(
-    detector: MVRDetector, inputs: Path, output: Path, heatmaps: bool = True, batch: int = 4
+    detector: Detector, inputs: Path, output: Path, heatmaps: bool = True, batch: int = 4
 ) -> list[dict]:
     """Score every scan; write ``<stem>.txt``, ``<stem>.ply`` and ``scores.csv`` under output.
 
@@ -136,6 +135,7 @@ def predict_files(
     """
     if batch < 1:
         raise InputError(f"batch must be a positive number of scans, got {batch}")
+    detector.check_is_fitted()  # before any output is claimed
     scans = check_output(inputs, output, heatmaps)
     try:
         _claim(output, planned_outputs(scans, heatmaps))
@@ -147,7 +147,7 @@ def predict_files(
         raise
 
 
-def _predict(detector: MVRDetector, scans: list[Path], output: Path, heatmaps: bool, batch: int) -> list[dict]:
+def _predict(detector: Detector, scans: list[Path], output: Path, heatmaps: bool, batch: int) -> list[dict]:
     groups = [scans[i : i + batch] for i in range(0, len(scans), batch)]
     rows = []
     with ThreadPoolExecutor(max_workers=1) as reader:
@@ -177,9 +177,4 @@ def _write_outputs(path: Path, cloud, result, output: Path, heatmaps: bool) -> d
 
 
 def _write_table(path: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "object_score"])
-    for row in rows:
-        writer.writerow([row["file"], f"{row['object_score']:.8g}"])
-    atomic_write_text(path, buffer.getvalue())
+    write_scores(path, [ScoreRow(row["file"], row["object_score"], row["coverage"]) for row in rows])

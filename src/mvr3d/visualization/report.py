@@ -10,7 +10,6 @@ plotly and matplotlib are optional (``pip install 'mvr3d[report]'``) and importe
 from __future__ import annotations
 
 import base64
-import csv
 import datetime
 import html
 import io
@@ -23,6 +22,7 @@ from types import ModuleType
 
 import numpy as np
 
+from mvr3d.engine.results import METRICS, RESULTS_FILE, BenchmarkResults, ClassResult, read_scores
 from mvr3d.errors import InputError, MVR3DError
 from mvr3d.utils.atomic import atomic_write_bytes, atomic_write_text
 
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 MAX_HEATMAP_POINTS = 30_000
 _INSTALL_HINT = "the report needs plotly and matplotlib: pip install 'mvr3d[report]'"
-_METRICS = ("o_roc", "p_roc", "o_aupr", "p_aupr")
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
 
@@ -46,23 +45,22 @@ class Run:
 
     label: str
     path: Path
-    summary: dict
-    classes: dict[str, dict]
+    results: BenchmarkResults
+
+    @property
+    def classes(self) -> dict[str, ClassResult]:
+        return {c.category: c for c in self.results.classes}
 
     @property
     def method(self) -> str:
-        return str(self.summary.get("method") or self.path.parent.name)
+        return self.results.method or self.path.parent.name
 
     def metric(self, category: str, key: str) -> float:
-        return _number(self.classes.get(category, {}).get(key))
+        entry = self.classes.get(category)
+        return math.nan if entry is None else float(getattr(entry, key))
 
     def mean(self, key: str) -> float:
-        saved = _number((self.summary.get("mean") or {}).get(key))
-        if math.isfinite(saved):
-            return saved
-        values = [self.metric(c, key) for c in self.classes]
-        finite = [v for v in values if math.isfinite(v)]
-        return float(np.mean(finite)) if finite else math.nan
+        return self.results.mean_of(key)
 
 
 def _number(value: object) -> float:
@@ -75,23 +73,8 @@ def _number(value: object) -> float:
 def load_run(path: Path) -> Run:
     """Read and check one ``results.json`` (or a folder holding one)."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "results.json"
-    if not path.is_file():
-        raise InputError("results file not found (expected results.json of `mvr3d benchmark`)", path)
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read results ({error})", path) from None
-    entries = summary.get("classes") if isinstance(summary, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise InputError("not a results.json of `mvr3d benchmark`: no 'classes' list", path)
-    classes: dict[str, dict] = {}
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("category"), str):
-            raise InputError("every entry of 'classes' needs a 'category' name", path)
-        classes[entry["category"]] = entry
-    return Run(label="", path=path, summary=summary, classes=classes)
+    results = BenchmarkResults.read(path)
+    return Run(label="", path=path / RESULTS_FILE if path.is_dir() else path, results=results)
 
 
 def load_runs(paths: list[Path]) -> list[Run]:
@@ -157,15 +140,7 @@ class ClassPredictions:
 
 def read_object_scores(folder: Path) -> dict[str, float]:
     """``scores.csv`` of ``mvr3d predict``: stem -> object score."""
-    table = Path(folder) / "scores.csv"
-    if not table.is_file():
-        raise InputError("predictions folder has no scores.csv (written by `mvr3d predict`)", folder)
-    try:
-        with table.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-        return {row["file"]: float(row["object_score"]) for row in rows}
-    except (KeyError, TypeError, ValueError) as error:
-        raise InputError(f"expected columns 'file,object_score' ({error})", table) from None
+    return {row.file: row.object_score for row in read_scores(folder)}
 
 
 def load_predictions(
@@ -447,18 +422,19 @@ def paper_table(runs: list[Run], categories: list[str]) -> str:
 def _run_details(run: Run) -> str:
     rows = []
     for category, entry in run.classes.items():
-        cells = "".join(f"<td>{_fmt(entry.get(k), 100, '.1f')}</td>" for k in _METRICS)
+        cells = "".join(f"<td>{_fmt(getattr(entry, k), 100, '.1f')}</td>" for k in METRICS)
         extra = (
-            f"<td>{_fmt(entry.get('fit_seconds'), 1, '.1f')}</td>"
-            f"<td>{_fmt(entry.get('predict_seconds_per_object'), 1, '.2f')}</td>"
-            f"<td>{_fmt(entry.get('test_objects'), 1, ',.0f')}</td>"
-            f"<td>{_fmt(entry.get('test_points'), 1, ',.0f')}</td>"
+            f"<td>{_fmt(entry.fit_seconds, 1, '.1f')}</td>"
+            f"<td>{_fmt(entry.predict_seconds_per_object, 1, '.2f')}</td>"
+            f"<td>{_fmt(entry.test_objects, 1, ',.0f')}</td>"
+            f"<td>{_fmt(entry.test_points, 1, ',.0f')}</td>"
         )
         rows.append(f"<tr><td>{_e(category)}</td>{cells}{extra}</tr>")
     head = ("<tr><th>class</th><th>O-ROC</th><th>P-ROC</th><th>O-AUPR</th><th>P-AUPR</th>"
             "<th>fit s</th><th>predict s/object</th><th>test objects</th><th>test points</th></tr>")
-    meta = {k: run.summary.get(k) for k in ("method", "data", "seed", "config_key", "peak_memory")}
-    extra = {k: run.summary.get(k) for k in ("config", "provenance") if k in run.summary}
+    summary = run.results.to_dict()
+    meta = {k: summary[k] for k in ("method", "data", "seed", "config_key", "peak_memory")}
+    extra = {k: summary[k] for k in ("config", "provenance")}
     return (
         f"<details><summary><b>{_e(run.label)}</b> — <code>{_e(run.path)}</code></summary>"
         f"<div class=scroll><table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></div>"
@@ -552,8 +528,8 @@ def _data_root(data_root: Path | None, runs: list[Run]) -> Path:
     if data_root is not None:
         return Path(data_root)
     for run in runs:
-        recorded = run.summary.get("data")
-        if isinstance(recorded, str) and Path(recorded).is_dir():
+        recorded = run.results.data
+        if recorded and Path(recorded).is_dir():
             return Path(recorded)
     raise InputError("predictions need the dataset root for ground truth: give --data ROOT")
 
