@@ -109,10 +109,10 @@ def test_report_with_predictions(
 def test_heatmaps_are_subsampled(
     dataset: Path, predictions: dict[str, Path]
 ) -> None:
-    from mvr3d.visualization import report
+    from mvr3d.visualization.predictions import load_predictions
 
     category, folder = next(iter(predictions.items()))
-    loaded = report.load_predictions(category, folder, dataset, max_points=500)
+    loaded = load_predictions(category, folder, dataset, max_points=500)
     assert loaded.scans and all(len(v.points) == 500 < v.total_points for v in loaded.scans)
 
 

@@ -12,55 +12,24 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-import io
 import json
 import logging
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
-import numpy as np
-
-from mvr3d.engine.results import METRICS, RESULTS_FILE, BenchmarkResults, ClassResult, read_scores
-from mvr3d.errors import InputError, MVR3DError
+from mvr3d.engine.results import METRICS
+from mvr3d.errors import InputError
 from mvr3d.utils.atomic import atomic_write_bytes, atomic_write_text
+from mvr3d.visualization.charts import bar_chart_png, require_plotting, roc_png
+from mvr3d.visualization.heatmaps import heatmap_div
+from mvr3d.visualization.predictions import MAX_HEATMAP_POINTS, ClassPredictions, load_predictions
+from mvr3d.visualization.runs import Run, all_categories, load_run, load_runs
 
 __all__ = ["MAX_HEATMAP_POINTS", "load_run", "write_report"]
 
+
+
 log = logging.getLogger(__name__)
-
-MAX_HEATMAP_POINTS = 30_000
-_INSTALL_HINT = "the report needs plotly and matplotlib: pip install 'mvr3d[report]'"
-_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf")
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-@dataclass
-class Run:
-    """One results.json: a method evaluated on some classes."""
-
-    label: str
-    path: Path
-    results: BenchmarkResults
-
-    @property
-    def classes(self) -> dict[str, ClassResult]:
-        return {c.category: c for c in self.results.classes}
-
-    @property
-    def method(self) -> str:
-        return self.results.method or self.path.parent.name
-
-    def metric(self, category: str, key: str) -> float:
-        entry = self.classes.get(category)
-        return math.nan if entry is None else float(getattr(entry, key))
-
-    def mean(self, key: str) -> float:
-        return self.results.mean_of(key)
 
 
 def _number(value: object) -> float:
@@ -68,310 +37,6 @@ def _number(value: object) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return math.nan
-
-
-def load_run(path: Path) -> Run:
-    """Read and check one ``results.json`` (or a folder holding one)."""
-    path = Path(path)
-    results = BenchmarkResults.read(path)
-    return Run(label="", path=path / RESULTS_FILE if path.is_dir() else path, results=results)
-
-
-def load_runs(paths: list[Path]) -> list[Run]:
-    if not paths:
-        raise InputError("no results files given")
-    runs = [load_run(p) for p in paths]
-    _label_runs(runs)
-    return runs
-
-
-def _label_runs(runs: list[Run]) -> None:
-    """Method names, made unique with the run folder (then a counter) when repeated."""
-    methods = [r.method for r in runs]
-    for run in runs:
-        repeated = methods.count(run.method) > 1
-        run.label = f"{run.method} ({run.path.parent.name})" if repeated else run.method
-    seen: dict[str, int] = {}
-    for run in runs:
-        seen[run.label] = seen.get(run.label, 0) + 1
-        if seen[run.label] > 1:
-            run.label = f"{run.label} #{seen[run.label]}"
-
-
-def all_categories(runs: list[Run]) -> list[str]:
-    """Every class of any run, in order of first appearance."""
-    return list(dict.fromkeys(c for run in runs for c in run.classes))
-
-
-# ---------------------------------------------------------------------- predictions
-
-
-@dataclass
-class ScanView:
-    kind: str
-    name: str
-    object_score: float
-    points: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray | None
-    total_points: int
-
-
-@dataclass
-class ClassPredictions:
-    category: str
-    folder: Path
-    names: list[str]
-    scores: np.ndarray
-    labels: np.ndarray
-    missing: list[str] = field(default_factory=list)
-    scans: list[ScanView] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def auroc(self) -> float:
-        from mvr3d.metrics import auroc
-
-        return auroc(self.scores, self.labels) if self.has_both_labels else math.nan
-
-    @property
-    def has_both_labels(self) -> bool:
-        return 0 < int(self.labels.sum()) < len(self.labels)
-
-
-def read_object_scores(folder: Path) -> dict[str, float]:
-    """``scores.csv`` of ``mvr3d predict``: stem -> object score."""
-    return {row.file: row.object_score for row in read_scores(folder)}
-
-
-def load_predictions(
-    category: str, folder: Path, data_root: Path, max_points: int = MAX_HEATMAP_POINTS
-) -> ClassPredictions:
-    """Match a predictions folder with the ground truth of ``category``'s test split."""
-    from mvr3d.data import Real3DAD
-
-    scored = read_object_scores(folder)
-    dataset = Real3DAD(data_root, category, "test")
-    names, scores, labels, missing = [], [], [], []
-    for sample in dataset:
-        if sample.name not in scored:
-            missing.append(sample.name)
-            continue
-        names.append(sample.name)
-        scores.append(scored[sample.name])
-        labels.append(int(sample.label))
-    if not names:
-        raise InputError(f"no scores for any test scan of class {category!r}", folder)
-    preds = ClassPredictions(category, Path(folder), names, np.array(scores), np.array(labels), missing)
-    if missing:
-        preds.notes.append(f"{len(missing)} test scan(s) have no score and are left out")
-    if not preds.has_both_labels:
-        preds.notes.append("the scored scans are all good or all defective: no ROC curve")
-    preds.scans = _heatmap_scans(preds, dataset, max_points)
-    return preds
-
-
-def _heatmap_scans(preds: ClassPredictions, dataset, max_points: int) -> list[ScanView]:
-    """The clearest detection, the hardest defect and the worst false alarm of a class."""
-    picks = []
-    defective = np.flatnonzero(preds.labels == 1)
-    good = np.flatnonzero(preds.labels == 0)
-    if defective.size:
-        picks.append(("highest-scored defective", defective[np.argmax(preds.scores[defective])]))
-        lowest = defective[np.argmin(preds.scores[defective])]
-        if defective.size > 1:
-            picks.append(("lowest-scored defective", lowest))
-    if good.size:
-        picks.append(("highest-scored good", good[np.argmax(preds.scores[good])]))
-    index = {path.stem: i for i, path in enumerate(dataset.files)}
-    views = []
-    for kind, i in picks:
-        view = _scan_view(preds, dataset, index[preds.names[i]], kind, float(preds.scores[i]), max_points)
-        if view is not None:
-            views.append(view)
-    return views
-
-
-def _scan_view(preds, dataset, item: int, kind: str, score: float, max_points: int):
-    from mvr3d.io import read_points
-
-    sample = dataset[item]
-    path = preds.folder / f"{sample.name}.txt"
-    if not path.is_file():
-        preds.notes.append(f"no per-point scores {path.name} for the {kind} scan")
-        return None
-    cloud = read_points(path)
-    if cloud.values is None:
-        raise InputError("expected 'x y z score' rows", path)
-    labels = sample.point_labels
-    if labels is not None and len(labels) != len(cloud.points):
-        preds.notes.append(f"{sample.name}: point count differs from the scan; ground truth not shown")
-        labels = None
-    keep = _subsample(len(cloud.points), max_points)
-    return ScanView(
-        kind=kind,
-        name=sample.name,
-        object_score=score,
-        points=np.asarray(cloud.points, np.float32)[keep],
-        scores=np.asarray(cloud.values, np.float32)[keep],
-        labels=None if labels is None else np.asarray(labels)[keep],
-        total_points=len(cloud.points),
-    )
-
-
-def _subsample(n: int, limit: int) -> np.ndarray:
-    # Fixed seed: rerunning the report on the same inputs must give the same page.
-    if n <= limit:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(0).choice(n, limit, replace=False))
-
-
-# ------------------------------------------------------------------------- figures
-
-
-def _require_plotting() -> tuple[ModuleType, ModuleType]:
-    try:
-        import matplotlib.figure
-        import plotly.graph_objects
-    except ImportError as error:
-        raise MVR3DError(f"{_INSTALL_HINT} ({error})") from None
-    return matplotlib.figure, plotly.graph_objects
-
-
-def _mpl_text(text: str) -> str:
-    # A '$' pair would switch matplotlib to math mode and mangle (or reject) a class name.
-    return text.replace("$", r"\$")
-
-
-def _png(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def bar_chart_png(mpl_figure: ModuleType, runs: list[Run], categories: list[str]) -> bytes:
-    """O-ROC and P-ROC per class (and the mean), one bar per run, in percent."""
-    groups = [*categories, "mean"]
-    width = max(8.0, 0.35 * len(groups) * max(2, len(runs)) + 2)
-    figure = mpl_figure.Figure(figsize=(width, 7.5), layout="constrained")
-    axes = figure.subplots(2, 1, sharex=True)
-    for ax, key, title in zip(axes, ("o_roc", "p_roc"), ("O-ROC", "P-ROC"), strict=True):
-        values = np.array([[_run_value(r, g, key) for g in groups] for r in runs]) * 100
-        _grouped_bars(ax, values, runs)
-        ax.set_ylabel(f"{title} (%)")
-        ax.set_title(f"{title} per class")
-        ax.axhline(50, color="0.4", lw=0.8, ls="--")  # chance level
-        ax.axvline(len(categories) - 0.5, color="0.6", lw=0.8, ls=":")
-        ax.set_ylim(_lower_limit(values), 100)
-        ax.grid(axis="y", alpha=0.3)
-    axes[-1].set_xticks(range(len(groups)), [_mpl_text(g) for g in groups], rotation=30, ha="right")
-    # Above the plots: inside, the legend would hide the bars of the first class.
-    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center",
-                  ncols=min(6, len(runs)), fontsize=9, frameon=False)
-    return _png(figure)
-
-
-def _run_value(run: Run, group: str, key: str) -> float:
-    return run.mean(key) if group == "mean" else run.metric(group, key)
-
-
-def _grouped_bars(ax, values: np.ndarray, runs: list[Run]) -> None:
-    n_runs, n_groups = values.shape
-    step = 0.8 / n_runs
-    for i, run in enumerate(runs):
-        offsets = np.arange(n_groups) - 0.4 + step * (i + 0.5)
-        ax.bar(offsets, values[i], step * 0.95, label=_mpl_text(run.label),
-               color=_COLORS[i % len(_COLORS)])
-
-
-def _lower_limit(values: np.ndarray) -> float:
-    # Start near chance level so differences of a few points stay visible.
-    finite = values[np.isfinite(values)]
-    low = float(finite.min()) if finite.size else 50.0
-    return max(0.0, min(40.0, math.floor((low - 5) / 10) * 10))
-
-
-def roc_png(mpl_figure: ModuleType, predictions: list[ClassPredictions]) -> bytes:
-    from mvr3d.metrics import roc_curve
-
-    figure = mpl_figure.Figure(figsize=(6.5, 6), layout="constrained")
-    ax = figure.subplots()
-    for i, preds in enumerate(p for p in predictions if p.has_both_labels):
-        fpr, tpr = roc_curve(preds.scores, preds.labels)
-        label = f"{preds.category} (AUROC {preds.auroc() * 100:.1f}%, n={len(preds.names)})"
-        # Straight segments, not steps: tied scores cross the threshold together (a diagonal).
-        ax.plot(fpr, tpr, label=_mpl_text(label), color=_COLORS[i % len(_COLORS)])
-    ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
-    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="false-positive rate", ylabel="true-positive rate",
-           title="Object-level ROC per class", aspect="equal")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    return _png(figure)
-
-
-def heatmap_div(go: ModuleType, preds: ClassPredictions) -> str:
-    """One 3D figure per class with a button per scan: a single WebGL context each, since
-    browsers drop contexts beyond ~16 and Real3D-AD alone has 12 classes."""
-    views = preds.scans
-    # One colour range per class: per-scan scaling would make a good scan look defective.
-    all_scores = np.concatenate([v.scores for v in views])
-    cmin, cmax = (float(x) for x in np.percentile(all_scores, [1, 99.5]))
-    cmax = max(cmax, cmin + 1e-9)  # constant scores: keep the colour bar valid
-    figure = go.Figure()
-    for i, view in enumerate(views):
-        for trace in _scan_traces(go, view, cmin, cmax, visible=i == 0):
-            figure.add_trace(trace)
-    figure.update_layout(
-        height=600, margin={"l": 0, "r": 0, "t": 90, "b": 0}, template="plotly_white",
-        title={"text": _scan_title(views[0]), "font": {"size": 14}, "x": 0.01, "y": 0.98,
-               "yref": "container", "yanchor": "top"},
-        scene={"aspectmode": "data", "xaxis": {"visible": False}, "yaxis": {"visible": False},
-               "zaxis": {"visible": False}, "camera": {"eye": {"x": 1.0, "y": 1.0, "z": 0.8}}},
-        legend={"x": 0, "y": 1},
-        updatemenus=[_scan_buttons(views)] if len(views) > 1 else [],
-    )
-    return figure.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
-
-
-def _scan_traces(go: ModuleType, view: ScanView, cmin: float, cmax: float, visible: bool) -> list:
-    points = view.points
-    traces = [go.Scatter3d(
-        x=points[:, 0], y=points[:, 1], z=points[:, 2], mode="markers", name="point score",
-        marker={"size": 1.6, "color": view.scores, "colorscale": "Turbo", "cmin": cmin,
-                "cmax": cmax, "colorbar": {"title": {"text": "score"}, "len": 0.7}},
-        hovertemplate="score %{marker.color:.4f}<extra></extra>", visible=visible,
-    )]
-    if view.labels is not None and view.labels.any():
-        gt = points[view.labels > 0]
-        traces.append(go.Scatter3d(
-            x=gt[:, 0], y=gt[:, 1], z=gt[:, 2], mode="markers", name="ground-truth defect",
-            marker={"size": 2.2, "color": "magenta"}, hoverinfo="skip",
-            visible="legendonly" if visible else False,
-        ))
-    return traces
-
-
-def _scan_title(view: ScanView) -> str:
-    # plotly renders titles as HTML: escape the scan name, a file name is not markup.
-    shown = "" if len(view.points) == view.total_points else f", {len(view.points):,} of {view.total_points:,} points"
-    return f"{html.escape(view.name)} — {view.kind}, object score {view.object_score:.4g}{shown}"
-
-
-def _scan_buttons(views: list[ScanView]) -> dict:
-    counts = [1 + int(v.labels is not None and bool(v.labels.any())) for v in views]
-    buttons = []
-    for i, view in enumerate(views):
-        visible: list = []
-        for j, count in enumerate(counts):
-            visible += [j == i] + (["legendonly" if j == i else False] * (count - 1))
-        buttons.append({
-            "label": html.escape(f"{view.kind}: {view.name}"), "method": "update",
-            "args": [{"visible": visible}, {"title.text": _scan_title(view)}],
-        })
-    return {"type": "buttons", "direction": "right", "x": 0, "y": 1.0, "xanchor": "left",
-            "yanchor": "bottom", "pad": {"t": 0, "b": 4}, "buttons": buttons, "showactive": True}
-
-
-# ---------------------------------------------------------------------------- html
 
 
 _CSS = """
@@ -483,9 +148,6 @@ def _page(sections: list[str], plotlyjs: str) -> str:
     )
 
 
-# --------------------------------------------------------------------------- entry
-
-
 def write_report(
     results: list[Path],
     out_dir: Path,
@@ -498,7 +160,7 @@ def write_report(
     (``data_root``, else the ``data`` path recorded in a results file) it adds object-level
     ROC curves and interactive 3D heatmaps of the best and worst scored test scans.
     """
-    mpl_figure, go = _require_plotting()
+    mpl_figure, go = require_plotting()
     runs = load_runs([Path(p) for p in results])
     out_dir = Path(out_dir)
     categories = all_categories(runs)
@@ -548,4 +210,3 @@ def _predictions_section(mpl_figure, go, loaded: list[ClassPredictions], out_dir
     for preds in loaded:
         parts.append(_class_section(preds, heatmap_div(go, preds) if preds.scans else None))
     return "".join(parts)
-
