@@ -35,3 +35,12 @@ class WeightsNotFoundError(MVR3DError):
 
 class ResourceError(MVR3DError, MemoryError):
     """A job needs more memory than is available."""
+
+
+class NotFittedError(InputError, CheckpointError):
+    """A detector was asked to score (or save) before ``fit`` or ``load``.
+
+    Both an :class:`InputError` (the call is a usage mistake) and a
+    :class:`CheckpointError` (no fitted state is there), so code that caught either
+    when each detector raised its own keeps working.
+    """

@@ -46,6 +46,7 @@ def save(
     overwrite: bool = False,
 ) -> Path:
     # A fit's training state, its run lock and what a killed fit left may wait in the folder.
+    _replace_other_format(directory, overwrite)
     if directory.exists():
         if (directory / CONFIG_NAME).is_file():
             if not overwrite:
@@ -74,6 +75,23 @@ def save(
 
 
 _OWN_NAMES = (CONFIG_NAME, TEACHER_NAME, STUDENT_NAME, TEMPLATES_NAME, STATE_NAME)
+OWN_NAMES = _OWN_NAMES  # config.json first: removed first, the folder is never a checkpoint with parts missing
+
+
+def _replace_other_format(directory: Path, overwrite: bool) -> None:
+    """Remove a saved non-MVR detector (:mod:`mvr3d.models.persistence`) that ``overwrite``
+    replaces; refuse without it."""
+    from mvr3d.models.persistence import DETECTOR_NAME
+    from mvr3d.models.persistence import STATE_NAME as ARRAYS_NAME
+
+    if not (directory / DETECTOR_NAME).is_file():
+        return
+    if not overwrite:
+        raise CheckpointError(f"{directory}: a checkpoint is already there (pass overwrite=True / --overwrite)")
+    for name in (DETECTOR_NAME, ARRAYS_NAME):  # detector.json first, as for config.json
+        (directory / name).unlink(missing_ok=True)
+
+
 LOCK_NAME = ".mvr3d.lock"
 
 

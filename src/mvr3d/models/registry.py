@@ -1,0 +1,56 @@
+"""Detectors by name (as timm's ``register_model`` / ``create_model`` / ``list_models``).
+
+A detector class registers itself with ``@register_detector("name")`` when its module is
+imported: ``import mvr3d.models`` registers ``mvr``, ``import mvr3d.baselines`` the
+baselines. This module imports neither package (``mvr3d.detectors`` imports both), so
+that ``models`` never depends on ``baselines``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from mvr3d.errors import InputError
+from mvr3d.models.base import Detector
+
+D = TypeVar("D", bound=type[Detector])
+
+_DETECTORS: dict[str, type[Detector]] = {}
+
+
+def register_detector(name: str) -> Callable[[D], D]:
+    """Class decorator: make ``cls`` available as ``name`` and set ``cls.name``."""
+    if not name or not name.isidentifier():
+        raise ValueError(f"a detector name must be an identifier, got {name!r}")
+
+    def register(cls: D) -> D:
+        if not (isinstance(cls, type) and issubclass(cls, Detector)):
+            raise TypeError(f"{cls!r} is not a subclass of mvr3d.models.base.Detector")
+        taken = _DETECTORS.get(name)
+        # The same class may be registered again (a module reloaded), never another one.
+        if taken is not None and taken.__qualname__ != cls.__qualname__:
+            raise ValueError(f"detector name {name!r} is already taken by {taken.__qualname__}")
+        cls.name = name
+        _DETECTORS[name] = cls
+        return cls
+
+    return register
+
+
+def list_detectors() -> list[str]:
+    """Names of the registered detectors, sorted."""
+    return sorted(_DETECTORS)
+
+
+def detector_class(name: str) -> type[Detector]:
+    """The class registered as ``name``; :class:`InputError` listing the names if none is."""
+    try:
+        return _DETECTORS[name]
+    except (KeyError, TypeError):
+        raise InputError(f"unknown method {name!r}; available: {', '.join(list_detectors())}") from None
+
+
+def create_detector(name: str, **kwargs: object) -> Detector:
+    """A new, unfitted detector ``name`` built with ``kwargs``."""
+    return detector_class(name)(**kwargs)
