@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mvr3d.data.builder import Camera, load_mesh, sample_with_normals
 from mvr3d.data.defects import add_defect
 from mvr3d.data.real3d import Real3DAD
+from mvr3d.data.scanner import Scanner, load_mesh, sample_with_normals
 from mvr3d.models import MVRConfig, MVRDetector
 from mvr3d.render import RenderConfig
 from mvr3d.utils.atomic import atomic_write_text
@@ -49,7 +49,7 @@ def class_rows(root: Path, shapes: Path, category: str, render: RenderConfig, ar
     config = MVRConfig(iterations=1, augment_rotations=0, align=False, seed=0, render=render, device="cpu")
     detector = MVRDetector(config).fit(Real3DAD(root, category, "train"), progress=False)
     points, normals = sample_with_normals(mesh, args.points, np.random.default_rng(1))
-    camera = Camera(VIEW, 2.0 * np.sqrt(mesh.area / args.points), mesh.is_watertight)
+    camera = Scanner(VIEW, 2.0 * np.sqrt(mesh.area / args.points), mesh.is_watertight)
     visible = camera.visible(points, normals)
     size = float(np.linalg.norm(mesh.extents))
 

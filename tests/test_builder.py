@@ -13,7 +13,7 @@ from scipy.spatial import cKDTree
 
 from mvr3d.cli import make_benchmark as cli
 from mvr3d.data import Real3DAD, demo_shapes_dir, make_benchmark, make_demo_dataset
-from mvr3d.data.builder import load_mesh, sample_with_normals
+from mvr3d.data.scanner import load_mesh, sample_with_normals
 from mvr3d.errors import InputError
 
 

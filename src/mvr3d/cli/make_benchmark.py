@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from mvr3d.data.builder import PRESETS
+    from mvr3d.data.presets import PRESETS
 
     parser = subparsers.add_parser(
         "make-benchmark",
