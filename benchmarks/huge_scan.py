@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import ellipsoid, machine, markdown_table
 from mvr3d.engine import predict_files
 from mvr3d.io import write_points
 from mvr3d.models import MVRConfig, MVRDetector
@@ -32,13 +33,8 @@ GIB = 2**30
 
 
 def surface(n: int, seed: int) -> np.ndarray:
-    """Noisy ellipsoid surface with a bump, 60 x 40 x 24 units."""
-    rng = np.random.default_rng(seed)
-    p = rng.normal(size=(n, 3)).astype(np.float32)
-    p /= np.linalg.norm(p, axis=1, keepdims=True)
-    p *= (1 + 0.1 * np.exp(-((p[:, 2:3] - 1) ** 2) / 0.01))
-    p *= np.array([30.0, 20.0, 12.0], dtype=np.float32)
-    return p + rng.normal(scale=0.02, size=p.shape).astype(np.float32)
+    """Noisy ellipsoid surface (60 x 40 x 24 units), noise 0.02, a 10 % bump of width 0.01."""
+    return ellipsoid(n, seed, noise=0.02, bump=0.1, width=0.01)
 
 
 def child(checkpoint: Path, points: int, device: str, work: Path) -> dict:
@@ -63,29 +59,23 @@ def child(checkpoint: Path, points: int, device: str, work: Path) -> dict:
     }
 
 
-def machine(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(0)
-    cores = len(__import__("os").sched_getaffinity(0))
-    return f"CPU, {cores} cores, {torch.get_num_threads()} torch threads"
-
-
 def table(rows: list[dict], device: str, fit_seconds: float) -> str:
     lines = [
         f"Huge scans through `predict` on {machine(device)} ({time.strftime('%Y-%m-%d')}): ViT-S random weights, "
         f"27 views at 672 -> 224, registration on; detector fitted in {fit_seconds:.0f} s on 4 x 200k points.",
         "Time covers reading the PCD, registering, rendering, scoring and writing the .txt and .ply outputs.",
         "",
-        "| points | seconds | peak RSS GiB | peak GPU GiB | estimate GiB | coverage | object score |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
-        gpu = f"{r['peak_gpu_gib']:.1f}" if r["peak_gpu_gib"] is not None else "-"
-        lines.append(
-            f"| {r['points']:,} | {r['seconds']:.1f} | {r['peak_rss_gib']:.1f} | {gpu} | {r['estimate_gib']:.1f} "
-            f"| {r['coverage']:.3f} | {r['object_score']:.4f} |"
-        )
-    return "\n".join(lines) + "\n"
+    columns = ["points", "seconds", "peak RSS GiB", "peak GPU GiB", "estimate GiB", "coverage", "object score"]
+    cells = [
+        [
+            f"{r['points']:,}", f"{r['seconds']:.1f}", f"{r['peak_rss_gib']:.1f}",
+            f"{r['peak_gpu_gib']:.1f}" if r["peak_gpu_gib"] is not None else "-",
+            f"{r['estimate_gib']:.1f}", f"{r['coverage']:.3f}", f"{r['object_score']:.4f}",
+        ]
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n" + markdown_table(columns, cells, align=["---:"] * len(columns))
 
 
 def main() -> None:

@@ -5,7 +5,6 @@ Run: ``python benchmarks/io_read.py``; prints a Markdown table and writes io_rea
 
 from __future__ import annotations
 
-import os
 import platform
 import tempfile
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import machine
 from mvr3d.io import read_points, write_points
 from mvr3d.utils.atomic import atomic_write_text
 
@@ -32,11 +32,6 @@ def best_time(path: Path, repeats: int = REPEATS) -> float:
     return best
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    return f"{platform.system()} {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-
-
 def main() -> str:
     rng = np.random.default_rng(0)
     points = rng.normal(size=(N_POINTS, 3)).astype(np.float32)
@@ -49,7 +44,7 @@ def main() -> str:
     lines = [
         f"Read speed of `mvr3d.io.read_points`, best of {REPEATS} (warm page cache).",
         "",
-        f"Machine: {machine()}",
+        f"Machine: {machine('cpu')}; {platform.system()}, Python {platform.python_version()}",
         "",
         "| format | points | seconds | M points/s |",
         "|---|---:|---:|---:|",

@@ -10,13 +10,13 @@ an ellipsoid with bumps. Writes ``benchmarks/throughput_<device>.md``.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common import ellipsoid, machine, markdown_table
 from mvr3d.models import MVRConfig, MVRDetector
 from mvr3d.render import RenderConfig
 from mvr3d.utils.atomic import atomic_write_text
@@ -29,11 +29,8 @@ PEAK_TFLOPS = {"H100": 990.0, "H200": 990.0}
 
 
 def scan(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    p = rng.normal(size=(n, 3))
-    p /= np.linalg.norm(p, axis=1, keepdims=True)
-    p *= np.array([30.0, 20.0, 12.0])
-    return (p + rng.normal(scale=0.05, size=p.shape)).astype(np.float32)
+    """The synthetic part with noise 0.05 and no bump."""
+    return ellipsoid(n, seed, noise=0.05)
 
 
 def sync(device: str) -> None:
@@ -102,30 +99,26 @@ def run(
     return rows
 
 
-def machine(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
-
-
 def table(rows: list[dict], device: str) -> str:
     lines = [
         f"Throughput on {machine(device)} ({time.strftime('%Y-%m-%d')}); random weights; on CUDA training in "
         "bfloat16 and scoring in float16 autocast.",
         "Floor share = (ViT FLOPs per object / bf16 dense peak) / measured time per object.",
         "",
-        "| backbone | compiled | align | deviation weight | points | views | scans per batch | fit (its) | fit s | objects/s | floor share "
-        "| peak GPU GB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
-        share = f"{r['floor_share'] * 100:.1f} %" if r["floor_share"] is not None else "-"
-        mem = f"{r['peak_mem_gb']:.1f}" if r["peak_mem_gb"] is not None else "-"
-        lines.append(
-            f"| {r['backbone']} | {r['compile']} | {r['align']} | {r.get('deviation', 0.0):g} | {r['points']:,} | {r['views']} | {r['batch']} | {r['iterations']} "
-            f"| {r['fit_s']:.1f} | {r['objects_per_s']:.2f} | {share} | {mem} |"
-        )
-    return "\n".join(lines) + "\n"
+    columns = ["backbone", "compiled", "align", "deviation weight", "points", "views", "scans per batch",
+               "fit (its)", "fit s", "objects/s", "floor share", "peak GPU GB"]
+    cells = [
+        [
+            r["backbone"], str(r["compile"]), str(r["align"]), f"{r.get('deviation', 0.0):g}", f"{r['points']:,}",
+            str(r["views"]), str(r["batch"]), str(r["iterations"]), f"{r['fit_s']:.1f}", f"{r['objects_per_s']:.2f}",
+            f"{r['floor_share'] * 100:.1f} %" if r["floor_share"] is not None else "-",
+            f"{r['peak_mem_gb']:.1f}" if r["peak_mem_gb"] is not None else "-",
+        ]
+        for r in rows
+    ]
+    align = ["---"] * 3 + ["---:"] * (len(columns) - 3)
+    return "\n".join(lines) + "\n" + markdown_table(columns, cells, align=align)
 
 
 def main() -> None:
