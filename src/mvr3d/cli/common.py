@@ -35,6 +35,34 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--compile", action="store_true", default=None, help=COMPILE_HELP)
 
 
+def add_method_option(parser: argparse.ArgumentParser) -> None:
+    from mvr3d.detectors import list_detectors
+
+    parser.add_argument(
+        "--method", default="mvr", choices=list_detectors(),
+        help="detector to use (default mvr); the model options other than --seed and --device are MVR's",
+    )
+
+
+# Options of add_model_options (and fit's --save-every) that only MVR reads; every method
+# takes --seed and --device.
+MVR_ONLY = (
+    "config", "backbone", "weights", "views", "iterations", "batch_size", "render_size", "image_size", "content",
+    "smoothing_k", "max_points", "deviation_weight", "compile", "save_every",
+)
+
+
+def check_method_options(args: argparse.Namespace) -> None:
+    """Refuse MVR's options with another method: silently ignoring them would let a user
+    believe they changed the result."""
+    if args.method == "mvr":
+        return
+    given = [name for name in MVR_ONLY if getattr(args, name, None) is not None]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise InputError(f"{flags} only apply to --method mvr, not {args.method}")
+
+
 MAX_POINTS_HELP = (
     "voxel-downsample scans with more points to about this many before scoring; every original "
     "point still gets a score (default: score every point)"

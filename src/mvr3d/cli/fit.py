@@ -9,15 +9,23 @@ import sys
 import time
 from pathlib import Path
 
-from mvr3d.cli.common import add_model_options, config_from_args, output_lock
+from mvr3d.cli.common import (
+    add_method_option,
+    add_model_options,
+    check_method_options,
+    config_from_args,
+    output_lock,
+)
 from mvr3d.data import open_dataset
 from mvr3d.errors import CheckpointError, InputError, MVR3DError
-from mvr3d.models import MVRDetector, checkpoint
+from mvr3d.models import MVRConfig, checkpoint, persistence
+from mvr3d.models.base import Detector
 from mvr3d.models.training_state import STATE_NAME
 
 log = logging.getLogger(__name__)
 # Out of disk, quota, read-only: the user's environment, not a bug.
 _WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)
+SAVE_EVERY = 50
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,16 +34,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--class", dest="category", help="class folder (Real3D-AD layout)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
+    add_method_option(parser)
     parser.add_argument(
-        "--save-every", type=int, default=50, metavar="N",
+        "--save-every", type=int, metavar="N",
         help="save the training state to OUT/training-state.pt every N iterations; an interrupted fit "
-        "run again with the same arguments resumes from it (default 50)",
+        f"run again with the same arguments resumes from it (default {SAVE_EVERY}; MVR only)",
     )
     add_model_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_method_options(args)
     config = config_from_args(args)
     train = open_dataset(args.data, args.category, "train")
     _check_output(args.out, args.overwrite)
@@ -47,10 +57,8 @@ def run(args: argparse.Namespace) -> int:
             removed = checkpoint.remove_stale_temps(args.out)
             if removed:
                 log.info("removed %d temporary file(s) left by a killed run: %s", len(removed), ", ".join(removed))
-            if state.is_file():
-                print(f"resuming the interrupted fit saved in {state}")
             started = time.perf_counter()
-            detector = MVRDetector(config).fit(train, state_file=state, save_every=args.save_every)
+            detector = _fit(args, config, train, state)
             detector.save(args.out, overwrite=args.overwrite)
             state.unlink(missing_ok=True)
     except OSError as error:
@@ -64,6 +72,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit(args: argparse.Namespace, config: MVRConfig, train: object, state: Path) -> Detector:
+    """The ``--method`` detector fitted on ``train``; MVR saves its training state as it goes."""
+    from mvr3d.engine.benchmark import make_detector
+
+    detector = make_detector(args.method, config)
+    if args.method != "mvr":
+        return detector.fit(train)
+    if state.is_file():
+        print(f"resuming the interrupted fit saved in {state}")
+    save_every = SAVE_EVERY if args.save_every is None else args.save_every
+    return detector.fit(train, state_file=state, save_every=save_every)
+
+
 def _check_output(out: Path, overwrite: bool) -> None:
     """Before any work: never write into a foreign folder or over a checkpoint unasked.
 
@@ -74,11 +95,11 @@ def _check_output(out: Path, overwrite: bool) -> None:
         raise InputError("--out exists and is not a folder; choose another --out", out)
     if not out.is_dir():
         return
-    if (out / "config.json").is_file():
+    if persistence.is_checkpoint(out):
         if not overwrite:
             raise CheckpointError(f"{out}: a checkpoint is already there (pass --overwrite to replace it)")
         return
-    foreign = checkpoint.foreign_files(out)
+    foreign = persistence.foreign_files(out)
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         raise CheckpointError(f"{out}: folder exists and is not an mvr3d checkpoint ({shown}); choose another --out")

@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 
 from mvr3d.cli.common import COMPILE_HELP, MAX_POINTS_HELP, output_lock
+from mvr3d.detectors import Detector, load_detector
 from mvr3d.engine import predict_files
 from mvr3d.engine.predict import check_output
+from mvr3d.errors import InputError
 from mvr3d.models import MVRConfig, MVRDetector
 
 
@@ -18,21 +20,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", type=Path, required=True, help="folder for scores and heatmaps")
     parser.add_argument("--no-heatmaps", action="store_true", help="skip the coloured PLY files")
     parser.add_argument("--device", help="override the checkpoint's device")
-    parser.add_argument("--max-points", type=int, help=MAX_POINTS_HELP)
+    parser.add_argument("--max-points", type=int, help=MAX_POINTS_HELP + "; MVR only")
     parser.add_argument("--batch", type=int, default=4, help="scans scored together (default 4)")
-    parser.add_argument("--compile", action="store_true", help=COMPILE_HELP)
+    parser.add_argument("--compile", action="store_true", help=COMPILE_HELP + "; MVR only")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     # Before the lock, which creates the folder (and its lock file) even among the inputs.
     check_output(args.input, args.output, heatmaps=not args.no_heatmaps)
-    detector = MVRDetector.load(args.checkpoint, device=args.device)
-    changes = {"max_points": args.max_points} if args.max_points is not None else {}
-    if args.compile:
-        changes["compile"] = True
-    if changes:
-        detector.config = MVRConfig.from_dict({**detector.config.to_dict(), **changes})
+    detector = _with_options(load_detector(args.checkpoint, device=args.device), args)
     with output_lock(args.output):
         rows = predict_files(detector, args.input, args.output, heatmaps=not args.no_heatmaps, batch=args.batch)
     width = max(len(r["file"]) for r in rows)
@@ -40,3 +37,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"{row['file']:<{width}}  {row['object_score']:.5f}")
     print(f"wrote {len(rows)} result(s) to {args.output}")
     return 0
+
+
+def _with_options(detector: Detector, args: argparse.Namespace) -> Detector:
+    """MVR with ``--max-points`` / ``--compile`` applied; refused for other methods, which
+    have no such settings (ignoring them would mislead)."""
+    changes = {"max_points": args.max_points} if args.max_points is not None else {}
+    if args.compile:
+        changes["compile"] = True
+    if not changes:
+        return detector
+    if not isinstance(detector, MVRDetector):
+        flags = ", ".join("--" + name.replace("_", "-") for name in changes)
+        raise InputError(f"{flags} only apply to MVR checkpoints; {args.checkpoint} holds a {detector.name} detector")
+    detector.config = MVRConfig.from_dict({**detector.config.to_dict(), **changes})
+    return detector

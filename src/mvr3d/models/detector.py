@@ -22,11 +22,13 @@ from mvr3d.baselines.registration import RegistrationDetector
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.models import checkpoint, training_state
 from mvr3d.models.backbones import create_backbone, get_spec
+from mvr3d.models.base import Detector
 from mvr3d.models.calibration import LocationStats
 from mvr3d.models.config import MVRConfig
 from mvr3d.models.loss import global_cosine_hard_mining
 from mvr3d.models.mvr import MVRNet
 from mvr3d.models.optim import stable_adamw, warm_cosine_scheduler
+from mvr3d.models.registry import register_detector
 from mvr3d.models.scoring import (
     fill_unseen_batch,
     fuse_deviation,
@@ -108,7 +110,8 @@ class Placed:
     deviation: torch.Tensor | None = None  # each point's distance to it
 
 
-class MVRDetector:
+@register_detector("mvr")
+class MVRDetector(Detector):
     """Multi-View Reconstruction anomaly detector for point clouds."""
 
     def __init__(self, config: MVRConfig | None = None, **overrides: object) -> None:
@@ -168,6 +171,7 @@ class MVRDetector:
         self,
         scans: Iterable[ScanLike],
         progress: bool = True,
+        *,
         state_file: str | Path | None = None,
         save_every: int = 50,
     ) -> MVRDetector:
@@ -327,9 +331,12 @@ class MVRDetector:
         return torch.autocast(self.device.type, dtype=getattr(torch, dtype), enabled=enabled)
 
     # ------------------------------------------------------------------ scoring
+    @property
+    def is_fitted(self) -> bool:
+        return self.net is not None and self.radius_ is not None
+
     def _check_fitted(self) -> MVRNet:
-        if self.net is None or self.radius_ is None:
-            raise CheckpointError("the detector is not fitted: call fit() or MVRDetector.load()")
+        self.check_is_fitted()
         return self.net
 
     @torch.no_grad()
