@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mvr3d.baselines.registration import RegistrationDetector
 from mvr3d.data import Real3DAD
+from mvr3d.geometry import TemplateAligner
 from mvr3d.metrics import auroc
 from mvr3d.scans import object_score
 
@@ -29,7 +29,7 @@ from mvr3d.scans import object_score
 def check_class(root: Path, category: str, meta: dict, limit: int | None, device: str) -> dict:
     train = [s.points for s in Real3DAD(root, category, "train")]
     test = Real3DAD(root, category, "test")
-    aligner = RegistrationDetector(device=device).fit(train)
+    aligner = TemplateAligner(device=device).fit(train)
     diagonal = float(np.linalg.norm(np.ptp(np.concatenate(train), axis=0)))
     errors, registered, truth, labels = [], [], [], []
     started = time.perf_counter()
@@ -55,7 +55,7 @@ def check_class(root: Path, category: str, meta: dict, limit: int | None, device
     }
 
 
-def _top1(aligner: RegistrationDetector, template: int, points: np.ndarray) -> float:
+def _top1(aligner: TemplateAligner, template: int, points: np.ndarray) -> float:
     distances = aligner.template_distance(template, points - aligner.offsets_[template]).cpu().numpy()
     return object_score(distances, "top1", 0.01)
 

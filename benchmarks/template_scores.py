@@ -17,15 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mvr3d.baselines.registration import RegistrationDetector
 from mvr3d.data import Real3DAD
-from mvr3d.geometry import SurfaceReference, fuse_templates
+from mvr3d.geometry import SurfaceReference, TemplateAligner, fuse_templates
 from mvr3d.metrics import PooledScores, auroc
 from mvr3d.metrics.nuisance import nuisance_correlations
 from mvr3d.scans import object_score
 
 
-def variants(aligner: RegistrationDetector, fused: SurfaceReference,
+def variants(aligner: TemplateAligner, fused: SurfaceReference,
              singles: list[SurfaceReference]):
     def nn_voxel(j, points):
         return aligner.template_distance(j, points - aligner.offsets_[j]).numpy()
@@ -54,9 +53,9 @@ def variants(aligner: RegistrationDetector, fused: SurfaceReference,
 
 def run_class(root: Path, category: str, facts: dict) -> dict:
     train = [s.points.astype(np.float64) for s in Real3DAD(root, category, "train")]
-    aligner = RegistrationDetector().fit(train)
+    aligner = TemplateAligner().fit(train)
     started = time.perf_counter()
-    anchor = RegistrationDetector().fit([train[0]])
+    anchor = TemplateAligner().fit([train[0]])
     fused = fuse_templates(train, lambda points: anchor.pose(points)[1:])
     singles = [SurfaceReference(t) for t in train]
     fit_seconds = time.perf_counter() - started

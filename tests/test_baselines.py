@@ -9,10 +9,13 @@ import pytest
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
-from mvr3d.baselines import BASELINES, fpfh, greedy_coreset, icp, registration, voxel_downsample
+from mvr3d.baselines import BASELINES, greedy_coreset
 from mvr3d.baselines.registration import RegistrationDetector
 from mvr3d.errors import InputError
-from mvr3d.utils.neighbours import NeighbourIndex
+from mvr3d.geometry import NeighbourIndex, voxel_downsample
+from mvr3d.geometry import aligner as aligner_module
+from mvr3d.geometry.fpfh import fpfh
+from mvr3d.geometry.icp import icp
 
 
 def sphere(n: int, rng: np.random.Generator, noise: float = 0.005) -> np.ndarray:
@@ -136,7 +139,7 @@ def test_registration_brute_force_search_matches_the_tree(monkeypatch: pytest.Mo
     test = box(5000, rng)
     test = test[test[:, 2] > -0.1] @ Rotation.from_euler("xyz", [30, -50, 100], degrees=True).as_matrix().T
     tree = RegistrationDetector(seed=0).fit(train).score(test)
-    monkeypatch.setattr(registration, "NeighbourIndex", functools.partial(NeighbourIndex, brute_force=True))
+    monkeypatch.setattr(aligner_module, "NeighbourIndex", functools.partial(NeighbourIndex, brute_force=True))
     brute = RegistrationDetector(seed=0).fit(train).score(test)
     np.testing.assert_allclose(brute.point_scores, tree.point_scores, rtol=1e-4, atol=1e-6)
 

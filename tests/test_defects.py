@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mvr3d.data.defects import LABEL_THRESHOLD, add_defect, estimate_normals, object_size
+from mvr3d.data.defects import LABEL_THRESHOLD, add_defect
+from mvr3d.geometry import bounding_diagonal, estimate_normals
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def test_labels_sit_on_displaced_points(sphere: tuple[np.ndarray, np.ndarray], k
     assert 0.01 <= labels.mean() <= 0.05
     shift = np.linalg.norm(moved - points, axis=1)
     peak = shift.max()
-    assert 0.01 * object_size(points) < peak < 0.05 * object_size(points)
+    assert 0.01 * bounding_diagonal(points) < peak < 0.05 * bounding_diagonal(points)
     assert np.all(shift[labels == 1] > LABEL_THRESHOLD * peak * 0.999)
     assert np.all(shift[labels == 0] <= LABEL_THRESHOLD * peak * 1.001)
     radial = np.linalg.norm(moved, axis=1) - 10.0

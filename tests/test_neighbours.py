@@ -3,8 +3,8 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
+from mvr3d.geometry.neighbours import brute_force_neighbours, nearest_neighbours
 from mvr3d.models.scoring import fill_unseen, smooth_knn
-from mvr3d.utils.neighbours import brute_force_neighbours, nearest_neighbours
 
 
 def _cloud(n: int, seed: int, offset: float = 0.0) -> torch.Tensor:

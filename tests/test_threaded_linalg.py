@@ -14,8 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.transform import Rotation
 
-from mvr3d.baselines.registration import RegistrationDetector, plane_step
+from mvr3d.geometry import TemplateAligner
+from mvr3d.geometry.icp import plane_step
 from mvr3d.models import MVRDetector
 from mvr3d.models import detector as detector_module
 from test_detector import sphere, tiny_config
@@ -34,15 +36,13 @@ def blob(seed: int) -> np.ndarray:
 def rotated(points: np.ndarray, degrees: float, seed: int) -> np.ndarray:
     axis = np.random.default_rng(seed).normal(size=3)
     axis /= np.linalg.norm(axis)
-    angle = np.deg2rad(degrees)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    rotation = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+    rotation = Rotation.from_rotvec(np.deg2rad(degrees) * axis).as_matrix()
     return points @ rotation.T + np.array([0.3, -0.2, 0.1])
 
 
 @pytest.fixture(scope="module")
-def aligner() -> RegistrationDetector:
-    return RegistrationDetector(seed=0, device="cpu").fit([blob(0), blob(1)])
+def aligner() -> TemplateAligner:
+    return TemplateAligner(seed=0, device="cpu").fit([blob(0), blob(1)])
 
 
 def threaded_detector(monkeypatch: pytest.MonkeyPatch) -> MVRDetector:
@@ -86,7 +86,7 @@ def test_warm_up_runs_every_routine_the_threads_use(monkeypatch: pytest.MonkeyPa
 
 
 def test_registration_from_several_threads_matches_one_thread(
-    aligner: RegistrationDetector, monkeypatch: pytest.MonkeyPatch
+    aligner: TemplateAligner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scans = [(rotated(blob(i % 2), 8.0 + 3 * i, 10 + i),) for i in range(6)]
     serial = [aligner.to_template_frame(*scan) for scan in scans]

@@ -5,6 +5,7 @@ Shared by MVR and the baselines, so it sits outside both packages.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,12 @@ def training_points(scan: ScanLike) -> np.ndarray:
     return points
 
 
+def load_clouds(scans: Iterable[ScanLike]) -> list[np.ndarray]:
+    """Training scans as float64 point arrays, or :class:`InputError` when there are none."""
+    clouds = [as_points(scan).astype(np.float64) for scan in scans]
+    if not clouds:
+        raise InputError("fit needs at least one training scan")
+    return clouds
 
 
 def object_score(point_scores: np.ndarray, method: str = "top1", top_fraction: float = 0.01) -> float:

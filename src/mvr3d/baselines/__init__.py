@@ -7,9 +7,8 @@ surface in noise units (the project's geometric detector).
 """
 
 from mvr3d.baselines.btf import BTFDetector, BTFFPFHDetector, BTFRawDetector, PatchCoreDetector
-from mvr3d.baselines.fpfh import estimate_normals, fpfh, voxel_downsample
 from mvr3d.baselines.patchcore import PatchCoreMemory, greedy_coreset
-from mvr3d.baselines.registration import RegistrationDetector, icp
+from mvr3d.baselines.registration import RegistrationDetector
 from mvr3d.baselines.template import TemplateDetector
 
 BASELINES: dict[str, type] = {
@@ -29,9 +28,5 @@ __all__ = [
     "PatchCoreMemory",
     "RegistrationDetector",
     "TemplateDetector",
-    "estimate_normals",
-    "fpfh",
     "greedy_coreset",
-    "icp",
-    "voxel_downsample",
 ]

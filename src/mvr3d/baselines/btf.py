@@ -17,10 +17,11 @@ import numpy as np
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
-from mvr3d.baselines.fpfh import bounding_diagonal, fpfh, voxel_downsample
 from mvr3d.baselines.patchcore import PatchCoreMemory
 from mvr3d.errors import InputError
-from mvr3d.scans import ScanScore, as_points, object_score
+from mvr3d.geometry import bounding_diagonal, voxel_downsample
+from mvr3d.geometry.fpfh import fpfh
+from mvr3d.scans import ScanScore, as_points, load_clouds, object_score
 
 FEATURE_KINDS = ("raw", "fpfh", "fpfh+raw")
 
@@ -40,13 +41,6 @@ def raw_patches(points: np.ndarray, k: int) -> np.ndarray:
     second = np.einsum("nki,nkj->nij", offsets, offsets) / k
     upper = np.triu_indices(3)
     return np.concatenate([offsets.mean(axis=1), second[:, upper[0], upper[1]]], axis=1)
-
-
-def load_clouds(scans: Iterable[object]) -> list[np.ndarray]:
-    clouds = [as_points(scan).astype(np.float64) for scan in scans]
-    if not clouds:
-        raise InputError("fit needs at least one training scan")
-    return clouds
 
 
 class BTFDetector:

@@ -3,7 +3,7 @@
 Fit: the templates are registered onto the first and fused into one voxel-averaged
 reference surface with a local plane per sample (:mod:`mvr3d.geometry.surface`). Score:
 the scan is registered to its nearest template (pose search over rotations and centroid
-positions, then point-to-plane ICP, :class:`RegistrationDetector`), moved into the fused
+positions, then point-to-plane ICP, :class:`~mvr3d.geometry.TemplateAligner`), moved into the fused
 frame, and each point's distance to the local plane of its nearest reference sample is
 divided by the scan's own robust spread (1.4826 x MAD): "how many noise levels off the
 surface", so a noisier scanner or a sparser scan does not read as a defect.
@@ -16,12 +16,10 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from mvr3d.baselines.btf import load_clouds
-from mvr3d.baselines.registration import RegistrationDetector
 from mvr3d.errors import InputError
-from mvr3d.geometry import SurfaceReference, fuse_templates
+from mvr3d.geometry import SurfaceReference, TemplateAligner, fuse_templates
 from mvr3d.models.scoring import robust_standardise
-from mvr3d.scans import ScanScore, as_points, object_score
+from mvr3d.scans import ScanScore, as_points, load_clouds, object_score
 
 
 def default_device() -> torch.device:
@@ -37,13 +35,13 @@ class TemplateDetector:
         self.top_fraction = top_fraction
         self.standardise = standardise
         self.device = torch.device(device) if device is not None else default_device()
-        self.aligner_: RegistrationDetector | None = None
+        self.aligner_: TemplateAligner | None = None
         self.reference_: SurfaceReference | None = None
 
     def fit(self, scans: Iterable[object], progress: bool = False) -> TemplateDetector:
         clouds = load_clouds(scans)
-        self.aligner_ = RegistrationDetector(seed=self.seed, device=self.device).fit(clouds, progress=progress)
-        anchor = RegistrationDetector(seed=self.seed, device=self.device).fit(clouds[:1])
+        self.aligner_ = TemplateAligner(seed=self.seed, device=self.device).fit(clouds, progress=progress)
+        anchor = TemplateAligner(seed=self.seed, device=self.device).fit(clouds[:1])
         self.reference_ = fuse_templates(clouds, lambda points: anchor.pose(points)[1:], device=self.device)
         return self
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from scipy.spatial import cKDTree
+
+from mvr3d.geometry import bounding_diagonal
 
 DefectKind = Literal["bulge", "sink"]
 DEFECT_KINDS: tuple[DefectKind, ...] = ("bulge", "sink")
@@ -18,29 +19,6 @@ DEFECT_KINDS: tuple[DefectKind, ...] = ("bulge", "sink")
 LABEL_THRESHOLD = 0.1
 # cos^2(pi/2 * t) == LABEL_THRESHOLD at t = LABEL_EDGE: where labels stop inside the bump.
 LABEL_EDGE = float(2 / np.pi * np.arccos(np.sqrt(LABEL_THRESHOLD)))
-
-
-def estimate_normals(points: np.ndarray, k: int = 16) -> np.ndarray:
-    """Unit normals by local PCA over ``k`` neighbours, oriented away from the centroid.
-
-    The centroid rule is wrong in deep concavities; prefer mesh face normals when a mesh
-    is at hand.
-    """
-    points = np.asarray(points, dtype=np.float64)
-    k = int(min(k, len(points)))
-    _, neighbours = cKDTree(points).query(points, k=k)
-    local = points[neighbours] - points[neighbours].mean(axis=1, keepdims=True)
-    covariance = np.einsum("nki,nkj->nij", local, local)
-    # eigh sorts eigenvalues ascending: column 0 spans the direction of least spread.
-    normals = np.linalg.eigh(covariance)[1][:, :, 0]
-    outward = np.einsum("ni,ni->n", normals, points - points.mean(axis=0)) < 0
-    normals[outward] *= -1
-    return normals
-
-
-def object_size(points: np.ndarray) -> float:
-    """Bounding-box diagonal: the length scale defect amplitudes are relative to."""
-    return float(np.linalg.norm(np.ptp(points, axis=0)))
 
 
 def add_defect(
@@ -57,7 +35,7 @@ def add_defect(
     The patch is centred on a point of ``visible_mask`` (all points if None) and sized so
     that a fraction drawn from ``fraction_range`` of the reference points (the visible
     ones when a mask is given) ends up labelled. Points move along the patch's mean
-    normal with a cos^2 falloff and peak ``amplitude_range`` x object size; a point is
+    normal with a cos^2 falloff and peak ``amplitude_range`` x the bounding diagonal; a point is
     labelled 1 iff it moved more than ``LABEL_THRESHOLD`` of the peak.
     Returns ``(new_points, labels)`` with labels as uint8, aligned with ``points``.
     """
@@ -80,7 +58,7 @@ def add_defect(
     direction = normals[reference[distance[reference] <= label_radius]].sum(axis=0)
     direction /= max(np.linalg.norm(direction), 1e-12)
     sign = 1.0 if kind == "bulge" else -1.0
-    peak = rng.uniform(*amplitude_range) * object_size(points)
+    peak = rng.uniform(*amplitude_range) * bounding_diagonal(points)
 
     profile = np.zeros(len(points))
     profile[inside] = np.cos(0.5 * np.pi * distance[inside] / radius) ** 2

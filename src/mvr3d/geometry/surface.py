@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mvr3d.geometry.neighbours import NeighbourIndex
 from mvr3d.geometry.voxels import bounding_diagonal, voxel_downsample
-from mvr3d.utils.neighbours import NeighbourIndex
 
 PLANE_NEIGHBOURS = 16
 # Voxel of the fused reference as a share of the part's diagonal: below the scanner noise

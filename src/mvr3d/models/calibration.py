@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mvr3d.utils.neighbours import NeighbourIndex
+from mvr3d.geometry.neighbours import NeighbourIndex
 
 # A location's spread is floored at this share of the part's median spread: a place
 # normal scans happened to score alike must not turn tiny differences into huge z-scores.

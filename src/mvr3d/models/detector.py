@@ -17,9 +17,8 @@ import torch
 from torch.profiler import record_function
 from tqdm.auto import tqdm
 
-from mvr3d.baselines.fpfh import voxel_downsample
-from mvr3d.baselines.registration import RegistrationDetector
 from mvr3d.errors import CheckpointError, InputError
+from mvr3d.geometry import TemplateAligner, random_rotations, voxel_downsample
 from mvr3d.models import checkpoint, training_state
 from mvr3d.models.backbones import create_backbone, get_spec
 from mvr3d.models.base import Detector
@@ -55,19 +54,6 @@ VIEW_BYTES_PER_POINT = 8
 BYTES_PER_POINT = 64
 FIXED_BYTES = 2**30
 SCORING_THREADS = 4
-
-def random_rotations(count: int, max_degrees: float, rng: np.random.Generator) -> torch.Tensor:
-    """Rotations about uniformly random axes by angles uniform in [0, max_degrees]."""
-    axis = rng.normal(size=(count, 3))
-    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
-    angle = np.deg2rad(rng.uniform(0, max_degrees, size=count))
-    k = np.zeros((count, 3, 3))
-    k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
-    k = k - k.transpose(0, 2, 1)
-    eye = np.eye(3)[None]
-    rot = eye + np.sin(angle)[:, None, None] * k + (1 - np.cos(angle))[:, None, None] * (k @ k)
-    return torch.from_numpy(rot).float()
-
 
 def reduce_points(points: np.ndarray, max_points: int | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Voxel-downsample to roughly ``max_points``; also each point's voxel index."""
@@ -126,7 +112,7 @@ class MVRDetector(Detector):
         self.net: MVRNet | None = None
         self.radius_: float | None = None
         self.history_: list[float] = []
-        self.aligner_: RegistrationDetector | None = None
+        self.aligner_: TemplateAligner | None = None
         self.template_centres_: list[np.ndarray] = []
         self.sides_: SideFinder | None = None
         self.score_stats_: LocationStats | None = None
@@ -197,7 +183,7 @@ class MVRDetector(Detector):
             # surface (as a test scan is), not of the template's own points.
             held_out = [self._held_out(len(c), j) if cfg.calibrate else np.zeros(len(c), bool) for j, c in enumerate(clouds)]
             registered = [c[~h] for c, h in zip(clouds, held_out, strict=True)]
-            self.aligner_ = RegistrationDetector(seed=cfg.seed, device=self.device).fit(registered)
+            self.aligner_ = TemplateAligner(seed=cfg.seed, device=self.device).fit(registered)
             self._find_sides()
         self.net = self._build()
         pool = self._training_images(clouds, rng)
@@ -216,15 +202,11 @@ class MVRDetector(Detector):
 
     def _find_sides(self) -> None:
         if self.config.view_selection == "scan" and self.aligner_ is not None:
-            templates = [t.reference for t in self.aligner_.templates_]
-            self.sides_ = SideFinder(templates, self.config.render, self.radius_, self.config.side_candidates)
+            self.sides_ = SideFinder(self.aligner_.references, self.config.render, self.radius_, self.config.side_candidates)
 
     def _match(self, template: int, cloud: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Distance to and index of each point's nearest point of ``template`` (cloud in its frame)."""
-        aligner = self.aligner_
-        offset = torch.as_tensor(aligner.offsets_[template], dtype=torch.float64, device=aligner.device)
-        distances, index = aligner.templates_[template].query(cloud.to(aligner.device).double() - offset)
-        return distances[:, 0].float(), index[:, 0]
+        return self.aligner_.match(template, cloud)
 
     def _place_in_template(self, cloud: np.ndarray, template: int) -> Placed:
         """A scan already in ``template``'s frame, matched and turned to face the views."""
@@ -439,7 +421,7 @@ class MVRDetector(Detector):
         the error and of the template distance (see :mod:`mvr3d.models.calibration`)."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, 0xCA1])  # its own stream: a resumed fit calibrates alike
-        templates = [t.reference for t in self.aligner_.templates_]
+        templates = self.aligner_.references
         scores = LocationStats(templates, cfg.calibration_neighbours)
         deviations = LocationStats(templates, cfg.calibration_neighbours)
         for j, (points, centre) in enumerate(zip(clouds, self.template_centres_, strict=True)):
@@ -540,11 +522,7 @@ class MVRDetector(Detector):
             "template_centres": [c.tolist() for c in self.template_centres_],
             "align_voxel": None if self.aligner_ is None else self.aligner_.voxel_,
         }
-        templates = {}
-        if self.aligner_ is not None:
-            for j, (centred, offset) in enumerate(zip(self.aligner_.centred_, self.aligner_.offsets_, strict=True)):
-                templates[f"centred.{j}"] = torch.from_numpy(centred)
-                templates[f"offset.{j}"] = torch.from_numpy(offset)
+        templates = {} if self.aligner_ is None else self.aligner_.state_dict()
         for prefix, stats in (("score_stats", self.score_stats_), ("deviation_stats", self.deviation_stats_)):
             if stats is not None:
                 templates.update(stats.state(prefix))
@@ -580,7 +558,7 @@ class MVRDetector(Detector):
         return detector
 
     def _load_stats(self, tensors: dict, directory: object) -> None:
-        references = [t.reference for t in self.aligner_.templates_]
+        references = self.aligner_.references
         loaded = [LocationStats.from_state(tensors, prefix, references) for prefix in ("score_stats", "deviation_stats")]
         for stats in loaded:
             for mean, reference in zip([] if stats is None else stats.mean_, references, strict=False):
@@ -595,14 +573,11 @@ class MVRDetector(Detector):
         return f"MVRDetector(backbone={self.config.backbone!r}, views={self.config.views!r}, {fitted})"
 
 
-def _aligner_from(templates: dict, voxel: float | None, detector: MVRDetector, directory: object) -> RegistrationDetector:
-    count = sum(1 for key in templates if key.startswith("centred."))
-    if count == 0 or voxel is None:
-        raise CheckpointError(f"{directory}: the detector aligns scans but its templates are missing")
-    centred = [templates[f"centred.{j}"].numpy() for j in range(count)]
-    offsets = [templates[f"offset.{j}"].numpy() for j in range(count)]
-    aligner = RegistrationDetector(seed=detector.config.seed, device=detector.device)
-    return aligner.set_templates(centred, offsets, voxel)
+def _aligner_from(templates: dict, voxel: float | None, detector: MVRDetector, directory: object) -> TemplateAligner:
+    try:
+        return TemplateAligner.from_state(templates, voxel, detector.device, seed=detector.config.seed)
+    except CheckpointError as error:
+        raise CheckpointError(f"{directory}: the detector aligns scans but its templates are missing ({error})") from error
 
 
 _warmed_up: set[str] = set()

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mvr3d.geometry.neighbours import nearest_neighbours
 from mvr3d.render.camera import spacing_from_extent
 from mvr3d.render.zbuffer import RenderedBatch
 from mvr3d.scans import object_score  # noqa: F401  (re-exported: part of the scoring API)
 from mvr3d.utils.kernels import gaussian_kernel
-from mvr3d.utils.neighbours import nearest_neighbours
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -12,34 +12,12 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from mvr3d.errors import InputError
-from mvr3d.geometry.voxels import bounding_diagonal, voxel_downsample  # noqa: F401  (re-exported)
+from mvr3d.geometry.normals import CHUNK, estimate_normals
 
 BINS = 11
 FPFH_DIM = 3 * BINS
-CHUNK = 4096  # points per batch: bounds the (chunk, k, 3) temporaries to a few MB
 _EPS = 1e-12
 _TIE = 1e-9
-
-
-def estimate_normals(points: np.ndarray, k: int = 16, chunk: int = CHUNK) -> np.ndarray:
-    """Unit normals by PCA of the k nearest neighbours, oriented away from the centroid.
-
-    Orienting against the centroid keeps the sign rotation-equivariant (a fixed
-    viewpoint would not); it is ambiguous only where the surface is radial to it.
-    """
-    pts = np.asarray(points, dtype=np.float64)
-    k = max(3, min(k, len(pts)))
-    tree = cKDTree(pts)
-    normals = np.empty_like(pts)
-    for start in range(0, len(pts), chunk):
-        _, index = tree.query(pts[start : start + chunk], k=k)
-        hood = pts[index]
-        hood -= hood.mean(axis=1, keepdims=True)
-        cov = np.einsum("nki,nkj->nij", hood, hood)
-        normals[start : start + chunk] = np.linalg.eigh(cov)[1][:, :, 0]
-    flip = np.einsum("ij,ij->i", normals, pts - pts.mean(axis=0)) < 0
-    normals[flip] *= -1
-    return normals
 
 
 def _neighbours(

@@ -1,0 +1,163 @@
+"""Rigid registration: batched trimmed ICP (point-to-point or point-to-plane) and the
+starting poses a global search tries (cube rotations, seeded random ones, centroid shifts).
+
+Everything runs on float64 tensors on any device, over C candidate poses at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+from torch import Tensor
+
+from mvr3d.geometry.neighbours import NeighbourIndex
+from mvr3d.geometry.normals import estimate_normals
+from mvr3d.geometry.rotations import rotvec_to_matrix
+
+
+def to_tensor(array: np.ndarray, device: str | torch.device) -> Tensor:
+    """Float64 tensor on ``device``: registration accumulates many small updates."""
+    return torch.as_tensor(np.asarray(array, dtype=np.float64), device=device)
+
+
+def cube_rotations() -> np.ndarray:
+    """The 24 proper rotations of a cube: signed permutation matrices with det +1."""
+    mats = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            mat = np.zeros((3, 3))
+            mat[range(3), perm] = signs
+            if np.linalg.det(mat) > 0:
+                mats.append(mat)
+    return np.stack(mats)
+
+
+def candidate_rotations(n_random: int, seed: int) -> np.ndarray:
+    """Cube rotations plus ``n_random`` seeded uniformly random ones."""
+    if n_random <= 0:
+        return cube_rotations()
+    extra = Rotation.random(n_random, random_state=seed).as_matrix()
+    return np.concatenate([cube_rotations(), extra])
+
+
+def start_shifts(centred: np.ndarray, count: int) -> np.ndarray:
+    """Where a partial scan's centroid may sit in a centred template: the centre, and
+    halfway to ``count`` well-spread template points (farthest-point sampling), since a
+    one-sided scan's centroid lies between the part's centre and the side it shows."""
+    shifts = [np.zeros(3)]
+    if count > 0 and len(centred):
+        chosen = [int(np.argmax(np.linalg.norm(centred, axis=1)))]
+        gap = np.linalg.norm(centred - centred[chosen[0]], axis=1)
+        for _ in range(min(count, len(centred)) - 1):
+            chosen.append(int(np.argmax(gap)))
+            gap = np.minimum(gap, np.linalg.norm(centred - centred[chosen[-1]], axis=1))
+        shifts += list(0.5 * centred[chosen])
+    return np.stack(shifts)
+
+
+def kabsch(src: Tensor, dst: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Batched weighted least-squares rigid fit: (C, M, 3) x2, (C, M) -> R (C, 3, 3), t (C, 3)."""
+    w = weight / weight.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    src_c = torch.einsum("cm,cmi->ci", w, src)
+    dst_c = torch.einsum("cm,cmi->ci", w, dst)
+    cov = torch.einsum("cm,cmi,cmj->cij", w, src - src_c[:, None], dst - dst_c[:, None])
+    u, _, vt = torch.linalg.svd(cov)
+    v, ut = vt.transpose(1, 2), u.transpose(1, 2)
+    # Reflection guard: force det(R) = +1.
+    d = torch.sign(torch.linalg.det(v @ ut))
+    fix = torch.ones(len(cov), 3, dtype=cov.dtype, device=cov.device)
+    fix[:, 2] = torch.where(d == 0, 1.0, d)
+    rot = v @ torch.diag_embed(fix) @ ut
+    return rot, dst_c - torch.einsum("cij,cj->ci", rot, src_c)
+
+
+def _trim_mask(dist: Tensor, trim: float) -> Tensor:
+    """Per row, the ``trim`` fraction of smallest distances."""
+    keep = max(1, int(round(dist.shape[1] * trim)))
+    threshold = dist.kthvalue(keep, dim=1, keepdim=True).values
+    return dist <= threshold
+
+
+def plane_step(moved: Tensor, matched: Tensor, normals: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Batched linearised point-to-plane update: R (C, 3, 3), t (C, 3) for moved points."""
+    rows = torch.cat([torch.linalg.cross(moved, normals, dim=2), normals], dim=2)  # (C, M, 6)
+    gap = ((matched - moved) * normals).sum(dim=2)
+    eye = torch.eye(6, dtype=moved.dtype, device=moved.device)
+    lhs = torch.einsum("cm,cmi,cmj->cij", weight, rows, rows) + 1e-9 * eye
+    rhs = torch.einsum("cm,cmi,cm->ci", weight, rows, gap)
+    # solve_ex: no error check, which on a GPU would be a host sync per ICP iteration.
+    step = torch.linalg.solve_ex(lhs, rhs)[0]
+    return rotvec_to_matrix(step[:, :3]), step[:, 3:]
+
+
+def icp_batch(
+    source: Tensor,
+    target: NeighbourIndex,
+    rotations: Tensor,
+    translations: Tensor,
+    iterations: int,
+    trim: float = 0.8,
+    normals: Tensor | None = None,
+    cap: float | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Trimmed ICP of one (M, 3) source from C initial poses at once (float64, any device).
+
+    Point-to-point (Kabsch) by default; point-to-plane when the target's ``normals``
+    are given, which converges in far fewer iterations (point-to-point crawls along
+    the surface: 140 iterations still left 1.5 degrees on a partial blob).
+    Returns refined R (C, 3, 3), t (C, 3) and the trimmed mean residual (C,), or with
+    ``cap`` the mean over all points of min(distance, cap): a partial scan slid onto the
+    wrong part of a template fits 80 % of its points well and leaves the rest far off,
+    which a trimmed mean cannot see.
+    """
+    rot, trans = rotations.clone(), translations.clone()
+    for step in range(iterations + 1):
+        moved = torch.einsum("cij,mj->cmi", rot, source) + trans[:, None]
+        dist, index = target.query(moved.reshape(-1, 3))
+        dist, index = dist.view(len(rot), -1).to(moved.device), index.view(-1).to(moved.device)
+        mask = _trim_mask(dist, trim)
+        if cap is None:
+            residual = (dist * mask).sum(dim=1) / mask.sum(dim=1)
+        else:
+            residual = dist.clamp_max(cap).mean(dim=1)
+        if step == iterations:
+            break
+        matched = target.reference[index].view(moved.shape)
+        weight = mask.to(moved.dtype)
+        if normals is None:
+            step_rot, step_trans = kabsch(moved, matched, weight)
+        else:
+            step_rot, step_trans = plane_step(moved, matched, normals[index].view(moved.shape), weight)
+        rot = step_rot @ rot
+        trans = torch.einsum("cij,cj->ci", step_rot, trans) + step_trans
+    return rot, trans, residual
+
+
+def icp(
+    source: np.ndarray,
+    target: np.ndarray,
+    rotation: np.ndarray | None = None,
+    translation: np.ndarray | None = None,
+    iterations: int = 30,
+    trim: float = 0.9,
+    point_to_plane: bool = False,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Align ``source`` onto ``target``: returns R, t (target ~ source @ R.T + t), residual."""
+    rot0 = np.eye(3) if rotation is None else np.asarray(rotation, np.float64)
+    trans0 = np.zeros(3) if translation is None else np.asarray(translation, np.float64)
+    target = np.asarray(target, np.float64)
+    normals = to_tensor(estimate_normals(target), device) if point_to_plane else None
+    rot, trans, res = icp_batch(
+        to_tensor(source, device),
+        NeighbourIndex(to_tensor(target, device)),
+        to_tensor(rot0[None], device),
+        to_tensor(trans0[None], device),
+        iterations,
+        trim,
+        normals,
+    )
+    return rot[0].cpu().numpy(), trans[0].cpu().numpy(), float(res[0])
