@@ -12,18 +12,24 @@ representative, and the object score is the maximum (as in BTF).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
 from mvr3d.baselines.patchcore import PatchCoreMemory
-from mvr3d.errors import InputError
+from mvr3d.errors import CheckpointError, InputError
 from mvr3d.geometry import bounding_diagonal, voxel_downsample
-from mvr3d.geometry.fpfh import fpfh
+from mvr3d.geometry.fpfh import FPFH_DIM, fpfh
+from mvr3d.models.base import ArrayStateDetector
+from mvr3d.models.persistence import check_array
+from mvr3d.models.registry import register_detector
 from mvr3d.scans import ScanScore, as_points, load_clouds, object_score
 
 FEATURE_KINDS = ("raw", "fpfh", "fpfh+raw")
+RAW_DIM = 9  # mean offset (3) + upper triangle of the second moments (6)
 
 
 def raw_patches(points: np.ndarray, k: int) -> np.ndarray:
@@ -43,7 +49,7 @@ def raw_patches(points: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate([offsets.mean(axis=1), second[:, upper[0], upper[1]]], axis=1)
 
 
-class BTFDetector:
+class BTFDetector(ArrayStateDetector):
     """Back to the Feature: handcrafted point features + PatchCore memory bank."""
 
     default_features = "fpfh"
@@ -69,6 +75,7 @@ class BTFDetector:
         self.fpfh_k = fpfh_k
         self.normal_k = normal_k
         self.seed = seed
+        self.coreset_ratio = coreset_ratio
         self.memory = PatchCoreMemory(coreset_ratio=coreset_ratio, seed=seed)
         self.voxel_: float | None = None
         self.block_scales_: list[float] = []
@@ -86,7 +93,11 @@ class BTFDetector:
         scaled = [block * scale for block, scale in zip(blocks, self.block_scales_, strict=True)]
         return np.concatenate(scaled, axis=1).astype(np.float32)
 
-    def fit(self, scans: Iterable[object], progress: bool = False) -> BTFDetector:
+    @property
+    def is_fitted(self) -> bool:
+        return self.voxel_ is not None and self.memory.bank_ is not None
+
+    def fit(self, scans: Iterable[object], progress: bool = True) -> BTFDetector:
         clouds = load_clouds(scans)
         # One voxel size for all scans, from the complete training scans: partial test
         # scans would otherwise get a finer grid and different features.
@@ -109,8 +120,7 @@ class BTFDetector:
         return self
 
     def score(self, scan: object) -> ScanScore:
-        if self.voxel_ is None:
-            raise InputError(f"{type(self).__name__}.score called before fit")
+        self.check_is_fitted()
         points = as_points(scan).astype(np.float64)
         sampled, inverse = voxel_downsample(points, self.voxel_)
         if len(sampled) < 2:
@@ -119,19 +129,42 @@ class BTFDetector:
         point_scores = distances[inverse].astype(np.float32)
         return ScanScore(point_scores, object_score(point_scores, "max"), 1.0)
 
+    # ------------------------------------------------------------- persistence
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "voxel": np.array([self.voxel_], dtype=np.float64),
+            "block_scales": np.array(self.block_scales_, dtype=np.float64),
+            "bank": self.memory.bank_.numpy(),
+        }
 
+    def restore_state(self, arrays: dict[str, np.ndarray], path: Path) -> None:
+        blocks = self.features.split("+")
+        width = sum(FPFH_DIM if block == "fpfh" else RAW_DIM for block in blocks)
+        voxel = check_array(arrays, "voxel", (1,), path)
+        scales = check_array(arrays, "block_scales", (len(blocks),), path)
+        bank = check_array(arrays, "bank", (None, width), path, np.float32)
+        if not voxel[0] > 0 or not (scales > 0).all() or len(bank) == 0:
+            raise CheckpointError(f"{path}: arrays 'voxel' and 'block_scales' must be positive, 'bank' non-empty")
+        self.voxel_ = float(voxel[0])
+        self.block_scales_ = [float(s) for s in scales]
+        self.memory.bank_ = torch.from_numpy(bank)
+
+
+@register_detector("btf_raw")
 class BTFRawDetector(BTFDetector):
     """BTF with raw local-patch coordinates."""
 
     default_features = "raw"
 
 
+@register_detector("btf_fpfh")
 class BTFFPFHDetector(BTFDetector):
     """BTF with FPFH features (Real3D-AD "BTF (FPFH)")."""
 
     default_features = "fpfh"
 
 
+@register_detector("patchcore_fpfh")
 class PatchCoreDetector(BTFDetector):
     """PatchCore on FPFH + raw patch features (Real3D-AD "PatchCore (FPFH+Raw)")."""
 

@@ -9,16 +9,41 @@ object score is the mean of the top 1 %.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from mvr3d.errors import InputError
+from mvr3d.errors import CheckpointError
 from mvr3d.geometry.aligner import TemplateAligner
+from mvr3d.models.base import ArrayStateDetector
+from mvr3d.models.persistence import check_array
+from mvr3d.models.registry import register_detector
 from mvr3d.scans import ScanScore, as_points, load_clouds, object_score
 
 
-class RegistrationDetector:
+def aligner_arrays(aligner: TemplateAligner, prefix: str = "") -> dict[str, np.ndarray]:
+    """A fitted aligner's state as named arrays: its voxel size and the centred templates
+    and their offsets (the rest is derived from them, identically on reload)."""
+    arrays = {f"{prefix}voxel": np.array([aligner.voxel_], dtype=np.float64)}
+    arrays.update({f"{prefix}{key}": value.numpy() for key, value in aligner.state_dict().items()})
+    return arrays
+
+
+def restore_aligner(aligner: TemplateAligner, arrays: dict[str, np.ndarray], path: Path, prefix: str = "") -> int:
+    """Give ``aligner`` the templates :func:`aligner_arrays` saved; returns their count."""
+    voxel = check_array(arrays, f"{prefix}voxel", (1,), path)
+    count = sum(1 for key in arrays if key.startswith(f"{prefix}centred."))
+    if count == 0 or not voxel[0] > 0:
+        raise CheckpointError(f"{path}: the aligner's templates (arrays '{prefix}centred.*') or voxel size are missing")
+    centred = [check_array(arrays, f"{prefix}centred.{j}", (None, 3), path) for j in range(count)]
+    offsets = [check_array(arrays, f"{prefix}offset.{j}", (3,), path) for j in range(count)]
+    aligner.set_templates(centred, offsets, float(voxel[0]))
+    return count
+
+
+@register_detector("registration")
+class RegistrationDetector(ArrayStateDetector):
     """Template registration (Reg3D-AD-like) with residual-distance anomaly scores.
 
     The pose search and its fitted templates live in ``aligner`` (see TemplateAligner
@@ -48,15 +73,28 @@ class RegistrationDetector:
             keep_best, trim, seed, self.device, shift_candidates,
         )
 
-    def fit(self, scans: Iterable[object], progress: bool = False) -> RegistrationDetector:
+    @property
+    def is_fitted(self) -> bool:
+        return self.aligner.fitted
+
+    def fit(self, scans: Iterable[object], progress: bool = True) -> RegistrationDetector:
         self.aligner.fit(load_clouds(scans), progress=progress)
         return self
 
     def score(self, scan: object) -> ScanScore:
-        if not self.aligner.fitted:
-            raise InputError("RegistrationDetector.score called before fit")
+        self.check_is_fitted()
         points = as_points(scan).astype(np.float64)
         centred = points - points.mean(axis=0)
         j, rot, trans = self.aligner.align(centred)
         point_scores = self.aligner.template_distance(j, centred @ rot.T + trans).cpu().numpy()
         return ScanScore(point_scores, object_score(point_scores, "top1", self.top_fraction), 1.0)
+
+    # ------------------------------------------------------------- persistence
+    def get_params(self) -> dict[str, object]:
+        return {**self.aligner.params(), "top_fraction": self.top_fraction}
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return aligner_arrays(self.aligner)
+
+    def restore_state(self, arrays: dict[str, np.ndarray], path: Path) -> None:
+        restore_aligner(self.aligner, arrays, path)

@@ -12,12 +12,17 @@ surface", so a noisier scanner or a sparser scan does not read as a defect.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from mvr3d.errors import InputError
+from mvr3d.baselines.registration import aligner_arrays, restore_aligner
+from mvr3d.errors import CheckpointError
 from mvr3d.geometry import SurfaceReference, TemplateAligner, fuse_templates
+from mvr3d.models.base import ArrayStateDetector
+from mvr3d.models.persistence import check_array
+from mvr3d.models.registry import register_detector
 from mvr3d.models.scoring import robust_standardise
 from mvr3d.scans import ScanScore, as_points, load_clouds, object_score
 
@@ -26,7 +31,8 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class TemplateDetector:
+@register_detector("template")
+class TemplateDetector(ArrayStateDetector):
     """Distance to the fused template surface in robust noise units per scan."""
 
     def __init__(self, seed: int = 0, top_fraction: float = 0.01, standardise: bool = True,
@@ -38,7 +44,11 @@ class TemplateDetector:
         self.aligner_: TemplateAligner | None = None
         self.reference_: SurfaceReference | None = None
 
-    def fit(self, scans: Iterable[object], progress: bool = False) -> TemplateDetector:
+    @property
+    def is_fitted(self) -> bool:
+        return self.aligner_ is not None and self.reference_ is not None
+
+    def fit(self, scans: Iterable[object], progress: bool = True) -> TemplateDetector:
         clouds = load_clouds(scans)
         self.aligner_ = TemplateAligner(seed=self.seed, device=self.device).fit(clouds, progress=progress)
         anchor = TemplateAligner(seed=self.seed, device=self.device).fit(clouds[:1])
@@ -47,8 +57,7 @@ class TemplateDetector:
 
     def point_deviation(self, points: np.ndarray) -> torch.Tensor:
         """Each point's distance to the fused surface, in the scan's own units (float32)."""
-        if self.aligner_ is None or self.reference_ is None:
-            raise InputError("TemplateDetector.score called before fit")
+        self.check_is_fitted()
         j, moved = self.aligner_.to_template_frame(points.astype(np.float64))
         moved = self.reference_.from_template(j, moved)
         return self.reference_.distance(torch.from_numpy(moved))
@@ -60,3 +69,27 @@ class TemplateDetector:
             deviation = robust_standardise(deviation, [len(deviation)])
         scores = deviation.float().cpu().numpy()
         return ScanScore(scores, object_score(scores, "top1", self.top_fraction), 1.0)
+
+    # ------------------------------------------------------------- persistence
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The aligner's templates, the fused reference samples (their local planes are
+        rebuilt from them) and each template's motion into the fused frame."""
+        transforms = self.reference_.transforms
+        return {
+            **aligner_arrays(self.aligner_, "aligner."),
+            "reference.points": self.reference_.points.cpu().numpy(),
+            "reference.rotations": np.stack([np.asarray(r, dtype=np.float64) for r, _ in transforms]),
+            "reference.shifts": np.stack([np.asarray(t, dtype=np.float64) for _, t in transforms]),
+        }
+
+    def restore_state(self, arrays: dict[str, np.ndarray], path: Path) -> None:
+        aligner = TemplateAligner(seed=self.seed, device=self.device)
+        count = restore_aligner(aligner, arrays, path, "aligner.")
+        points = check_array(arrays, "reference.points", (None, 3), path)
+        rotations = check_array(arrays, "reference.rotations", (count, 3, 3), path)
+        shifts = check_array(arrays, "reference.shifts", (count, 3), path)
+        if len(points) < 2:
+            raise CheckpointError(f"{path}: array 'reference.points' needs at least 2 points")
+        reference = SurfaceReference(points, device=self.device)
+        reference.transforms = list(zip(rotations, shifts, strict=True))
+        self.aligner_, self.reference_ = aligner, reference
