@@ -99,3 +99,21 @@ def _offline(create):
         return create(name, pretrained=False, **kwargs)
 
     return create_model
+
+
+def test_the_network_normalises_its_input_with_the_backbone_statistics():
+    """Render hands over RGB in [0, 1]; MVRNet applies the spec's mean/std before the teacher."""
+    from mvr3d.models.mvr import MVRNet
+    from mvr3d.models.student import StudentConfig
+
+    spec = backbones.get_spec("tiny_test")
+    torch.manual_seed(0)
+    teacher = backbones.create_backbone("tiny_test", "random", img_size=28)
+    net = MVRNet(teacher, spec.layers, StudentConfig(embed_dim=48, num_heads=1, depth=1), spec.mean, spec.std)
+    images = torch.rand(2, 3, 28, 28)
+    mean, std = torch.tensor(spec.mean).view(1, 3, 1, 1), torch.tensor(spec.std).view(1, 3, 1, 1)
+    expected = teacher.forward_intermediates((images - mean) / std, indices=list(spec.layers), output_fmt="NLC",
+                                             intermediates_only=True, norm=False, stop_early=True)
+    # Same kernels on the same input in the same order: bit-equal by construction.
+    assert all(torch.equal(a, b) for a, b in zip(net.teacher_layers(images), expected, strict=True))
+    assert "mean" not in net.state_dict()  # from the spec, so old checkpoints load unchanged

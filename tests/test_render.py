@@ -19,7 +19,7 @@ from mvr3d.render import (
     paper_poses,
     render_batch,
     render_views,
-    to_model_input,
+    to_rgb,
 )
 from mvr3d.render.sheet import save_views
 
@@ -259,17 +259,14 @@ def test_hole_filling_fills_interior_not_background() -> None:
         assert float(image[:6].abs().max()) == 0.0 and float(image[:, -6:].abs().max()) == 0.0
 
 
-def test_to_model_input_uses_imagenet_statistics() -> None:
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    grey = to_model_input(torch.ones(2, 1, 4, 4))
-    assert grey.shape == (2, 3, 4, 4)
-    assert torch.allclose(grey, ((1.0 - mean) / std).expand(2, 3, 4, 4))
+def test_to_rgb_maps_channels_and_keeps_the_range() -> None:
+    grey = to_rgb(torch.full((2, 1, 4, 4), 0.25))
+    assert grey.shape == (2, 3, 4, 4) and grey.dtype == torch.float32
+    assert torch.equal(grey, torch.full((2, 3, 4, 4), 0.25))  # a copy of one value: exact
     pair = torch.stack([torch.zeros(4, 4), torch.ones(4, 4)]).unsqueeze(0)
-    mapped = to_model_input(pair) * std + mean
-    assert torch.allclose(mapped[0, :, 0, 0], torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)
+    assert to_rgb(pair)[0, :, 0, 0].tolist() == [0.0, 1.0, 0.0]
     with pytest.raises(InputError):
-        to_model_input(torch.zeros(4, 4))
+        to_rgb(torch.zeros(4, 4))
 
 
 # --- poses -------------------------------------------------------------------------------

@@ -23,6 +23,9 @@ class BackboneSpec:
     layers: tuple[int, ...]  # the 8 middle blocks the student reconstructs (Dinomaly)
     hub_tag: str = "lvd142m"
     timm_kwargs: tuple[tuple[str, object], ...] = ()
+    # Input normalisation the weights were trained with (DINOv2: ImageNet statistics).
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 _S_B = (2, 3, 4, 5, 6, 7, 8, 9)

@@ -37,7 +37,7 @@ from mvr3d.models.scoring import (
 )
 from mvr3d.models.sides import SideFinder, facing_rotation, sphere_direction, turn_to_views
 from mvr3d.models.student import StudentConfig
-from mvr3d.render import make_poses, render_batch, render_views, to_model_input
+from mvr3d.render import make_poses, render_batch, render_views, to_rgb
 from mvr3d.render.poses import cone_direction, fibonacci_directions, look_from
 from mvr3d.scans import ScanLike, ScanScore, as_points, object_score, training_points
 from mvr3d.utils import memory
@@ -137,7 +137,7 @@ class MVRDetector(Detector):
             num_heads=max(1, teacher.embed_dim // 64),
             dropout=cfg.dropout,
         )
-        return MVRNet(teacher, spec.layers, student).to(self.device)
+        return MVRNet(teacher, spec.layers, student, spec.mean, spec.std).to(self.device)
 
     def _poses(self) -> torch.Tensor:
         if self._poses_ is None:
@@ -147,7 +147,7 @@ class MVRDetector(Detector):
     def _render(self, points: np.ndarray, rotations: torch.Tensor, centre: np.ndarray):
         views = render_views(self._on_device(points), rotations.to(self.device), self.config.render,
                              centre=centre, radius=self.radius_)
-        return views, to_model_input(views.images)
+        return views, to_rgb(views.images)
 
     def _on_device(self, points: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(points)).to(self.device, non_blocking=True)
@@ -246,7 +246,7 @@ class MVRDetector(Detector):
     def _render_images(self, points, poses: torch.Tensor, centre) -> torch.Tensor:
         points = points if isinstance(points, torch.Tensor) else self._on_device(points)
         views = render_views(points, poses.to(self.device), self.config.render, centre=centre, radius=self.radius_)
-        return to_model_input(views.images).half()
+        return to_rgb(views.images).half()
 
     def _simulated_scan(self, points: np.ndarray, centre: np.ndarray, rotation: torch.Tensor,
                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -385,7 +385,7 @@ class MVRDetector(Detector):
             batch = render_batch(points, self._poses(), cfg.render, centres=[p.centre for p in placed],
                                  radius=self.radius_, compile=cfg.compile)
         with record_function("mvr3d.network"):
-            token_maps = self.view_maps(to_model_input(batch.images))
+            token_maps = self.view_maps(to_rgb(batch.images))
         with record_function("mvr3d.point_scores"):
             maps = upsample_maps(token_maps, cfg.render.image_size, cfg.map_blur_sigma)
             scores, seen = point_scores(maps, batch)

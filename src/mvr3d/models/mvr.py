@@ -10,19 +10,26 @@ from mvr3d.models.student import Student, StudentConfig, fuse_groups
 
 
 class MVRNet(nn.Module):
-    def __init__(self, teacher: nn.Module, layers: tuple[int, ...], student: StudentConfig) -> None:
+    def __init__(
+        self, teacher: nn.Module, layers: tuple[int, ...], student: StudentConfig,
+        mean: tuple[float, ...] = (0.485, 0.456, 0.406), std: tuple[float, ...] = (0.229, 0.224, 0.225),
+    ) -> None:
         super().__init__()
         if max(max(g) for g in student.groups) >= len(layers):
             raise ValueError("student groups refer to more layers than the teacher provides")
+        # The teacher's input statistics; not persistent: they come from the backbone spec.
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.teacher = teacher
         self.layers = tuple(layers)
         self.student = Student(student)
 
     def teacher_layers(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Patch tokens (B, T, D) of the chosen teacher blocks; class/register tokens dropped."""
+        """Patch tokens (B, T, D) of the chosen teacher blocks for (B, 3, h, w) RGB images in
+        [0, 1]; class/register tokens dropped."""
         with torch.no_grad():
             return self.teacher.forward_intermediates(
-                images,
+                (images.to(self.mean.dtype) - self.mean) / self.std,
                 indices=list(self.layers),
                 output_fmt="NLC",
                 intermediates_only=True,

@@ -7,7 +7,7 @@ from mvr3d.render.zbuffer import (
     RenderedBatch,
     render_batch,
     render_views,
-    to_model_input,
+    to_rgb,
 )
 
 __all__ = [
@@ -20,5 +20,5 @@ __all__ = [
     "paper_poses",
     "render_batch",
     "render_views",
-    "to_model_input",
+    "to_rgb",
 ]

@@ -33,8 +33,6 @@ from mvr3d.render.config import RenderConfig
 from mvr3d.render.poses import check_rotations
 from mvr3d.utils.kernels import gaussian_kernel
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # Farthest surface stays brighter than the background so silhouettes survive.
 FAR_LEVEL = 0.1
 AMBIENT = 0.1
@@ -430,22 +428,19 @@ def _difference(depth: Tensor, mask: Tensor, dim: int) -> Tensor:
     return total / count.clamp_min_(1.0)
 
 
-def to_model_input(images: Tensor) -> Tensor:
-    """(V, C, h, w) images in [0, 1] -> (V, 3, h, w) ImageNet-normalised network input.
+def to_rgb(images: Tensor) -> Tensor:
+    """(V, C, h, w) images in [0, 1] -> (V, 3, h, w) float32 RGB in [0, 1].
 
     One channel is replicated to grey RGB; depth+shading becomes (depth, shading, depth),
-    so both signals reach the backbone and the mapping is symmetric in red/blue.
+    so both signals reach the backbone and the mapping is symmetric in red/blue. The
+    backbone applies its own input normalisation (``models.mvr.MVRNet``).
     """
     if images.ndim != 4 or images.shape[1] not in (1, 2, 3):
         raise InputError(
             f"images must have shape (V, C, h, w) with C in 1..3, got {tuple(images.shape)}"
         )
     if images.shape[1] == 1:
-        rgb = images.expand(-1, 3, -1, -1)
-    elif images.shape[1] == 2:
-        rgb = images[:, [0, 1, 0]]
-    else:
-        rgb = images
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-    return (rgb.float() - mean) / std
+        return images.expand(-1, 3, -1, -1).float()
+    if images.shape[1] == 2:
+        return images[:, [0, 1, 0]].float()
+    return images.float()
