@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from mvr3d.engine.results import read_scores
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.metrics import auroc
 from mvr3d.models import MVRConfig, MVRDetector
@@ -176,8 +177,9 @@ def test_predict_files_batches_and_prefetches_in_order(fitted, tmp_path):
         written = np.loadtxt(tmp_path / "out" / f"{row['file']}.txt")
         np.testing.assert_allclose(written[:, 3], single.point_scores, rtol=1e-5)
         assert row["object_score"] == pytest.approx(single.object_score, rel=1e-6)
-    table = (tmp_path / "out" / "scores.csv").read_text().splitlines()
-    assert table[0] == "file,object_score" and len(table) == 6
+    table = read_scores(tmp_path / "out")
+    assert [r.file for r in table] == sorted(clouds)
+    assert all(0.0 < r.coverage <= 1.0 for r in table)
     (scans / "part_9.npy").write_bytes(b"broken")
     with pytest.raises(InputError, match="part_9"):
         predict_files(fitted, scans, tmp_path / "out2", heatmaps=False, batch=2)
