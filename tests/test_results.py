@@ -57,3 +57,17 @@ def test_scores_round_trip_and_old_files(tmp_path: Path) -> None:
     (tmp_path / "scores.csv").write_text("name,score\ng0,0.5\n")
     with pytest.raises(InputError, match="expected columns file,object_score,coverage"):
         read_scores(tmp_path)
+
+
+def test_config_key_follows_results_not_runtime() -> None:
+    from mvr3d.engine.benchmark import _legacy_config_key, config_key
+    from mvr3d.models import MVRConfig
+    from mvr3d.models.config import Runtime
+
+    base = MVRConfig()
+    fast = base.with_runtime(Runtime(device="cuda", compile=True, view_batch=9, score_dtype="bfloat16"))
+    assert fast.runtime == Runtime("cuda", True, 9, "bfloat16") and fast.iterations == base.iterations
+    assert config_key(fast) == config_key(base)
+    assert config_key(MVRConfig(iterations=5)) != config_key(base)
+    assert _legacy_config_key(fast, "mvr") != _legacy_config_key(base, "mvr")  # why runs could not resume
+    assert config_key(base, "template") == config_key(fast, "template")

@@ -63,6 +63,8 @@ def test_state_from_other_settings_or_data_is_refused(tmp_path: Path) -> None:
     MVRDetector(tiny_config(iterations=2)).fit(SCANS, progress=False, state_file=state, save_every=1)
     with pytest.raises(CheckpointError, match="lr"):
         MVRDetector(tiny_config(iterations=2, lr=1e-3)).fit(SCANS, progress=False, state_file=state)
+    # How the run executes is not a setting of the run: it resumes on another device or batch.
+    MVRDetector(tiny_config(iterations=2, view_batch=5, score_dtype="float32")).fit(SCANS, progress=False, state_file=state)
     with pytest.raises(CheckpointError, match="other training scans"):
         MVRDetector(tiny_config(iterations=2)).fit(SCANS[:1], progress=False, state_file=state)
     state.write_bytes(b"not a torch file")

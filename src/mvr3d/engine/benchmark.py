@@ -45,8 +45,18 @@ def make_detector(method: str, config: MVRConfig) -> Detector:
 
 def config_key(config: MVRConfig, method: str = "mvr") -> str:
     """Short hash of the settings that change results, to refuse mixing runs."""
+    data = config.result_dict() if method == "mvr" else {"method": method, "seed": config.seed}
+    return _short_hash(data)
+
+
+def _legacy_config_key(config: MVRConfig, method: str) -> str:
+    """The key of runs written before runtime settings left it (device only was dropped)."""
     data = config.to_dict() if method == "mvr" else {"method": method, "seed": config.seed}
     data.pop("device", None)
+    return _short_hash(data)
+
+
+def _short_hash(data: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -126,7 +136,7 @@ def run_benchmark(
         path = done_dir / f"{category}.json"
         if path.is_file():
             saved = json.loads(path.read_text())
-            if saved.get("config_key") != key:
+            if saved.get("config_key") not in (key, _legacy_config_key(config, method)):
                 raise InputError(
                     f"{path} was made with other settings (config {saved.get('config_key')} vs {key}); "
                     "use another --out folder"

@@ -10,6 +10,23 @@ from mvr3d.render import RenderConfig
 
 SCORE_DTYPES = ("float16", "bfloat16", "float32")
 
+# Settings that decide how a run executes, not what it computes (scores agree within the
+# float tolerances of benchmarks/consistency_*.md). They stay out of the config key and the
+# resume check, so the same benchmark or fit resumes on another device, with --compile or
+# another view batch. ``amp`` is not among them: on CUDA it trains in bfloat16, which
+# changes the weights.
+RUNTIME_FIELDS = ("device", "compile", "view_batch", "score_dtype")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a detector runs: device, compiled kernels, views per batch, scoring precision."""
+
+    device: str = "auto"
+    compile: bool = False
+    view_batch: int = 27
+    score_dtype: str = "float16"
+
 
 @dataclass
 class MVRConfig:
@@ -127,6 +144,18 @@ class MVRConfig:
         data = dataclasses.asdict(self)
         data["render"] = dataclasses.asdict(self.render)
         return data
+
+    @property
+    def runtime(self) -> Runtime:
+        return Runtime(**{name: getattr(self, name) for name in RUNTIME_FIELDS})
+
+    def with_runtime(self, runtime: Runtime) -> MVRConfig:
+        """This config run another way (same results within float tolerance)."""
+        return dataclasses.replace(self, **dataclasses.asdict(runtime))
+
+    def result_dict(self) -> dict:
+        """The settings that define results: ``to_dict`` without the runtime fields."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict) -> MVRConfig:

@@ -20,6 +20,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from mvr3d.errors import CheckpointError
+from mvr3d.models.config import RUNTIME_FIELDS
 from mvr3d.utils.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,8 @@ def load_state(path: Path, config: dict, data_hash: str) -> TrainingState:
     if not isinstance(payload, dict) or payload.get("version") != STATE_VERSION:
         raise CheckpointError(f"{path}: not an mvr3d training state of version {STATE_VERSION}; delete it to start over")
     _check_payload(path, payload)
-    # The device may change between runs; everything else must match.
-    keys = (set(config) | set(payload["config"])) - {"device"}
+    # How the run executes may change between runs; everything else must match.
+    keys = (set(config) | set(payload["config"])) - set(RUNTIME_FIELDS)
     changed = sorted(key for key in keys if config.get(key) != payload["config"].get(key))
     if changed:
         raise CheckpointError(
