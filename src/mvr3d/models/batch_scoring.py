@@ -1,0 +1,103 @@
+"""Scoring placed scans together: render all their views in one batch, run the network,
+map the errors back to the points, calibrate, and split the result per scan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+import torch
+from torch.profiler import record_function
+
+from mvr3d.geometry import voxel_downsample
+from mvr3d.models.calibration import LocationStats
+from mvr3d.models.config import MVRConfig
+from mvr3d.models.placement import Placed
+from mvr3d.models.scoring import (
+    fill_unseen_batch,
+    fuse_deviation,
+    point_scores,
+    smooth_knn,
+    upsample_maps,
+)
+from mvr3d.render import render_batch, to_rgb
+from mvr3d.scans import ScanScore, object_score
+
+Each = Callable[[Callable, list[tuple]], list]
+
+
+def reduce_points(points: np.ndarray, max_points: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Voxel-downsample to roughly ``max_points``; also each point's voxel index."""
+    if max_points is None or len(points) <= max_points:
+        return points, None
+    extent = np.ptp(points, axis=0).astype(np.float64)
+    area = 2 * (extent[0] * extent[1] + extent[1] * extent[2] + extent[0] * extent[2])
+    voxel = np.sqrt(area / 2 / max_points)  # scans are surfaces: count ~ area / voxel^2
+    for _ in range(4):
+        sampled, inverse = voxel_downsample(points, voxel)
+        if len(sampled) <= max_points:
+            break
+        voxel *= np.sqrt(len(sampled) / max_points) * 1.05
+    return sampled.astype(points.dtype), inverse
+
+
+def expand(result: ScanScore, inverse: np.ndarray | None) -> ScanScore:
+    """Give every original point the score of the voxel it fell into."""
+    if inverse is None:
+        return result
+    return ScanScore(result.point_scores[inverse], result.object_score, result.coverage)
+
+
+def raw_scores(placed: list[Placed], poses: torch.Tensor, config: MVRConfig, radius: float,
+               view_maps: Callable[[torch.Tensor], torch.Tensor],
+               each: Each) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """Reconstruction error of every point of every placed scan (concatenated), the share
+    of each scan the views see, and the point counts; ``each`` runs the per-scan smoothing
+    (on a few threads on a GPU)."""
+    points = [p.cloud for p in placed]
+    with record_function("mvr3d.render"):
+        batch = render_batch(points, poses, config.render, centres=[p.centre for p in placed],
+                             radius=radius, compile=config.compile)
+    with record_function("mvr3d.network"):
+        token_maps = view_maps(to_rgb(batch.images))
+    with record_function("mvr3d.point_scores"):
+        maps = upsample_maps(token_maps, config.render.image_size, config.map_blur_sigma)
+        scores, seen = point_scores(maps, batch)
+    with record_function("mvr3d.complete"):
+        cloud = batch.cloud_of_point()
+        finished = fill_unseen_batch(torch.cat(points), scores, seen, cloud, len(batch))
+        if config.smoothing_k > 1:
+            pieces = zip(points, finished.split(batch.counts), strict=True)
+            finished = torch.cat(each(partial(smooth_knn, k=config.smoothing_k), list(pieces)))
+        coverage = torch.zeros(len(batch), device=seen.device).index_add_(0, cloud, seen.float())
+        coverage /= torch.tensor(batch.counts, device=seen.device)
+    return finished, coverage, batch.counts
+
+
+def final_scores(scores: torch.Tensor, placed: list[Placed], counts: tuple[int, ...], weight: float,
+                 score_stats: LocationStats | None, deviation_stats: LocationStats | None) -> torch.Tensor:
+    """Calibrated per template location when fitted so (plus the ``weight``-ed calibrated
+    deviation), else the raw error (plus the deviation, both as robust z-scores per scan)."""
+    if score_stats is None:
+        if weight <= 0:
+            return scores
+        deviation = torch.cat([p.deviation for p in placed]).to(scores.device)
+        return fuse_deviation(scores, deviation, counts, weight)
+    out = []
+    for piece, p in zip(scores.split(list(counts)), placed, strict=True):
+        z = score_stats.standardise(p.template, p.nearest, piece)
+        if weight > 0:
+            z = z + weight * deviation_stats.standardise(p.template, p.nearest, p.deviation).to(z.device)
+        out.append(z)
+    return torch.cat(out)
+
+
+def results(host: np.ndarray, counts: tuple[int, ...], config: MVRConfig) -> list[ScanScore]:
+    """Concatenated point scores followed by one coverage per scan -> a result per scan."""
+    scans = len(counts)
+    per_scan = np.split(host[:-scans], np.cumsum(counts)[:-1])
+    return [
+        ScanScore(scores, object_score(scores, config.object_score, config.top_fraction), float(coverage))
+        for scores, coverage in zip(per_scan, host[-scans:], strict=True)
+    ]

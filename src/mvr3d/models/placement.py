@@ -1,0 +1,101 @@
+"""Placing a scan in the frame it is drawn in: its template's (registered by
+:class:`~mvr3d.geometry.TemplateAligner` when aligning), turned so that its scanned side
+faces the views, with what scoring needs of its match."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mvr3d.geometry import TemplateAligner
+from mvr3d.models.config import MVRConfig
+from mvr3d.models.sides import SideFinder, facing_rotation, turn_to_views
+from mvr3d.scans import ScanLike
+
+
+@dataclass
+class Placed:
+    """A scan ready to render: on the device, in the frame it is drawn in (its template's,
+    turned so that its scanned side faces the views), with what scoring needs of its match."""
+
+    cloud: torch.Tensor
+    centre: torch.Tensor | np.ndarray
+    template: int | None = None
+    nearest: torch.Tensor | None = None  # each point's nearest template point
+    deviation: torch.Tensor | None = None  # each point's distance to it
+
+
+def bounding_frame(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Bounding-box centre and the radius of the sphere about it holding every point."""
+    centre = (points.min(axis=0).astype(np.float64) + points.max(axis=0)) / 2
+    radius = float(np.sqrt(((points - centre) ** 2).sum(axis=1).max()))
+    return centre, radius
+
+
+def on_device(points: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(points)).to(device, non_blocking=True)
+
+
+def find_sides(aligner: TemplateAligner | None, config: MVRConfig, radius: float | None) -> SideFinder | None:
+    """The templates' scannable sides, when the views follow the scanned side."""
+    if config.view_selection == "scan" and aligner is not None:
+        return SideFinder(aligner.references, config.render, radius, config.side_candidates)
+    return None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What placing needs of a fitted detector; built per call, so that it always sees the
+    detector's current templates (tests and benchmarks swap them on a detector)."""
+
+    device: torch.device
+    centres: Sequence[np.ndarray]
+    aligner: TemplateAligner | None
+    sides: SideFinder | None
+
+    def in_template(self, cloud: np.ndarray, template: int) -> Placed:
+        """A scan already in ``template``'s frame, matched and turned to face the views."""
+        points = on_device(cloud, self.device)
+        centre = self.centres[template]
+        if self.aligner is None:
+            return Placed(points, centre)
+        distances, nearest = self.aligner.match(template, points)
+        if self.sides is not None:
+            turn = facing_rotation(self.sides.direction(template, nearest))
+            points = turn_to_views(points, centre, turn)
+        return Placed(points, centre, template, nearest, distances)
+
+    def place(self, points: np.ndarray) -> Placed:
+        """The scan on the device in the frame it is drawn in (registered to its nearest
+        template when aligning), and the centre the views turn about."""
+        if self.aligner is None:
+            cloud = on_device(points, self.device)
+            return Placed(cloud, (cloud.amin(dim=0).double() + cloud.amax(dim=0)) / 2)
+        index, moved = self.aligner.to_template_frame(points.astype(np.float64))
+        return self.in_template(moved, index)
+
+
+def warn_if_unlike_training(clouds: list[torch.Tensor], scans: Sequence[ScanLike], radius: float) -> None:
+    """A scan much larger or smaller than the templates is likely another class or unit.
+
+    Called from the detector's scoring two frames below ``score_many``: ``stacklevel``
+    points the warning at the caller of ``score_many``.
+    """
+    radii = []
+    for cloud in clouds:
+        centre = (cloud.amin(dim=0).double() + cloud.amax(dim=0)) / 2
+        radii.append((cloud.double() - centre).square().sum(dim=1).amax().sqrt())
+    for scan, scan_radius in zip(scans, torch.stack(radii).tolist(), strict=True):
+        ratio = scan_radius / radius
+        if ratio > 1.5 or 0 < ratio < 0.2:  # 0: identical points, which rendering refuses
+            name = getattr(scan, "path", None) or (scan if isinstance(scan, (str, Path)) else "scan")
+            warnings.warn(
+                f"{name}: object is {ratio:.2f}x the size of the training scans; it may not be "
+                "of the class this detector was fitted on (or its units differ)",
+                stacklevel=4,
+            )

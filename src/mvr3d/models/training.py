@@ -1,0 +1,148 @@
+"""Fitting an MVR detector's parts: the network, the training images (templates and their
+simulated scans), the student's training loop and the per-location calibration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mvr3d.geometry import random_rotations
+from mvr3d.models import training_state
+from mvr3d.models.backbones import create_backbone, get_spec
+from mvr3d.models.calibration import LocationStats
+from mvr3d.models.config import MVRConfig
+from mvr3d.models.mvr import MVRNet
+from mvr3d.models.optim import stable_adamw, warm_cosine_scheduler
+from mvr3d.models.placement import Placed, Placement, bounding_frame, on_device
+from mvr3d.models.sides import SideFinder, facing_rotation, turn_to_views
+from mvr3d.models.simulation import Scanner
+from mvr3d.models.student import StudentConfig
+from mvr3d.render import RenderConfig, render_views, to_rgb
+from mvr3d.render.poses import fibonacci_directions
+from mvr3d.utils.seeding import seed_everything
+
+CALIBRATION_BATCH = 8  # simulated scans scored together while calibrating
+
+Loss = Callable[[list[torch.Tensor], list[torch.Tensor], float, float], torch.Tensor]
+RawScores = Callable[[list[Placed]], tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]]
+
+
+def build_net(config: MVRConfig, device: torch.device, teacher_state: dict | None = None) -> MVRNet:
+    """Teacher (pretrained, or ``teacher_state`` when loading) and a fresh seeded student."""
+    seed_everything(config.seed)
+    spec = get_spec(config.backbone)
+    weights = "random" if teacher_state is not None else config.weights
+    teacher = create_backbone(config.backbone, weights, img_size=config.render.image_size)
+    if teacher_state is not None:
+        teacher.load_state_dict(teacher_state, strict=True)
+    for param in teacher.parameters():  # fp16-exact, so a saved teacher reloads bit-identically
+        param.data = param.data.half().float()
+    student = StudentConfig(
+        embed_dim=teacher.embed_dim,
+        num_heads=max(1, teacher.embed_dim // 64),
+        dropout=config.dropout,
+    )
+    return MVRNet(teacher, spec.layers, student, spec.mean, spec.std).to(device)
+
+
+def autocast(config: MVRConfig, device: torch.device, dtype: str = "bfloat16") -> AbstractContextManager:
+    enabled = config.amp and device.type == "cuda" and dtype != "float32"
+    return torch.autocast(device.type, dtype=getattr(torch, dtype), enabled=enabled)
+
+
+def render_images(points: np.ndarray | torch.Tensor, poses: torch.Tensor, centre: np.ndarray,
+                  render: RenderConfig, radius: float, device: torch.device) -> torch.Tensor:
+    """Half-precision model-ready images of ``points`` from ``poses`` (half: the pool is kept whole)."""
+    points = points if isinstance(points, torch.Tensor) else on_device(points, device)
+    views = render_views(points, poses.to(device), render, centre=centre, radius=radius)
+    return to_rgb(views.images).half()
+
+
+def template_turns(sides: SideFinder | None, directions: int) -> list[torch.Tensor | None]:
+    if sides is None:
+        return [None]
+    return [facing_rotation(d) for d in fibonacci_directions(directions)]
+
+
+def training_images(clouds: Sequence[np.ndarray], poses: torch.Tensor, config: MVRConfig,
+                    placement: Placement, scanner: Scanner, rng: np.random.Generator) -> torch.Tensor:
+    """Every template from the scoring poses (turned to face each of ``train_directions``
+    when views follow the scanned side), plus augmented copies: slightly rotated and,
+    with ``simulate_partial``, reduced to what one scanner direction sees."""
+    device, radius = placement.device, scanner.radius
+
+    def images(points: np.ndarray | torch.Tensor, centre: np.ndarray) -> torch.Tensor:
+        return render_images(points, poses, centre, config.render, radius, device)
+
+    pool = []
+    for j, (points, centre) in enumerate(zip(clouds, placement.centres, strict=True)):
+        for turn in template_turns(placement.sides, config.train_directions):
+            pool.append(images(points if turn is None else turn_to_views(on_device(points, device), centre, turn), centre))
+        for rotation in random_rotations(config.augment_rotations, config.augment_degrees, rng):
+            moved = scanner.scan(points, centre, rotation, rng)[0]
+            if config.align:  # aligned scans are drawn about their template's centre
+                pool.append(images(placement.in_template(moved, j).cloud, centre))
+            else:
+                pool.append(images(moved, bounding_frame(moved)[0]))
+    return torch.cat(pool)
+
+
+def train(net: MVRNet, pool: torch.Tensor, config: MVRConfig, device: torch.device, rng: np.random.Generator,
+          history: list[float], loss_of: Loss, *, progress: bool, saver: training_state.StateSaver | None) -> None:
+    """Train the student on batches drawn from ``pool``, appending each loss to ``history``
+    (in place, so that an interrupted fit still shows what it did; ``loss_of`` is passed in
+    by the detector, whose tests count iterations through it)."""
+    net.student.train()
+    optimizer = stable_adamw(net.student.parameters(), config.lr, config.weight_decay)
+    scheduler = warm_cosine_scheduler(optimizer, config.iterations, config.warmup, config.final_lr_ratio)
+    start = 0
+    if saver is not None:
+        start, restored = saver.restore(net.student, optimizer, scheduler, rng)
+        history.extend(restored)
+    bar = tqdm(range(start, config.iterations), desc="fit", disable=not progress, leave=False,
+               initial=start, total=config.iterations)
+    for it in bar:
+        index = torch.from_numpy(rng.choice(len(pool), size=min(config.batch_size, len(pool)), replace=False))
+        batch = pool[index].to(device, non_blocking=True).float()
+        # Hard mining ramps in over the first half of training (Dinomaly ramps over 1000 its).
+        easy = config.easy_fraction * min(1.0, it / max(1, config.iterations // 2))
+        with autocast(config, device):
+            teacher, student = net(batch)
+        loss = loss_of(teacher, student, easy, config.easy_factor)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.student.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        history.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{history[-1]:.4f}")
+        if saver is not None:
+            saver.step(it + 1, net.student, optimizer, scheduler, rng, history)
+    net.student.eval()
+
+
+def calibrate(clouds: Sequence[np.ndarray], held_out: list[np.ndarray], config: MVRConfig, placement: Placement,
+              scanner: Scanner, raw_scores: RawScores) -> tuple[LocationStats, LocationStats]:
+    """Score simulated normal scans of every template; per-location statistics of the
+    error and of the template distance (see :mod:`mvr3d.models.calibration`)."""
+    rng = np.random.default_rng([config.seed, 0xCA1])  # its own stream: a resumed fit calibrates alike
+    templates = placement.aligner.references
+    scores = LocationStats(templates, config.calibration_neighbours)
+    deviations = LocationStats(templates, config.calibration_neighbours)
+    for j, (points, centre) in enumerate(zip(clouds, placement.centres, strict=True)):
+        rotations = random_rotations(config.calibration_scans, config.calibration_degrees, rng)
+        sims = [scanner.scan(points, centre, r, rng) for r in rotations]
+        for first in range(0, len(sims), CALIBRATION_BATCH):
+            group = sims[first : first + CALIBRATION_BATCH]
+            placed = [placement.in_template(sim, j) for sim, _ in group]
+            raw, _, counts = raw_scores(placed)
+            for piece, p, (_, source) in zip(raw.split(list(counts)), placed, group, strict=True):
+                scores.add(j, p.nearest, piece)
+                new = torch.from_numpy(held_out[j][source]).to(p.deviation.device)
+                if bool(new.any()):
+                    deviations.add(j, p.nearest[new.to(p.nearest.device)], p.deviation[new])
+    return scores.finish(), deviations.finish()
