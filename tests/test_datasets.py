@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import mvr3d.data.real3d
 import mvr3d.io
 from mvr3d.data import FolderDataset, Real3DAD, list_categories, open_dataset
 from mvr3d.errors import DatasetError
@@ -64,13 +65,13 @@ def test_good_scan_needs_no_gt(real3d_root: Path) -> None:
 
 def test_files_are_read_only_on_access(real3d_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Path] = []
-    real_read = mvr3d.io.read_points
+    real_read = mvr3d.data.real3d.read_points
 
     def spy(path, *args, **kwargs):
         calls.append(Path(path))
         return real_read(path, *args, **kwargs)
 
-    monkeypatch.setattr(mvr3d.io, "read_points", spy)
+    monkeypatch.setattr(mvr3d.data.real3d, "read_points", spy)  # where the reader looks it up
     test = Real3DAD(real3d_root, "duck", "test")
     assert len(test) == 3 and calls == []
     test[2]

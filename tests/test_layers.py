@@ -118,5 +118,5 @@ def test_known_violations_are_still_there() -> None:
 
 
 def test_function_local_imports_are_seen() -> None:
-    # scans.py imports mvr3d.io only inside as_points.
-    assert "mvr3d.io" in imported_modules(PACKAGE / "scans.py")
+    # io/mesh.py imports mvr3d.io (its own package, a cycle) only inside read_mesh.
+    assert "mvr3d.io" in imported_modules(PACKAGE / "io" / "mesh.py")

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from mvr3d.errors import InputError
+from mvr3d.io import read_points
+from mvr3d.io.cloud import check_range
 
 ScanLike = np.ndarray | str | Path | object  # arrays, paths, PointCloud or Sample
 
@@ -27,8 +29,6 @@ def as_points(scan: ScanLike) -> np.ndarray:
     """Accept an (N, 3) array, a path, or anything with a ``.points`` array."""
     source = None
     if isinstance(scan, (str, Path)):
-        from mvr3d.io import read_points
-
         source, scan = scan, read_points(scan)
     points = getattr(scan, "points", scan)
     source = source or getattr(scan, "path", None)
@@ -39,8 +39,6 @@ def as_points(scan: ScanLike) -> np.ndarray:
         raise InputError(f"a scan needs at least 2 points, got {len(points)}", source)
     if not np.isfinite(points).all():
         raise InputError("scan has NaN or infinite coordinates", source)
-    from mvr3d.io.cloud import check_range
-
     check_range(points, source)
     return points
 

@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 
+from mvr3d import __version__
 from mvr3d.errors import MVR3DError
 
 # Sub-command name -> module under mvr3d.cli exposing ``register(subparsers)``.
@@ -23,8 +24,6 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mvr3d import __version__
-
     parser = argparse.ArgumentParser(
         prog="mvr3d", description="Unsupervised 3D anomaly detection by multi-view reconstruction."
     )

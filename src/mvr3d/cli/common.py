@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mvr3d.detectors import list_detectors
 from mvr3d.errors import InputError, MVR3DError
 from mvr3d.models import MVRConfig
+from mvr3d.models.config_check import config_problems
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +38,6 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_method_option(parser: argparse.ArgumentParser) -> None:
-    from mvr3d.detectors import list_detectors
-
     parser.add_argument(
         "--method", default="mvr", choices=list_detectors(),
         help="detector to use (default mvr); the model options other than --seed and --device are MVR's",
@@ -83,8 +83,6 @@ _RENDER = ("render_size", "image_size", "content")
 
 
 def config_from_args(args: argparse.Namespace) -> MVRConfig:
-    from mvr3d.models.config_check import config_problems
-
     data: dict = {}
     source = args.config
     if source is not None:

@@ -17,6 +17,7 @@ from mvr3d.cli.common import (
     output_lock,
 )
 from mvr3d.data import open_dataset
+from mvr3d.engine.benchmark import make_detector
 from mvr3d.errors import CheckpointError, InputError, MVR3DError
 from mvr3d.models import MVRConfig, checkpoint, persistence
 from mvr3d.models.base import Detector
@@ -74,8 +75,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace, config: MVRConfig, train: object, state: Path) -> Detector:
     """The ``--method`` detector fitted on ``train``; MVR saves its training state as it goes."""
-    from mvr3d.engine.benchmark import make_detector
-
     detector = make_detector(args.method, config)
     if args.method != "mvr":
         return detector.fit(train)

@@ -6,10 +6,12 @@ import argparse
 import time
 from pathlib import Path
 
+from mvr3d.data.builder import make_benchmark
+from mvr3d.data.demo import demo_shapes_dir
+from mvr3d.data.presets import PRESETS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from mvr3d.data.presets import PRESETS
-
     parser = subparsers.add_parser(
         "make-benchmark",
         help="build a Real3D-AD-style benchmark (templates, partial test scans, defects)",
@@ -28,9 +30,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mvr3d.data.builder import make_benchmark
-    from mvr3d.data.demo import demo_shapes_dir
-
     shapes = args.shapes if args.shapes is not None else demo_shapes_dir()
     start = time.perf_counter()
     meta = make_benchmark(

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mvr3d.errors import InputError
+from mvr3d.io import read_points
 from mvr3d.render import RenderConfig, make_poses, render_views
 from mvr3d.render.config import CONTENTS, PROJECTIONS
 from mvr3d.render.sheet import save_views
@@ -71,6 +72,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read_points(path: Path) -> np.ndarray:
-    from mvr3d.io import read_points  # the I/O layer is optional at import time
-
     return read_points(path).points

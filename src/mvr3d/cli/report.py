@@ -54,8 +54,7 @@ def _expand(value: str) -> list[tuple[str, Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here so `mvr3d --help` works without the optional plotting packages.
-    from mvr3d.visualization.report import write_report
+    from mvr3d.visualization.report import write_report  # local: keeps `mvr3d --help` fast
 
     predictions = parse_predictions(args.predictions)
     path = write_report(args.results, args.out, predictions or None, args.data)

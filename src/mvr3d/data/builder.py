@@ -43,6 +43,7 @@ from mvr3d.data.presets import (
 )
 from mvr3d.data.scanner import Scan, load_mesh, make_template, make_test_scan, shuffled_kinds
 from mvr3d.errors import InputError
+from mvr3d.io import write_points
 from mvr3d.utils.atomic import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,7 @@ def gt_text(points: np.ndarray, labels: np.ndarray) -> bytes:
 
 
 def write_scan(path: Path, points: np.ndarray) -> None:
-    from mvr3d.io import write_points  # writes atomically
-
-    write_points(path, points)
+    write_points(path, points)  # atomic: a killed build leaves no half-written scan
 
 
 def build_class(job: ClassJob) -> dict[str, Any]:

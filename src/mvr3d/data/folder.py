@@ -22,6 +22,7 @@ from mvr3d.data.real3d import (
 )
 from mvr3d.data.sample import LazySamples, Sample
 from mvr3d.errors import DatasetError, InputError
+from mvr3d.io import file_problem, read_points, sample_surface
 
 POINT_EXTENSIONS = (".pcd", ".ply", ".txt", ".xyz", ".csv", ".pts", ".npy", ".npz")
 # Meshes are normal training shapes too: their surface is sampled (test scans are clouds).
@@ -76,8 +77,6 @@ class FolderDataset(LazySamples):
     def _why_skipped(path: Path, extensions: tuple[str, ...]) -> str | None:
         """None for a scan to read; "" for files that are not scans by convention (hidden
         files, per-point labels); otherwise why a file in a scan folder is not read."""
-        from mvr3d.io import file_problem
-
         name = path.name.lower()
         if path.name.startswith(".") or name.endswith(LABELS_SUFFIX):
             return ""
@@ -95,13 +94,9 @@ class FolderDataset(LazySamples):
         return self._load(*self.items[index])
 
     def _load(self, path: Path, defect: str) -> Sample:
-        from mvr3d.io import read_points
-
         cloud = read_points(path)
         points = cloud.points
         if cloud.faces is not None and len(cloud.faces) and path.suffix.lower() in MESH_EXTENSIONS:
-            from mvr3d.io import sample_surface
-
             try:
                 points = sample_surface(cloud.points, cloud.faces, MESH_SAMPLES, seed=0)
             except InputError as error:
@@ -123,8 +118,6 @@ class FolderDataset(LazySamples):
         return beside, self.root / "ground_truth" / defect / f"{path.stem}.txt"
 
     def _read_labels(self, path: Path, defect: str, n_points: int) -> np.ndarray | None:
-        from mvr3d.io import read_points
-
         beside, gt = self.label_paths(path, defect)
         if beside.is_file():
             labels, source = read_label_column(beside), beside

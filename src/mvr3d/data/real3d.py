@@ -16,6 +16,7 @@ import numpy as np
 
 from mvr3d.data.sample import LazySamples, Sample
 from mvr3d.errors import DatasetError
+from mvr3d.io import read_points
 
 Split = Literal["train", "test"]
 
@@ -81,8 +82,6 @@ class Real3DAD(LazySamples):
         return self._load(self.files[index])
 
     def _load(self, path: Path) -> Sample:
-        from mvr3d.io import read_points
-
         points = read_points(path).points
         if self.split == "train":
             return self._sample(path, points, None, "good")
@@ -92,8 +91,6 @@ class Real3DAD(LazySamples):
         return self._sample(path, points, labels, defect_from_name(path.stem))
 
     def _read_gt(self, scan: Path, n_points: int) -> np.ndarray:
-        from mvr3d.io import read_points
-
         gt = self.gt_path(scan)
         if not gt.is_file():
             raise DatasetError(

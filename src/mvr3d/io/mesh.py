@@ -15,7 +15,7 @@ MESH_FORMATS = (".stl", ".obj", ".off")
 
 def read_trimesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Load STL/OBJ/OFF with trimesh; faces may be empty for vertex-only OBJ files."""
-    import trimesh  # imported lazily: it is slow to import and only meshes need it
+    import trimesh  # local: heavy dependency, slow to import and only meshes need it
 
     path = Path(path)
     if path.suffix.lower() == ".stl":
@@ -69,7 +69,7 @@ def _check_stl(path: Path) -> None:
 
 def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(vertices float64 (V, 3), faces int64 (M, 3))``; a mesh without faces fails."""
-    from mvr3d.io import read_points  # local: the package imports this module
+    from mvr3d.io import read_points  # local: import cycle, mvr3d.io imports this module
 
     path = Path(path)
     cloud = read_points(path)

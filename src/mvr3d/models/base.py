@@ -18,6 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from mvr3d.errors import CheckpointError, InputError, NotFittedError
+from mvr3d.models import persistence
 from mvr3d.scans import ScanLike, ScanScore
 
 
@@ -90,18 +91,15 @@ class ArrayStateDetector(Detector):
         return {name: getattr(self, name) for name in self.param_defaults()}
 
     def save(self, folder: str | Path, overwrite: bool = False) -> Path:
-        from mvr3d.models import persistence
-        from mvr3d.models.registry import detector_class
+        from mvr3d.models import registry  # local: import cycle, registry imports this module
 
         self.check_is_fitted()
-        if not self.name or detector_class(self.name) is not type(self):
+        if not self.name or registry.detector_class(self.name) is not type(self):
             raise InputError(f"{type(self).__name__} is not a registered detector; it cannot be saved by name")
         return persistence.save(Path(folder), self.name, self.get_params(), self.state_arrays(), overwrite)
 
     @classmethod
     def load(cls, folder: str | Path, device: str | None = None) -> ArrayStateDetector:
-        from mvr3d.models import persistence
-
         folder = Path(folder)
         params, arrays = persistence.load(folder, cls.name)
         detector = cls._from_params(params, device, folder / persistence.DETECTOR_NAME)
@@ -110,10 +108,8 @@ class ArrayStateDetector(Detector):
 
     @classmethod
     def _from_params(cls, params: dict, device: str | None, path: Path) -> ArrayStateDetector:
-        from mvr3d.models.persistence import check_params
-
         defaults = cls.param_defaults()
-        check_params(params, defaults, path)
+        persistence.check_params(params, defaults, path)
         missing = sorted(set(defaults) - set(params))
         if missing:
             raise CheckpointError(f"{path}: field 'params.{missing[0]}' missing")
@@ -132,17 +128,16 @@ def load_detector(folder: str | Path, device: str | None = None) -> Detector:
 
     Only registered methods load: import :mod:`mvr3d.detectors` to have them all.
     """
-    from mvr3d.models.persistence import DETECTOR_NAME, checkpoint_method
-    from mvr3d.models.registry import detector_class
+    from mvr3d.models import registry  # local: import cycle, registry imports this module
 
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: checkpoint folder not found")
-    method = checkpoint_method(folder)
+    method = persistence.checkpoint_method(folder)
     if method is None:
-        raise CheckpointError(f"{folder}: not a saved detector (neither {DETECTOR_NAME} nor config.json is there)")
+        raise CheckpointError(f"{folder}: not a saved detector (neither {persistence.DETECTOR_NAME} nor config.json is there)")
     try:
-        cls = detector_class(method)
+        cls = registry.detector_class(method)
     except InputError as error:
-        raise CheckpointError(f"{folder / DETECTOR_NAME}: field 'method': {error}") from None
+        raise CheckpointError(f"{folder / persistence.DETECTOR_NAME}: field 'method': {error}") from None
     return cls.load(folder, device=device)

@@ -11,9 +11,13 @@ import math
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as encode_tensors
 
 from mvr3d import __version__
 from mvr3d.errors import CheckpointError
+from mvr3d.models.config import MVRConfig
+from mvr3d.models.config_check import config_problems
 from mvr3d.models.training_state import STATE_NAME
 from mvr3d.models.weights import sha256_file
 from mvr3d.utils.atomic import atomic_write, atomic_write_text
@@ -28,9 +32,7 @@ TEMPLATES_NAME = "templates.safetensors"
 
 
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> str:
-    from safetensors.torch import save
-
-    blob = save({k: v.detach().to("cpu", dtype).contiguous() for k, v in tensors.items()})
+    blob = encode_tensors({k: v.detach().to("cpu", dtype).contiguous() for k, v in tensors.items()})
     with atomic_write(path, "wb") as handle:
         handle.write(blob)
     return sha256_file(path)
@@ -81,14 +83,13 @@ OWN_NAMES = _OWN_NAMES  # config.json first: removed first, the folder is never 
 def _replace_other_format(directory: Path, overwrite: bool) -> None:
     """Remove a saved non-MVR detector (:mod:`mvr3d.models.persistence`) that ``overwrite``
     replaces; refuse without it."""
-    from mvr3d.models.persistence import DETECTOR_NAME
-    from mvr3d.models.persistence import STATE_NAME as ARRAYS_NAME
+    from mvr3d.models import persistence  # local: import cycle, persistence imports this module
 
-    if not (directory / DETECTOR_NAME).is_file():
+    if not (directory / persistence.DETECTOR_NAME).is_file():
         return
     if not overwrite:
         raise CheckpointError(f"{directory}: a checkpoint is already there (pass overwrite=True / --overwrite)")
-    for name in (DETECTOR_NAME, ARRAYS_NAME):  # detector.json first, as for config.json
+    for name in (persistence.DETECTOR_NAME, persistence.STATE_NAME):  # detector.json first, as for config.json
         (directory / name).unlink(missing_ok=True)
 
 
@@ -146,8 +147,6 @@ def _read_record(directory: Path) -> dict:
 
 
 def _read_tensors(path: Path, expected_sha: str | None, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     if not path.is_file():
         raise CheckpointError(f"{path}: weight file missing")
     if expected_sha is not None and sha256_file(path) != expected_sha:
@@ -177,9 +176,6 @@ def _is_number(value: object) -> bool:
 def _validated(record: dict, path: Path) -> tuple[dict, dict, dict]:
     """The config, state and files of a config.json, checked like any user input (it is a
     text file anyone may edit)."""
-    from mvr3d.models.config import MVRConfig
-    from mvr3d.models.config_check import config_problems
-
     for key in ("config", "state"):
         if key not in record:
             raise CheckpointError(f"{path}: missing field '{key}'")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from mvr3d.models.config import MVRConfig
 from mvr3d.render import RenderConfig
 
 _TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "None": (type(None),)}
@@ -53,8 +54,6 @@ def _check_fields(data: dict, cls: type, prefix: str) -> list[str]:
 
 def config_problems(data: object) -> list[str]:
     """What is wrong with ``data`` as MVRConfig fields (empty when the types are right)."""
-    from mvr3d.models.config import MVRConfig
-
     if not isinstance(data, dict):
         return [f"the configuration must be a JSON object of MVRConfig fields, got {type(data).__name__}"]
     problems = _check_fields(data, MVRConfig, "")

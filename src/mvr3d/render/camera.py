@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from mvr3d.errors import InputError
+from mvr3d.io.cloud import MAX_COORDINATE
 from mvr3d.render.config import RenderConfig
 
 
@@ -74,8 +75,6 @@ def as_points(points: Tensor | np.ndarray) -> Tensor:
         raise InputError("a single point cannot be rendered: the camera fit needs an extent")
     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
         raise InputError("points contain NaN or infinite coordinates: drop them before rendering")
-    from mvr3d.io.cloud import MAX_COORDINATE
-
     largest = float(tensor.abs().amax())
     if largest > MAX_COORDINATE:
         raise InputError(

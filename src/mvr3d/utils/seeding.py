@@ -12,8 +12,8 @@ def seed_everything(seed: int) -> np.random.Generator:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     try:
-        import torch
-    except ImportError:  # the I/O layer works without torch
+        import torch  # local: heavy dependency; mvr3d.utils (and so mvr3d.io) must not load torch
+    except ImportError:
         pass
     else:
         torch.manual_seed(seed)

@@ -25,8 +25,8 @@ _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 def require_plotting() -> tuple[ModuleType, ModuleType]:
     try:
-        import matplotlib.figure
-        import plotly.graph_objects
+        import matplotlib.figure  # local: optional dependency (the 'report' extra)
+        import plotly.graph_objects  # local: optional dependency
     except ImportError as error:
         raise MVR3DError(f"{_INSTALL_HINT} ({error})") from None
     return matplotlib.figure, plotly.graph_objects

@@ -178,7 +178,7 @@ def write_report(
         loaded = [load_predictions(c, Path(f), _data_root(data_root, runs)) for c, f in predictions.items()]
         sections.append(_predictions_section(mpl_figure, go, loaded, out_dir))
         if any(p.scans for p in loaded):
-            from plotly.offline import get_plotlyjs
+            from plotly.offline import get_plotlyjs  # local: optional dependency
 
             plotlyjs = get_plotlyjs()  # inlined once so the page works offline
     path = out_dir / "report.html"
