@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mvr3d.errors import InputError
-from mvr3d.io import read_points
-from mvr3d.io.cloud import check_range
+from mvr3d.io import read_points, validate_points
 
 ScanLike = np.ndarray | str | Path | object  # arrays, paths, PointCloud or Sample
 
@@ -26,21 +25,13 @@ class ScanScore:
 
 
 def as_points(scan: ScanLike) -> np.ndarray:
-    """Accept an (N, 3) array, a path, or anything with a ``.points`` array."""
+    """:func:`mvr3d.io.validate_points` (coordinates bounded too) for anything a detector
+    takes: an (N, 3) array, a path to read, or anything with a ``.points`` array."""
     source = None
     if isinstance(scan, (str, Path)):
         source, scan = scan, read_points(scan)
     points = getattr(scan, "points", scan)
-    source = source or getattr(scan, "path", None)
-    points = np.asarray(points)
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise InputError(f"expected an (N, 3) point array, got shape {points.shape}", source)
-    if len(points) < 2:
-        raise InputError(f"a scan needs at least 2 points, got {len(points)}", source)
-    if not np.isfinite(points).all():
-        raise InputError("scan has NaN or infinite coordinates", source)
-    check_range(points, source)
-    return points
+    return validate_points(points, source or getattr(scan, "path", None), bounded=True)
 
 
 # Registration estimates normals from a scan's nearest neighbours after voxel

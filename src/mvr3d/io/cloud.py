@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +10,10 @@ import numpy as np
 
 from mvr3d.errors import InputError
 
-__all__ = ["PointCloud", "all_finite", "validate_points", "validate_values", "xyz_from_records"]
+__all__ = [
+    "MAX_COORDINATE", "PointCloud", "all_finite", "check_layout", "check_range", "check_values", "extremes_ok",
+    "validate_points", "validate_values", "xyz_from_records",
+]
 
 
 @dataclass
@@ -25,33 +29,64 @@ class PointCloud:
         return int(self.points.shape[0])
 
 
-def validate_points(
-    points: np.ndarray, source: str | Path | None = None, *, min_points: int = 2
-) -> np.ndarray:
-    """Return ``points`` as a float (N, 3) array or raise :class:`InputError`.
-
-    float32 and float64 are kept as they are; other dtypes become float64.
-    """
-    arr = np.asarray(points)
-    if arr.ndim != 2 or arr.shape[1] != 3:
-        raise InputError(f"expected points of shape (N, 3), got shape {arr.shape}", source)
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise InputError(f"expected numeric coordinates, got dtype {arr.dtype}", source)
-    if arr.dtype not in (np.float32, np.float64):
-        arr = arr.astype(np.float64)
-    n = arr.shape[0]
+def check_layout(
+    shape: tuple[int, ...], dtype: object, real: bool, source: str | Path | None = None, *, min_points: int = 2
+) -> None:
+    """The checks that need no coordinate values: shape (N, 3), real numbers (``real``; the
+    ``dtype`` is only named in the message) and at least ``min_points`` points. Shared by
+    numpy arrays (:func:`validate_points`) and tensors (:func:`mvr3d.render.camera.as_points`)."""
+    if len(shape) != 2 or shape[1] != 3:
+        raise InputError(f"expected points of shape (N, 3), got shape {tuple(shape)}", source)
+    if not real:
+        raise InputError(f"expected numeric coordinates, got dtype {dtype}", source)
+    n = shape[0]
     if n == 0:
-        raise InputError("point cloud is empty (0 points)", source)
+        raise InputError(f"point cloud is empty (0 points): need at least {min_points} points", source)
     if n < min_points:
-        what = "one-point cloud" if n == 1 else f"only {n} points"
+        what = "one-point cloud (a single point has no extent)" if n == 1 else f"only {n} points"
         raise InputError(f"{what}: need at least {min_points} points", source)
+
+
+def extremes_ok(low: float, high: float, *, bounded: bool) -> bool:
+    """Whether coordinates whose minimum and maximum are ``low`` and ``high`` are finite (min
+    and max propagate NaN and expose inf) and, if ``bounded``, within +-MAX_COORDINATE: two
+    reductions, so a tensor can be checked on its device without copying it to the host."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return False
+    return not bounded or max(-low, high) <= MAX_COORDINATE
+
+
+def check_values(arr: np.ndarray, source: str | Path | None = None, *, bounded: bool = False) -> None:
+    """Raise :class:`InputError` naming the first bad point when coordinates are not finite
+    or (``bounded``) beyond +-MAX_COORDINATE; ``arr`` has passed :func:`check_layout`."""
+    if extremes_ok(float(arr.min()), float(arr.max()), bounded=bounded):
+        return
     if not all_finite(arr):
         bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
         raise InputError(
-            f"{bad.size} of {n} points have non-finite (NaN/inf) coordinates "
+            f"{bad.size} of {arr.shape[0]} points have non-finite (NaN/inf) coordinates "
             f"(first at index {bad[0]})",
             source,
         )
+    check_range(arr, source)
+
+
+def validate_points(
+    points: np.ndarray, source: str | Path | None = None, *, min_points: int = 2, bounded: bool = False
+) -> np.ndarray:
+    """Return ``points`` as a float (N, 3) array or raise :class:`InputError`: the one source
+    of the point checks (files read and written, scans given to a detector, the renderer).
+
+    float32 and float64 are kept as they are; other dtypes become float64. ``bounded`` also
+    refuses coordinates beyond +-MAX_COORDINATE, which cannot be computed with (a file with
+    them is still read and written).
+    """
+    arr = np.asarray(points)
+    real = np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating)
+    check_layout(arr.shape, arr.dtype, bool(real), source, min_points=min_points)
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    check_values(arr, source, bounded=bounded)
     return arr
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from mvr3d.errors import InputError
-from mvr3d.io.cloud import MAX_COORDINATE
+from mvr3d.io.cloud import check_layout, check_values, extremes_ok
 from mvr3d.render.config import RenderConfig
 
 
@@ -59,28 +59,18 @@ def make_camera(config: RenderConfig) -> Camera:
 
 
 def as_points(points: Tensor | np.ndarray) -> Tensor:
-    """Validate an (N, 3) real array; return it as a tensor on its own device."""
+    """:func:`mvr3d.io.validate_points` (coordinates bounded too) for a tensor, kept on its
+    own device: the values are checked by two reductions there, and copied to the host only
+    to name the first bad point."""
     tensor = (
         torch.from_numpy(np.ascontiguousarray(points)) if isinstance(points, np.ndarray) else points
     )
     if not isinstance(tensor, Tensor):
         raise InputError(f"points must be a tensor or numpy array, got {type(points).__name__}")
-    if tensor.ndim != 2 or tensor.shape[1] != 3:
-        raise InputError(f"points must have shape (N, 3), got {tuple(tensor.shape)}")
-    if tensor.dtype == torch.bool or tensor.is_complex():
-        raise InputError(f"points must be real numbers, got dtype {tensor.dtype}")
-    if tensor.shape[0] == 0:
-        raise InputError("the point cloud is empty: nothing to render")
-    if tensor.shape[0] == 1:
-        raise InputError("a single point cannot be rendered: the camera fit needs an extent")
-    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-        raise InputError("points contain NaN or infinite coordinates: drop them before rendering")
-    largest = float(tensor.abs().amax())
-    if largest > MAX_COORDINATE:
-        raise InputError(
-            f"coordinates reach {largest:.3g}, beyond +-{MAX_COORDINATE:.0e} (depths and squared distances would "
-            "overflow or lose all precision); rescale the scan to sensible units (e.g. millimetres)"
-        )
+    real = tensor.dtype != torch.bool and not tensor.is_complex()
+    check_layout(tuple(tensor.shape), tensor.dtype, real)
+    if not extremes_ok(float(tensor.amin()), float(tensor.amax()), bounded=True):
+        check_values(tensor.detach().to("cpu", torch.float64).numpy(), bounded=True)  # raises
     return tensor
 
 
