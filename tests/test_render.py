@@ -366,3 +366,11 @@ def test_cli_render(tmp_path, capsys) -> None:
     output = capsys.readouterr().out
     assert "visible in at least one view:" in output and "of 3,000 points" in output
     assert (tmp_path / "out" / "contact_sheet.png").is_file()
+
+
+def test_views_spec_reads_counts_and_names() -> None:
+    from mvr3d.render.poses import views_spec
+
+    assert views_spec("27") == 27 and views_spec(" 3 ") == 3 and views_spec(9) == 9
+    assert views_spec("paper3") == "paper3" and views_spec("fibonacci50") == "fibonacci50"
+    assert make_poses(views_spec("5")).shape == (5, 3, 3)

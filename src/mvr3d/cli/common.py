@@ -16,6 +16,7 @@ from mvr3d.detectors import list_detectors
 from mvr3d.errors import InputError, MVR3DError
 from mvr3d.models import MVRConfig
 from mvr3d.models.config_check import config_problems
+from mvr3d.render.poses import views_spec
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +100,7 @@ def config_from_args(args: argparse.Namespace) -> MVRConfig:
         if getattr(args, name, None) is not None:
             data[name] = getattr(args, name)
     if getattr(args, "views", None) is not None:
-        data["views"] = int(args.views) if str(args.views).isdigit() else args.views
+        data["views"] = views_spec(args.views)
     render = dict(data.get("render", {}))
     for name in _RENDER:
         if getattr(args, name, None) is not None:

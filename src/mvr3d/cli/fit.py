@@ -18,7 +18,7 @@ from mvr3d.cli.common import (
 )
 from mvr3d.data import open_dataset
 from mvr3d.engine.benchmark import make_detector
-from mvr3d.errors import CheckpointError, InputError, MVR3DError
+from mvr3d.errors import InputError, MVR3DError
 from mvr3d.models import MVRConfig, checkpoint, persistence
 from mvr3d.models.base import Detector
 from mvr3d.models.training_state import STATE_NAME
@@ -94,11 +94,6 @@ def _check_output(out: Path, overwrite: bool) -> None:
         raise InputError("--out exists and is not a folder; choose another --out", out)
     if not out.is_dir():
         return
-    if persistence.is_checkpoint(out):
-        if not overwrite:
-            raise CheckpointError(f"{out}: a checkpoint is already there (pass --overwrite to replace it)")
-        return
-    foreign = persistence.foreign_files(out)
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-        raise CheckpointError(f"{out}: folder exists and is not an mvr3d checkpoint ({shown}); choose another --out")
+    complete = persistence.is_checkpoint(out)
+    foreign = [] if complete else persistence.foreign_files(out)
+    checkpoint.refuse_unsafe_target(out, complete, foreign, overwrite, hint="pass --overwrite to replace it")

@@ -11,6 +11,7 @@ from mvr3d.errors import InputError
 from mvr3d.io import read_points
 from mvr3d.render import RenderConfig, make_poses, render_views
 from mvr3d.render.config import CONTENTS, PROJECTIONS
+from mvr3d.render.poses import views_spec
 from mvr3d.render.sheet import save_views
 
 
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         content=args.content,
         fill_holes=args.fill_holes,
     )
-    poses = make_poses(int(args.views) if str(args.views).isdigit() else args.views)
+    poses = make_poses(views_spec(args.views))
     if args.out.exists() and not args.out.is_dir():
         raise InputError("--out exists and is not a folder; choose another --out", args.out)
     points = _read_points(args.scan)

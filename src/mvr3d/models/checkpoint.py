@@ -50,11 +50,8 @@ def save(
     # A fit's training state, its run lock and what a killed fit left may wait in the folder.
     _replace_other_format(directory, overwrite)
     if directory.exists():
-        if (directory / CONFIG_NAME).is_file():
-            if not overwrite:
-                raise CheckpointError(f"{directory}: a checkpoint is already there (pass overwrite=True / --overwrite)")
-        elif foreign_files(directory):
-            raise CheckpointError(f"{directory}: folder exists and is not an mvr3d checkpoint; not writing into it")
+        complete = (directory / CONFIG_NAME).is_file()
+        refuse_unsafe_target(directory, complete, [] if complete else foreign_files(directory), overwrite)
     directory.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(directory)
     files = {
@@ -80,6 +77,17 @@ _OWN_NAMES = (CONFIG_NAME, TEACHER_NAME, STUDENT_NAME, TEMPLATES_NAME, STATE_NAM
 OWN_NAMES = _OWN_NAMES  # config.json first: removed first, the folder is never a checkpoint with parts missing
 
 
+def refuse_unsafe_target(folder: Path, complete: bool, foreign: list[str], overwrite: bool,
+                         hint: str = "pass overwrite=True / --overwrite") -> None:
+    """The one check before writing a detector into ``folder`` (MVR or array-state format,
+    API or CLI): never over a complete checkpoint unasked, never among someone else's files."""
+    if complete and not overwrite:
+        raise CheckpointError(f"{folder}: a checkpoint is already there ({hint})")
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise CheckpointError(f"{folder}: folder exists and is not an mvr3d checkpoint ({shown}); not writing into it")
+
+
 def _replace_other_format(directory: Path, overwrite: bool) -> None:
     """Remove a saved non-MVR detector (:mod:`mvr3d.models.persistence`) that ``overwrite``
     replaces; refuse without it."""
@@ -87,8 +95,7 @@ def _replace_other_format(directory: Path, overwrite: bool) -> None:
 
     if not (directory / persistence.DETECTOR_NAME).is_file():
         return
-    if not overwrite:
-        raise CheckpointError(f"{directory}: a checkpoint is already there (pass overwrite=True / --overwrite)")
+    refuse_unsafe_target(directory, True, [], overwrite)
     for name in (persistence.DETECTOR_NAME, persistence.STATE_NAME):  # detector.json first, as for config.json
         (directory / name).unlink(missing_ok=True)
 

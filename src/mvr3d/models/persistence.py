@@ -74,17 +74,14 @@ def _check_target(folder: Path, overwrite: bool) -> None:
         raise CheckpointError(f"{folder}: exists and is not a folder")
     if not folder.is_dir():
         return
-    if is_checkpoint(folder):
-        if not overwrite:
-            raise CheckpointError(f"{folder}: a checkpoint is already there (pass overwrite=True / --overwrite)")
+    complete = is_checkpoint(folder)
+    checkpoint.refuse_unsafe_target(folder, complete, [] if complete else foreign_files(folder), overwrite)
+    if complete:
         # An MVR checkpoint is replaced: its config.json goes first, so that what is left
         # is never mistaken for a complete MVR checkpoint.
         for name in checkpoint.OWN_NAMES:
             (folder / name).unlink(missing_ok=True)
-    foreign = foreign_files(folder)
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-        raise CheckpointError(f"{folder}: folder exists and is not an mvr3d checkpoint ({shown}); not writing into it")
+        checkpoint.refuse_unsafe_target(folder, False, foreign_files(folder), overwrite)
 
 
 def foreign_files(folder: Path) -> list[str]:

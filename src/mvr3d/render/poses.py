@@ -158,6 +158,12 @@ def _check_count(count: int) -> None:
         )
 
 
+def views_spec(text: str | int) -> int | str:
+    """A ``--views`` value as the config holds it: a count as an int, a name as given
+    (``make_poses`` checks both)."""
+    return int(text) if str(text).strip().isdigit() else str(text)
+
+
 def _poses_from_string(spec: str) -> Tensor:
     text = spec.strip().lower().replace(":", "").replace("-", "")
     if text.isdigit():
