@@ -1,29 +1,37 @@
 #!/usr/bin/env bash
-# One device call: build the realistic standard benchmark for the development seed (0) and
-# the held-out seed (1), then run every method on both in parallel on one GPU; the class
-# results land under runs/ as they finish (reruns resume) and are copied to $OUT.
-#   usage: benchmarks/gpu_accuracy.sh DEADLINE_SECONDS "METHOD_SPEC ..."
+# Device calls for the accuracy tables: build the realistic standard benchmark for the
+# given seeds (0 = development, 1 = held out), then run every method on them in parallel on
+# one GPU. Runs are started with setsid and outlive the call; a second call within the
+# machine's warm period finds them running, starts only what is not, and waits again.
+# Finished classes land under runs/ (a rerun resumes) and are copied to $OUT as runs.tgz.
+#   usage: benchmarks/gpu_accuracy.sh DEADLINE_SECONDS "METHOD_SPEC ..." ["SEEDS"]
 # METHOD_SPEC = name:method[:config.json]
 set -u
 deadline=$(( $(date +%s) + ${1:-540} ))
+seeds=${3:-"0 1"}
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >/dev/null 2>&1
 export PYTHONPATH=/tmp/site:$PWD/src MVR3D_CACHE=$PWD/weights PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 mkdir -p runs/logs
-for seed in 0 1; do
-  if ! python3 -c "import json,sys; sys.exit(0 if json.load(open('runs/data_s$seed/meta.json')).get('complete') else 1)" 2>/dev/null; then
+running() { pgrep -f -- "$1" >/dev/null; }
+for seed in $seeds; do
+  complete=$(python3 -c "import json; print(json.load(open('runs/data_s$seed/meta.json')).get('complete', False))" 2>/dev/null)
+  if [ "$complete" != "True" ] && ! running "out runs/data_s$seed "; then
     setsid python3 -m mvr3d make-benchmark --out runs/data_s$seed --preset standard --shapes .shapes --seed $seed --workers 8 > runs/logs/data_s$seed.log 2>&1 &
   fi
 done
-wait
+while pgrep -f "make-benchmark" >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 3; done
 for spec in $2; do
   IFS=: read -r name method config <<< "$spec"
-  for seed in 1 0; do
-    args=(--data runs/data_s$seed --out runs/$name-s$seed --method $method)
+  for seed in $seeds; do
+    out=runs/$name-s$seed
+    running "out $out " && continue
+    [ -f "$out/results.json" ] && continue
+    args=(--data runs/data_s$seed --out "$out" --method "$method")
     [ -n "${config:-}" ] && args+=(--config "$config")
-    setsid python3 -m mvr3d benchmark "${args[@]}" > runs/logs/$name-s$seed.log 2>&1 &
+    setsid python3 -m mvr3d benchmark "${args[@]}" > "runs/logs/$name-s$seed.log" 2>&1 &
   done
 done
-while [ "$(date +%s)" -lt "$deadline" ] && [ -n "$(jobs -r)" ]; do sleep 5; done
+while [ "$(date +%s)" -lt "$deadline" ] && pgrep -f "mvr3d benchmark" >/dev/null; do sleep 5; done
 tar czf "$OUT/runs.tgz" runs/*-s*/classes runs/*-s*/results.* runs/logs runs/data_s*/meta.json 2>/dev/null
-ls runs/*/classes 2>/dev/null | head -80
-nvidia-smi --query-gpu=name,memory.used --format=csv
+for d in runs/*-s*/; do echo "$d $(ls $d/classes 2>/dev/null | tr '\n' ' ')"; done
+nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv

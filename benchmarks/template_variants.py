@@ -1,0 +1,151 @@
+"""Point-score variants of the template method, scored from one registration per scan.
+
+Each test scan is registered once (the ``template`` detector's aligner and fused
+reference); every variant below then turns the same registered points into point scores,
+so the table compares scoring rules, not registration luck. Per class and variant: O-ROC,
+P-ROC and the largest good-scan nuisance correlation (metrics/nuisance.py).
+
+Variants:
+  abs_z        unsigned distance to the local plane as robust z-scores per scan (the
+               ``template`` method as it stands)
+  abs          unsigned distance in units of the part's diagonal (no per-scan scaling)
+  smoothK      |mean over the point's K nearest scan points of their signed distances|
+               (signs aligned to the point's own plane normal), diagonal units: scanner
+               noise averages out over K points, a smooth bump does not
+  smoothK_z    smoothK as robust z-scores per scan
+  shareF(_z)   as smoothK with K = F x the scan's point count (at least 8)
+
+  usage: python benchmarks/template_variants.py --data ROOT --out DIR [--classes ...]
+Writes DIR/classes/<class>.json (a rerun skips finished classes) and DIR/table.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mvr3d.baselines.template import TemplateDetector
+from mvr3d.data.real3d import Real3DAD, list_categories
+from mvr3d.geometry.neighbours import NeighbourIndex
+from mvr3d.geometry.voxels import bounding_diagonal
+from mvr3d.metrics.nuisance import nuisance_correlations
+from mvr3d.metrics.ranking import PooledScores, auroc
+from mvr3d.models.scoring import robust_standardise
+from mvr3d.scans import object_score
+
+SMOOTHING = (16, 64, 256)
+# Neighbourhoods as a share of the scan's points (density-free: a defect covers 1-4.5 %).
+SHARES = (0.0005, 0.002)
+
+
+def signed_parts(detector: TemplateDetector, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Registered points, their signed distance to the local plane, and that plane's normal."""
+    reference = detector.reference_
+    j, moved = detector.aligner_.to_template_frame(points.astype(np.float64))
+    moved = torch.as_tensor(reference.from_template(j, moved), dtype=torch.float64, device=reference.points.device)
+    nearest = reference.index.query(moved)[1][:, 0].to(moved.device)
+    normals = reference.normals[nearest]
+    signed = ((moved - reference.centroids[nearest]) * normals).sum(dim=1)
+    return moved, signed, normals
+
+
+def variant_scores(detector: TemplateDetector, points: np.ndarray, diagonal: float) -> dict[str, np.ndarray]:
+    moved, signed, normals = signed_parts(detector, points)
+    counts = [len(points)]
+    out = {"abs": (signed.abs() / diagonal).float(), "abs_z": robust_standardise(signed.abs(), counts)}
+    sizes = {f"smooth{k}": k for k in SMOOTHING}
+    sizes.update({f"share{share:g}": max(8, round(share * len(points))) for share in SHARES})
+    neighbours = NeighbourIndex(moved).query(moved, max(sizes.values()))[1].to(moved.device)
+    for name, k in sizes.items():
+        near = neighbours[:, :k]
+        aligned = torch.sign((normals[near] * normals[:, None]).sum(dim=2))
+        local = (signed[near] * aligned).mean(dim=1).abs() / diagonal
+        out[name] = local.float()
+        out[f"{name}_z"] = robust_standardise(local, counts)
+    return {name: values.cpu().numpy() for name, values in out.items()}
+
+
+def facts_of(root: Path, category: str) -> dict[str, dict]:
+    meta = json.loads((root / "meta.json").read_text())
+    return {stem: dict(entry) for stem, entry in meta["classes"][category]["scans"].items()}
+
+
+def run_class(root: Path, category: str, seed: int) -> dict:
+    train, test = Real3DAD(root, category, "train"), Real3DAD(root, category, "test")
+    detector = TemplateDetector(seed=seed).fit(train, progress=False)
+    diagonal = bounding_diagonal(detector.reference_.points.cpu().numpy())
+    pooled: dict[str, PooledScores] = {}
+    objects: dict[str, dict[str, float]] = {}
+    labels, stems = [], []
+    started = time.perf_counter()
+    for sample in test:
+        scores = variant_scores(detector, sample.points, diagonal)
+        point_labels = sample.point_labels if sample.point_labels is not None else np.zeros(len(sample.points))
+        for name, values in scores.items():
+            pooled.setdefault(name, PooledScores()).add(values, point_labels)
+            objects.setdefault(name, {})[sample.name] = object_score(values, "top1", 0.01)
+        labels.append(sample.label)
+        stems.append(sample.name)
+    seconds = (time.perf_counter() - started) / len(test)
+    facts = facts_of(root, category)
+    good = {stem for stem, label in zip(stems, labels, strict=True) if label == 0}
+    result = {"category": category, "seconds_per_object": seconds, "variants": {}}
+    for name, by_stem in objects.items():
+        correlations = nuisance_correlations({s: v for s, v in by_stem.items() if s in good}, facts)
+        worst = max(correlations, key=lambda c: abs(c.rho), default=None)
+        result["variants"][name] = {
+            "o_roc": auroc(np.array([by_stem[s] for s in stems]), np.array(labels)),
+            "p_roc": pooled[name].auroc(),
+            "nuisance": [c.to_dict() for c in correlations],
+            "worst_nuisance": None if worst is None else [worst.nuisance, worst.rho],
+            "object_scores": by_stem,
+        }
+    return result
+
+
+def table(results: list[dict]) -> str:
+    names = list(results[0]["variants"])
+    lines = ["| variant | " + " | ".join(r["category"] for r in results) + " | mean | max abs(rho) |",
+             "|---" * (len(results) + 3) + "|"]
+    for name in names:
+        cells = [r["variants"][name] for r in results]
+        mean_o = np.mean([c["o_roc"] for c in cells]) * 100
+        mean_p = np.mean([c["p_roc"] for c in cells]) * 100
+        worst = max((abs(c["worst_nuisance"][1]) for c in cells if c["worst_nuisance"]), default=float("nan"))
+        row = [f"{c['o_roc'] * 100:.1f}/{c['p_roc'] * 100:.1f}" for c in cells]
+        lines.append(f"| {name} | " + " | ".join(row) + f" | {mean_o:.1f}/{mean_p:.1f} | {worst:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--classes", nargs="*")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    folder = args.out / "classes"
+    folder.mkdir(parents=True, exist_ok=True)
+    results = []
+    for category in args.classes or list_categories(args.data):
+        target = folder / f"{category}.json"
+        if not target.exists():
+            result = run_class(args.data, category, args.seed)
+            partial = target.with_suffix(".tmp")
+            partial.write_text(json.dumps(result))
+            partial.replace(target)
+            print(category, {n: (round(v["o_roc"], 3), round(v["p_roc"], 3)) for n, v in result["variants"].items()},
+                  flush=True)
+        results.append(json.loads(target.read_text()))
+    text = table(results)
+    (args.out / "table.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
