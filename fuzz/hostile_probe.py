@@ -112,7 +112,7 @@ class Env:
         return where
 
     def fit(self, data: Path, out: Path, *extra: str) -> list[str]:
-        return ["fit", "--data", str(data), "--out", str(out), "--config", str(self.config), *extra]
+        return ["fit", "--method", "mvr", "--data", str(data), "--out", str(out), "--config", str(self.config), *extra]
 
     def predict(self, scan: Path, out: Path, checkpoint: Path | None = None) -> list[str]:
         return ["predict", "--checkpoint", str(checkpoint or self.checkpoint), "--input", str(scan),
@@ -296,7 +296,7 @@ def _(tmp, env):
     (tmp / "evil.pth").write_bytes(pickle.dumps({"w": _Payload()}))
     config = dict(TINY, weights=str(tmp / "evil.pth"))
     (tmp / "c.json").write_text(json.dumps(config))
-    return ["fit", "--data", str(train_folder(tmp)), "--out", str(tmp / "ckpt"), "--config", str(tmp / "c.json")]
+    return ["fit", "--method", "mvr", "--data", str(train_folder(tmp)), "--out", str(tmp / "ckpt"), "--config", str(tmp / "c.json")]
 
 
 @case("npy_object_pickle", "security", output=r"scan\.npy")
@@ -314,25 +314,25 @@ def _(tmp, env):
 @case("fit_config_json_list", "misuse", output=r"c\.json")
 def _(tmp, env):
     (tmp / "c.json").write_text("[1, 2]")
-    return ["fit", "--data", str(train_folder(tmp)), "--out", str(tmp / "ckpt"), "--config", str(tmp / "c.json")]
+    return ["fit", "--method", "mvr", "--data", str(train_folder(tmp)), "--out", str(tmp / "ckpt"), "--config", str(tmp / "c.json")]
 
 
 @case("fit_config_wrong_type", "misuse", output=r"iterations")
 def _(tmp, env):
     (tmp / "c.json").write_text(json.dumps(dict(TINY, iterations="ten")))
-    return ["fit", "--data", str(train_folder(tmp)), "--out", str(tmp / "ckpt"), "--config", str(tmp / "c.json")]
+    return ["fit", "--method", "mvr", "--data", str(train_folder(tmp)), "--out", str(tmp / "ckpt"), "--config", str(tmp / "c.json")]
 
 
 @case("fit_config_render_list", "misuse", output=r"render")
 def _(tmp, env):
     (tmp / "c.json").write_text(json.dumps(dict(TINY, render=[1])))
-    return ["fit", "--data", str(train_folder(tmp)), "--out", str(tmp / "ckpt"), "--config", str(tmp / "c.json")]
+    return ["fit", "--method", "mvr", "--data", str(train_folder(tmp)), "--out", str(tmp / "ckpt"), "--config", str(tmp / "c.json")]
 
 
 @case("fit_config_not_utf8", "misuse", output=r"c\.json")
 def _(tmp, env):
     (tmp / "c.json").write_bytes(b"\xff\xfe{\x00")
-    return ["fit", "--data", str(train_folder(tmp)), "--out", str(tmp / "ckpt"), "--config", str(tmp / "c.json")]
+    return ["fit", "--method", "mvr", "--data", str(train_folder(tmp)), "--out", str(tmp / "ckpt"), "--config", str(tmp / "c.json")]
 
 
 @case("fit_huge_seed", "misuse", output=r"seed")
@@ -759,7 +759,7 @@ def kill_resume_probe(scratch: Path, env: Env, kills: int = 6, seed: int = 7) ->
     (scratch / "kill" / "c.json").write_text(json.dumps(config))
     for attempt in range(kills):
         out = scratch / "kill" / f"ckpt{attempt}"
-        argv = ["fit", "--data", str(data), "--out", str(out), "--config", str(scratch / "kill" / "c.json"),
+        argv = ["fit", "--method", "mvr", "--data", str(data), "--out", str(out), "--config", str(scratch / "kill" / "c.json"),
                 "--save-every", "1"]
         child = subprocess.Popen([sys.executable, "-c", _CHILD, *argv], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)

@@ -155,7 +155,7 @@ def test_fit_killed_anywhere_resumes_with_the_same_command(tmp_path: Path, delay
     config = tmp_path / "c.json"
     config.write_text(__import__("json").dumps(dict(hostile_probe.TINY, iterations=30)))
     out = tmp_path / "ckpt"
-    argv = [sys.executable, "-c", _FIT_CLI, "fit", "--data", str(data), "--out", str(out), "--config", str(config),
+    argv = [sys.executable, "-c", _FIT_CLI, "fit", "--method", "mvr", "--data", str(data), "--out", str(out), "--config", str(config),
             "--save-every", "1"]
     child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120

@@ -234,3 +234,69 @@ def test_fused_reference_distance_ignores_sampling_gaps() -> None:
     assert np.median(reference.distance(query)) < 1e-9 < np.median(gap)
     lifted = reference.distance(query + [0, 0, 0.05])
     np.testing.assert_allclose(lifted, 0.05, atol=1e-6)
+
+
+def test_smoothed_offset_averages_noise_and_keeps_a_bump() -> None:
+    """Noise along the normal shrinks about as 1/sqrt(k) over k neighbours while a smooth
+    bump keeps its height; normals flipped at random (PCA gives no orientation) change
+    nothing."""
+    import torch
+
+    from mvr3d.geometry.surface import smoothed_offset
+    from mvr3d.metrics import auroc
+
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(-1, 1, (20000, 2))
+    bump = 0.03 * np.clip(1 - np.linalg.norm(xy - 0.5, axis=1) / 0.2, 0, None)
+    signed = torch.from_numpy(bump + rng.normal(scale=0.01, size=len(xy)))
+    points = torch.from_numpy(np.c_[xy, signed.numpy()])
+    normals = torch.zeros(len(xy), 3, dtype=torch.float64)
+    normals[:, 2] = 1.0
+    flip = torch.from_numpy(rng.random(len(xy)) < 0.5)
+    raw = smoothed_offset(points, signed, normals, 1)
+    smooth = smoothed_offset(points, signed, normals, 64)
+    flipped = smoothed_offset(points, torch.where(flip, -signed, signed), torch.where(flip[:, None], -normals, normals), 64)
+    torch.testing.assert_close(flipped, smooth)
+    flat = torch.from_numpy(bump == 0)
+    # |mean of 64 N(0, 0.01)| has median 0.674 * 0.01 / 8 ~ 8e-4; the raw |noise| ~ 6.7e-3.
+    assert float(smooth[flat].median()) < 0.25 * float(raw[flat].median())
+    inside = torch.from_numpy(bump > 0.02)
+    assert float(smooth[inside].median()) > 0.02
+    labels = bump > 0.01
+    assert auroc(smooth.numpy(), labels) > auroc(raw.numpy(), labels) + 0.05
+
+
+def test_template_detector_without_smoothing_param_loads_as_saved(tmp_path) -> None:
+    """A template checkpoint from before ``smoothing_k`` existed scores as it did: unsmoothed."""
+    import json
+
+    from mvr3d.baselines.template import TemplateDetector
+    from mvr3d.detectors import load_detector
+
+    rng = np.random.default_rng(0)
+    detector = TemplateDetector(device="cpu").fit([bumpy(3000, rng) for _ in range(2)], progress=False)
+    detector.save(tmp_path / "m")
+    record = tmp_path / "m" / "detector.json"
+    saved = json.loads(record.read_text())
+    assert saved["params"]["smoothing_k"] == 256
+    del saved["params"]["smoothing_k"]
+    record.write_text(json.dumps(saved))
+    assert load_detector(tmp_path / "m", device="cpu").smoothing_k == 0
+    with pytest.raises(InputError, match="smoothing_k"):
+        TemplateDetector(smoothing_k=-1)
+
+
+def test_benchmark_key_follows_method_parameters(monkeypatch) -> None:
+    """A changed detector parameter must not resume into runs made with the old one."""
+    from mvr3d.baselines.template import TemplateDetector
+    from mvr3d.engine.benchmark import _legacy_config_key, config_key
+    from mvr3d.models import MVRConfig
+
+    config = MVRConfig(device="cpu")
+    key = config_key(config, "template")
+    assert key != config_key(MVRConfig(device="cpu", seed=1), "template")
+    assert _legacy_config_key(config, "template") is None  # its scores changed with smoothing
+    assert _legacy_config_key(config, "btf_raw") is not None
+    defaults = TemplateDetector.__init__.__defaults__
+    monkeypatch.setattr(TemplateDetector.__init__, "__defaults__", (*defaults[:-1], 8))  # smoothing_k=8
+    assert config_key(config, "template") != key

@@ -16,6 +16,12 @@ from __future__ import annotations
 import mvr3d.baselines  # noqa: F401  (registers the baselines)
 import mvr3d.models  # noqa: F401  (registers mvr)
 from mvr3d.models.base import Detector, load_detector
-from mvr3d.models.registry import create_detector, detector_class, list_detectors, register_detector
+from mvr3d.models.registry import (
+    DEFAULT_METHOD,
+    create_detector,
+    detector_class,
+    list_detectors,
+    register_detector,
+)
 
-__all__ = ["Detector", "create_detector", "detector_class", "list_detectors", "load_detector", "register_detector"]
+__all__ = ["DEFAULT_METHOD", "Detector", "create_detector", "detector_class", "list_detectors", "load_detector", "register_detector"]

@@ -3,10 +3,15 @@
 Fit: the templates are registered onto the first and fused into one voxel-averaged
 reference surface with a local plane per sample (:mod:`mvr3d.geometry.surface`). Score:
 the scan is registered to its nearest template (pose search over rotations and centroid
-positions, then point-to-plane ICP, :class:`~mvr3d.geometry.TemplateAligner`), moved into the fused
-frame, and each point's distance to the local plane of its nearest reference sample is
-divided by the scan's own robust spread (1.4826 x MAD): "how many noise levels off the
-surface", so a noisier scanner or a sparser scan does not read as a defect.
+positions, then point-to-plane ICP, :class:`~mvr3d.geometry.TemplateAligner`) and moved
+into the fused frame. Each point's offset along the local plane normal of its nearest
+reference sample is averaged over its ``smoothing_k`` nearest scan points (scanner noise
+averages out, a dent or bump does not), and the result is divided by the scan's own
+robust spread (1.4826 x MAD): "how many noise levels off the surface".
+
+The smoothing was chosen on the development seed of the realistic ``standard`` preset
+(``benchmarks/template_variants.py``, docs/accuracy.md): P-ROC 93.8 -> 99.5 on the
+classes measured, O-ROC unchanged at 100.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import numpy as np
 import torch
 
 from mvr3d.baselines.registration import aligner_arrays, restore_aligner
-from mvr3d.errors import CheckpointError
+from mvr3d.errors import CheckpointError, InputError
 from mvr3d.geometry import SurfaceReference, TemplateAligner, fuse_templates
+from mvr3d.geometry.surface import smoothed_offset
 from mvr3d.models.base import ArrayStateDetector
 from mvr3d.models.persistence import check_array
 from mvr3d.models.registry import register_detector
@@ -35,11 +41,16 @@ def default_device() -> torch.device:
 class TemplateDetector(ArrayStateDetector):
     """Distance to the fused template surface in robust noise units per scan."""
 
+    legacy_params = {"smoothing_k": 0}  # saved before smoothing existed
+
     def __init__(self, seed: int = 0, top_fraction: float = 0.01, standardise: bool = True,
-                 device: str | torch.device | None = None) -> None:
+                 device: str | torch.device | None = None, smoothing_k: int = 256) -> None:
+        if smoothing_k < 0:
+            raise InputError(f"smoothing_k must be 0 (off) or a number of neighbours, got {smoothing_k}")
         self.seed = seed
         self.top_fraction = top_fraction
         self.standardise = standardise
+        self.smoothing_k = smoothing_k
         self.device = torch.device(device) if device is not None else default_device()
         self.aligner_: TemplateAligner | None = None
         self.reference_: SurfaceReference | None = None
@@ -56,11 +67,13 @@ class TemplateDetector(ArrayStateDetector):
         return self
 
     def point_deviation(self, points: np.ndarray) -> torch.Tensor:
-        """Each point's distance to the fused surface, in the scan's own units (float32)."""
+        """Each point's distance to the fused surface, smoothed over ``smoothing_k`` scan
+        neighbours, in the scan's own units (float32)."""
         self.check_is_fitted()
         j, moved = self.aligner_.to_template_frame(points.astype(np.float64))
-        moved = self.reference_.from_template(j, moved)
-        return self.reference_.distance(torch.from_numpy(moved))
+        moved = torch.from_numpy(self.reference_.from_template(j, moved))
+        signed, normals = self.reference_.signed_distance(moved)
+        return smoothed_offset(moved.to(signed.device), signed, normals, self.smoothing_k).float()
 
     def score(self, scan: object) -> ScanScore:
         points = as_points(scan)

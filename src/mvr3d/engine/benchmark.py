@@ -21,6 +21,7 @@ from mvr3d.metrics import PooledScores, aupr, auroc
 from mvr3d.metrics.nuisance import NUISANCES as NUISANCE_ORDER
 from mvr3d.metrics.nuisance import nuisance_correlations, nuisance_values, pooled_nuisance
 from mvr3d.models import MVRConfig
+from mvr3d.models.base import ArrayStateDetector
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.provenance import provenance
 
@@ -44,14 +45,23 @@ def make_detector(method: str, config: MVRConfig) -> Detector:
 
 
 def config_key(config: MVRConfig, method: str = "mvr") -> str:
-    """Short hash of the settings that change results, to refuse mixing runs."""
-    data = config.result_dict() if method == "mvr" else {"method": method, "seed": config.seed}
-    return _short_hash(data)
+    """Short hash of the settings that change results, to refuse mixing runs: MVR's config,
+    or another method's name, seed and constructor parameters."""
+    if method == "mvr":
+        return _short_hash(config.result_dict())
+    detector = make_detector(method, config)
+    params = detector.get_params() if isinstance(detector, ArrayStateDetector) else {}
+    return _short_hash({"method": method, "seed": config.seed, "params": params})
 
 
-def _legacy_config_key(config: MVRConfig, method: str) -> str:
-    """The key of runs written before runtime settings left it (device only was dropped)."""
-    data = config.to_dict() if method == "mvr" else {"method": method, "seed": config.seed}
+def _legacy_config_key(config: MVRConfig, method: str) -> str | None:
+    """The key of runs written before runtime settings (MVR) or parameters (the others) were
+    part of it; None for a method whose results changed since (it has legacy parameters)."""
+    if method != "mvr":
+        if detector_class(method).__dict__.get("legacy_params"):
+            return None
+        return _short_hash({"method": method, "seed": config.seed})
+    data = config.to_dict()
     data.pop("device", None)
     return _short_hash(data)
 

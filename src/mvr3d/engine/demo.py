@@ -1,9 +1,11 @@
-"""The demo workflow: build the built-in demo data, benchmark MVR on it, predict each class's
-test scans with the fitted models. Small enough for a 2-core CPU in a few minutes."""
+"""The demo workflow: build the built-in demo data, benchmark a method on it (the default
+method unless told otherwise), predict each class's test scans with the fitted models.
+Small enough for a 2-core CPU in a few minutes."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +14,10 @@ from mvr3d.engine.benchmark import run_benchmark
 from mvr3d.engine.predict import predict_files
 from mvr3d.engine.results import BenchmarkResults
 from mvr3d.errors import WeightsNotFoundError
-from mvr3d.models import MVRConfig, MVRDetector
+from mvr3d.models import MVRConfig
 from mvr3d.models.backbones import create_backbone
+from mvr3d.models.base import load_detector
+from mvr3d.models.registry import DEFAULT_METHOD
 from mvr3d.render import RenderConfig
 
 log = logging.getLogger(__name__)
@@ -55,14 +59,25 @@ def resolve_weights(requested: str | None) -> str | None:
         return "random"
 
 
-def run_demo(out: Path, seed: int = 0, weights: str | None = None) -> DemoRun:
+def run_demo(out: Path, seed: int = 0, weights: str | None = None, method: str = DEFAULT_METHOD) -> DemoRun:
     data = make_demo_dataset(out / "data", seed=seed)
     results_dir = out / "results"
-    results = run_benchmark(data, results_dir, demo_config(resolve_weights(weights), seed), save_models=True)
+    config = demo_config(resolve_weights(weights) if method == "mvr" else weights, seed)
+    results = run_benchmark(data, results_dir, config, method=method, save_models=True)
     predictions = []
     for entry in results.classes:
-        detector = MVRDetector.load(results_dir / "models" / entry.category)
+        detector = load_detector(results_dir / "models" / entry.category)
         folder = out / "predictions" / entry.category
-        predict_files(detector, data / entry.category / "test", folder)
+        predict_files(detector, sample_scans(data / entry.category / "test", out / "samples" / entry.category), folder)
         predictions.append(folder)
     return DemoRun(data, results, results_dir, predictions)
+
+
+def sample_scans(test: Path, folder: Path) -> Path:
+    """A folder with the first good and the first defective test scan: the benchmark has
+    scored every scan already, so ``predict`` shows its outputs on two of them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scans = sorted(test.glob("*.pcd"))
+    for scan in [next(p for p in scans if "good" in p.stem), next(p for p in scans if "good" not in p.stem)]:
+        shutil.copyfile(scan, folder / scan.name)
+    return folder

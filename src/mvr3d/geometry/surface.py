@@ -47,10 +47,17 @@ class SurfaceReference:
         """Unsigned distance of each query point to the local plane of its nearest sample
         (float32; a Tensor on the reference's device for a Tensor query, else numpy)."""
         as_numpy = not isinstance(query, Tensor)
-        query = torch.as_tensor(query, dtype=torch.float64).to(self.points.device)
-        nearest = self.index.query(query)[1][:, 0].to(self.points.device)
-        gap = ((query - self.centroids[nearest]) * self.normals[nearest]).sum(dim=1).abs().float()
+        gap = self.signed_distance(torch.as_tensor(query, dtype=torch.float64))[0].abs().float()
         return gap.cpu().numpy() if as_numpy else gap
+
+    def signed_distance(self, query: Tensor) -> tuple[Tensor, Tensor]:
+        """Float64 offset of each query point along its nearest sample's plane normal, and
+        that normal (N, 3), on the reference's device. PCA normals have no consistent
+        orientation, so signs only compare between points sharing a normal's direction."""
+        query = query.to(self.points.device, torch.float64)
+        nearest = self.index.query(query)[1][:, 0].to(self.points.device)
+        normals = self.normals[nearest]
+        return ((query - self.centroids[nearest]) * normals).sum(dim=1), normals
 
     def from_template(self, template: int, points: np.ndarray) -> np.ndarray:
         """Points given in template ``template``'s frame, moved into this reference's frame."""
@@ -58,6 +65,26 @@ class SurfaceReference:
             return points
         rotation, shift = self.transforms[template]
         return points @ rotation.T + shift
+
+
+def smoothed_offset(points: Tensor, signed: Tensor, normals: Tensor, neighbours: int) -> Tensor:
+    """|mean signed offset| over each point's ``neighbours`` nearest points (itself included).
+
+    Scanner noise moves neighbouring points independently and averages out over the
+    neighbourhood; a dent or bump moves them together and stays. Each neighbour's offset is
+    signed against the point's own normal, since PCA normals are oriented at random.
+    """
+    if neighbours <= 1:
+        return signed.abs()
+    index = NeighbourIndex(points)
+    out = torch.empty_like(signed)
+    rows = max(1, 2**22 // min(neighbours, len(points)))
+    for start in range(0, len(points), rows):
+        part = slice(start, start + rows)
+        near = index.query(points[part], neighbours)[1].to(points.device)
+        aligned = torch.sign((normals[near] * normals[part, None]).sum(dim=2))
+        out[part] = (signed[near] * aligned).mean(dim=1).abs()
+    return out
 
 
 def local_planes(index: NeighbourIndex, neighbours: int, chunk: int = 65536) -> tuple[Tensor, Tensor]:

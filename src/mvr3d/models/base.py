@@ -86,6 +86,10 @@ class ArrayStateDetector(Detector):
             if name != "device" and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
         }
 
+    # Parameters added after a detector's first release, with the value that reproduces a
+    # checkpoint saved before them: such a checkpoint scores as it did when it was saved.
+    legacy_params: ClassVar[dict[str, object]] = {}
+
     def get_params(self) -> dict[str, object]:
         """The constructor arguments this detector was built with (as scikit-learn's)."""
         return {name: getattr(self, name) for name in self.param_defaults()}
@@ -109,6 +113,7 @@ class ArrayStateDetector(Detector):
     @classmethod
     def _from_params(cls, params: dict, device: str | None, path: Path) -> ArrayStateDetector:
         defaults = cls.param_defaults()
+        params = {**cls.legacy_params, **params}
         persistence.check_params(params, defaults, path)
         missing = sorted(set(defaults) - set(params))
         if missing:
