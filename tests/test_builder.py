@@ -156,3 +156,23 @@ def test_cli_prints_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "angle_block" in printed and "idler_riser" in printed and "tiny" in printed
+
+
+def test_demo_predicts_one_good_and_one_defective_scan(tmp_path):
+    from mvr3d.engine.demo import sample_scans
+
+    test = tmp_path / "test"
+    test.mkdir()
+    for name in ("0_good.pcd", "1_good.pcd", "2_bulge.pcd", "3_sink.pcd"):
+        (test / name).write_text(name)
+    folder = sample_scans(test, tmp_path / "samples")
+    assert sorted(p.name for p in folder.iterdir()) == ["0_good.pcd", "2_bulge.pcd"]
+    assert (folder / "2_bulge.pcd").read_text() == "2_bulge.pcd"
+
+
+def test_demo_refuses_weights_for_a_method_without_a_backbone(tmp_path, capsys):
+    from mvr3d.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "d"), "--method", "template", "--weights", "w.safetensors"]) == 2
+    assert "--weights only applies to --method mvr" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
