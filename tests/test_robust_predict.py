@@ -80,3 +80,40 @@ def test_fifo_and_device_links_are_refused_without_blocking(tmp_path):
             list_scans(path)
     with pytest.raises(InputError, match="not regular scan files"):
         list_scans(tmp_path)
+
+
+def test_predict_reads_the_recommended_folder_layout(tmp_path):
+    """``test/good`` and ``test/bump`` with label files beside the defective scans: every
+    scan is found, the label files are skipped, outputs are named after the subfolder."""
+    from mvr3d.engine.predict import planned_outputs
+
+    test = tmp_path / "test"
+    for folder, stem in (("good", "good_00"), ("bump", "bump_00"), ("bump", "good_00")):
+        (test / folder).mkdir(parents=True, exist_ok=True)
+        write_points(test / folder / f"{stem}.pcd", np.random.default_rng(0).normal(size=(50, 3)))
+    (test / "bump" / "bump_00.labels.txt").write_text("0\n" * 50)
+    (test / ".cache").mkdir()
+    (test / ".cache" / "x.pcd").write_text("not a scan")
+    scans = list_scans(test)
+    assert [p.relative_to(test).as_posix() for p in scans] == ["bump/bump_00.pcd", "bump/good_00.pcd", "good/good_00.pcd"]
+    names = planned_outputs(scans, heatmaps=False, root=test)
+    assert names == ["bump__bump_00.txt", "bump__good_00.txt", "good__good_00.txt", "scores.csv"]
+    assert list_scans(test / "bump") == [test / "bump" / "bump_00.pcd", test / "bump" / "good_00.pcd"]
+
+
+def test_low_coverage_is_reported(tmp_path, caplog):
+    from mvr3d.engine.predict import _write_outputs
+    from mvr3d.io import PointCloud
+    from mvr3d.scans import ScanScore
+
+    points = np.random.default_rng(1).normal(size=(20, 3))
+    cloud = PointCloud(points)
+    scores = ScanScore(np.zeros(20, np.float32), 0.0, 0.2)
+    with caplog.at_level("WARNING"):
+        row = _write_outputs("s", tmp_path / "s.pcd", cloud, scores, tmp_path, heatmaps=False)
+    assert row == {"file": "s", "object_score": 0.0, "coverage": 0.2}
+    assert "saw only 20 % of its points" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _write_outputs("t", tmp_path / "t.pcd", cloud, ScanScore(np.zeros(20, np.float32), 0.0, 0.9), tmp_path, False)
+    assert "saw only" not in caplog.text

@@ -12,31 +12,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mvr3d.cli.options import add_dataclass_options, field_flag, given_values, scalar_fields
 from mvr3d.detectors import list_detectors
 from mvr3d.errors import InputError, MVR3DError
 from mvr3d.models import MVRConfig
+from mvr3d.models.config import RUNTIME_FIELDS, Runtime
 from mvr3d.models.config_check import config_problems
 from mvr3d.models.registry import DEFAULT_METHOD
+from mvr3d.render import RenderConfig
 from mvr3d.render.poses import views_spec
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model")
+    """MVR's settings (every field of MVRConfig and its RenderConfig) plus --config; the
+    runtime ones (where and how a run executes, not what it computes) in their own group."""
+    group = parser.add_argument_group("MVR model (--method mvr)")
     group.add_argument("--config", type=Path, help="JSON file with MVRConfig fields (flags override it)")
-    group.add_argument("--backbone", help="dinov2_vits14 (default), dinov2_vitb14, ..._reg, tiny_test")
-    group.add_argument("--weights", help="backbone weights: a .safetensors/.pth file, or 'random'")
-    group.add_argument("--views", help="'paper3' (default), 'paper27', 'fibonacciN' or a number of views")
-    group.add_argument("--iterations", type=int, help="training iterations (default 300)")
-    group.add_argument("--batch-size", type=int)
-    group.add_argument("--render-size", type=int, help="z-buffer resolution (default 672)")
-    group.add_argument("--image-size", type=int, help="network input resolution (default 224)")
-    group.add_argument("--content", choices=["depth", "shading", "depth+shading"])
-    group.add_argument("--smoothing-k", type=int, help="k-NN smoothing of point scores (0 = off)")
-    group.add_argument("--max-points", type=int, help=MAX_POINTS_HELP)
-    group.add_argument("--deviation-weight", type=float, help=DEVIATION_HELP)
-    group.add_argument("--seed", type=int)
-    group.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
-    group.add_argument("--compile", action="store_true", default=None, help=COMPILE_HELP)
+    add_dataclass_options(group, MVRConfig, exclude=RUNTIME_FIELDS, parsers={"views": views_spec})
+    render = parser.add_argument_group("MVR rendering (--method mvr)")
+    add_dataclass_options(render, RenderConfig, defaults=MVRConfig().render)
+    runtime = parser.add_argument_group("runtime (not part of the results' config key)")
+    add_dataclass_options(runtime, Runtime)
 
 
 def add_method_option(parser: argparse.ArgumentParser) -> None:
@@ -47,11 +43,12 @@ def add_method_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_CONFIG_FIELDS = [f.name for f in scalar_fields(MVRConfig)]
+_RENDER_FIELDS = [f.name for f in scalar_fields(RenderConfig)]
 # Options of add_model_options (and fit's --save-every) that only MVR reads; every method
 # takes --seed and --device.
-MVR_ONLY = (
-    "config", "backbone", "weights", "views", "iterations", "batch_size", "render_size", "image_size", "content",
-    "smoothing_k", "max_points", "deviation_weight", "compile", "save_every",
+MVR_ONLY = tuple(
+    ["config", *(n for n in _CONFIG_FIELDS + _RENDER_FIELDS if n not in ("seed", "device")), "save_every"]
 )
 
 
@@ -62,28 +59,9 @@ def check_method_options(args: argparse.Namespace) -> None:
         return
     given = [name for name in MVR_ONLY if getattr(args, name, None) is not None]
     if given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        flags = ", ".join(field_flag(name) for name in given)
         default = " (the default method)" if args.method == DEFAULT_METHOD else ""
         raise InputError(f"{flags} only apply to --method mvr, not {args.method}{default}; add --method mvr")
-
-
-MAX_POINTS_HELP = (
-    "voxel-downsample scans with more points to about this many before scoring; every original "
-    "point still gets a score (default: score every point)"
-)
-DEVIATION_HELP = (
-    "add this weight x each point's distance to its registered template (robust z-scores per scan); "
-    "not part of MVR, pays with exact templates and geometric defects (default 0: MVR alone)"
-)
-COMPILE_HELP = (
-    "torch.compile the network and renderer for scoring: faster on a GPU after a one-off compile of "
-    "~45 s, so worth it for many scans"
-)
-_TOP_LEVEL = (
-    "backbone", "weights", "iterations", "batch_size", "smoothing_k", "max_points", "seed", "device", "compile",
-    "deviation_weight",
-)
-_RENDER = ("render_size", "image_size", "content")
 
 
 def config_from_args(args: argparse.Namespace) -> MVRConfig:
@@ -99,15 +77,8 @@ def config_from_args(args: argparse.Namespace) -> MVRConfig:
         problems = config_problems(data)
         if problems:
             raise InputError(f"invalid configuration: {'; '.join(problems)}", source)
-    for name in _TOP_LEVEL:
-        if getattr(args, name, None) is not None:
-            data[name] = getattr(args, name)
-    if getattr(args, "views", None) is not None:
-        data["views"] = views_spec(args.views)
-    render = dict(data.get("render", {}))
-    for name in _RENDER:
-        if getattr(args, name, None) is not None:
-            render[name] = getattr(args, name)
+    data.update(given_values(args, _CONFIG_FIELDS))
+    render = {**data.get("render", {}), **given_values(args, _RENDER_FIELDS)}
     if render:
         data["render"] = render
     problems = config_problems(data)

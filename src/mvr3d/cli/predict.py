@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mvr3d.cli.common import COMPILE_HELP, MAX_POINTS_HELP, output_lock
+from mvr3d.cli.common import output_lock
+from mvr3d.cli.options import field_help
 from mvr3d.detectors import Detector, load_detector
 from mvr3d.engine import predict_files
 from mvr3d.engine.predict import check_output
@@ -20,9 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", type=Path, required=True, help="folder for scores and heatmaps")
     parser.add_argument("--no-heatmaps", action="store_true", help="skip the coloured PLY files")
     parser.add_argument("--device", help="override the checkpoint's device")
-    parser.add_argument("--max-points", type=int, help=MAX_POINTS_HELP + "; MVR only")
+    parser.add_argument("--max-points", type=int, help=field_help(MVRConfig, "max_points") + "; MVR only")
     parser.add_argument("--batch", type=int, default=4, help="scans scored together (default 4)")
-    parser.add_argument("--compile", action="store_true", help=COMPILE_HELP + "; MVR only")
+    parser.add_argument("--compile", action="store_true", help=field_help(MVRConfig, "compile") + "; MVR only")
     parser.set_defaults(func=run)
 
 
@@ -33,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
     with output_lock(args.output):
         rows = predict_files(detector, args.input, args.output, heatmaps=not args.no_heatmaps, batch=args.batch)
     width = max(len(r["file"]) for r in rows)
+    print(f"{'file':<{width}}  object_score  coverage")
     for row in rows:
-        print(f"{row['file']:<{width}}  {row['object_score']:.5f}")
+        print(f"{row['file']:<{width}}  {row['object_score']:12.5f}  {row['coverage']:8.3f}")
     print(f"wrote {len(rows)} result(s) to {args.output}")
     return 0
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mvr3d.cli.options import add_dataclass_options, given_values, scalar_fields
 from mvr3d.errors import InputError
 from mvr3d.io import read_points
 from mvr3d.render import RenderConfig, make_poses, render_views
-from mvr3d.render.config import CONTENTS, PROJECTIONS
 from mvr3d.render.poses import views_spec
 from mvr3d.render.sheet import save_views
 
@@ -22,7 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render a point cloud from several poses (z-buffer with visibility test) "
         "and write one PNG per view plus contact_sheet.png.",
     )
-    defaults = RenderConfig()
     parser.add_argument("scan", type=Path, help="point cloud file (PCD, PLY, XYZ/TXT, NPY)")
     parser.add_argument(
         "--views",
@@ -31,27 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'paper27' or 'fibonacciN' (default: 27)",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--render-size", type=int, default=defaults.render_size)
-    parser.add_argument("--image-size", type=int, default=defaults.image_size)
-    parser.add_argument("--projection", choices=PROJECTIONS, default=defaults.projection)
-    parser.add_argument("--content", choices=CONTENTS, default=defaults.content)
-    parser.add_argument(
-        "--no-fill-holes",
-        dest="fill_holes",
-        action="store_false",
-        help="leave empty pixels inside the surface empty",
-    )
+    add_dataclass_options(parser.add_argument_group("rendering"), RenderConfig)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = RenderConfig(
-        render_size=args.render_size,
-        image_size=args.image_size,
-        projection=args.projection,
-        content=args.content,
-        fill_holes=args.fill_holes,
-    )
+    config = RenderConfig(**given_values(args, (f.name for f in scalar_fields(RenderConfig))))
     poses = make_poses(views_spec(args.views))
     if args.out.exists() and not args.out.is_dir():
         raise InputError("--out exists and is not a folder; choose another --out", args.out)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from mvr3d.data.folder import LABELS_SUFFIX
 from mvr3d.engine.results import SCORES_FILE, ScoreRow, write_scores
 from mvr3d.errors import InputError, MVR3DError
 from mvr3d.io import READ_FORMATS, file_problem, read_points, write_points
@@ -22,36 +24,63 @@ log = logging.getLogger(__name__)
 
 
 MANIFEST_NAME = ".mvr3d-predict.json"
+# Below this share of points seen in a view, a scan's scores are mostly borrowed: say so.
+LOW_COVERAGE = 0.5
 TABLE_NAME = SCORES_FILE
 _MANIFEST_FORMAT = "mvr3d-predict"
 _OWN_HIDDEN = (MANIFEST_NAME, ".mvr3d.lock")  # the lock is cli.common.LOCK_NAME
 
 
 def list_scans(path: Path) -> list[Path]:
-    """A single scan file, or every readable scan directly inside a folder (sorted)."""
+    """A single scan file, or every readable scan in a folder and its subfolders (sorted),
+    so ``test/`` with ``good/`` and ``bump/`` inside works; per-point label files
+    (``<stem>.labels.txt``) and hidden files are not scans and are skipped."""
     if not path.is_dir():
         problem = file_problem(path)
         if problem is not None:
             raise InputError("input not found" if problem == "file not found" else problem, path)
         return [path]
-    named = sorted(p for p in path.iterdir() if p.suffix.lower() in READ_FORMATS)
-    unreadable = [f"{p.name} ({file_problem(p)})" for p in named if file_problem(p) is not None]
+    named = sorted(p for p in _files_below(path) if _is_scan_name(p.relative_to(path)))
+    unreadable = [f"{p.relative_to(path)} ({file_problem(p)})" for p in named if file_problem(p) is not None]
     if unreadable:
         raise InputError(f"not regular scan files, move them away: {'; '.join(unreadable[:5])}", path)
     scans = named
     if not scans:
         raise InputError(f"no scans with a readable extension ({', '.join(sorted(READ_FORMATS))})", path)
-    stems = [p.stem for p in scans]
-    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    names = [scan_name(p, path) for p in scans]
+    clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
-        raise InputError(f"several scans share the stem(s) {clashes}; outputs would collide", path)
+        raise InputError(f"several scans share the name(s) {clashes}; outputs would collide", path)
     return scans
 
 
-def planned_outputs(scans: list[Path], heatmaps: bool = True) -> list[str]:
+def _files_below(folder: Path) -> list[Path]:
+    """Files in ``folder`` and its subfolders; links to folders are not followed (no loops)."""
+    found = []
+    for directory, subfolders, files in os.walk(folder):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        found += [Path(directory) / name for name in files]
+    return found
+
+
+def _is_scan_name(relative: Path) -> bool:
+    if any(part.startswith(".") for part in relative.parts):
+        return False
+    return relative.suffix.lower() in READ_FORMATS and not relative.name.lower().endswith(LABELS_SUFFIX)
+
+
+def scan_name(scan: Path, root: Path | None = None) -> str:
+    """What a scan's outputs are called: its stem, prefixed by its subfolders below ``root``
+    joined with "__" (``bump/bump_00.pcd`` -> ``bump__bump_00``)."""
+    if root is None or not root.is_dir():
+        return scan.stem
+    return "__".join((*scan.relative_to(root).parent.parts, scan.stem))
+
+
+def planned_outputs(scans: list[Path], heatmaps: bool = True, root: Path | None = None) -> list[str]:
     """Names ``predict`` writes into its output folder for these scans."""
     suffixes = (".txt", ".ply") if heatmaps else (".txt",)
-    return [f"{scan.stem}{suffix}" for scan in scans for suffix in suffixes] + [TABLE_NAME]
+    return [f"{scan_name(scan, root)}{suffix}" for scan in scans for suffix in suffixes] + [TABLE_NAME]
 
 
 def check_output(inputs: Path, output: Path, heatmaps: bool = True) -> list[Path]:
@@ -61,7 +90,7 @@ def check_output(inputs: Path, output: Path, heatmaps: bool = True) -> list[Path
     and never the input folder, inside it, or a path onto an input file.
     """
     scans = list_scans(inputs)
-    names = planned_outputs(scans, heatmaps)
+    names = planned_outputs(scans, heatmaps, inputs)
     out = output.resolve()
     if inputs.is_dir() and (out == inputs.resolve() or inputs.resolve() in out.parents):
         raise InputError(f"the output folder is (inside) the input folder {inputs}; choose another --output", output)
@@ -138,8 +167,8 @@ def predict_files(
     detector.check_is_fitted()  # before any output is claimed
     scans = check_output(inputs, output, heatmaps)
     try:
-        _claim(output, planned_outputs(scans, heatmaps))
-        return _predict(detector, scans, output, heatmaps, batch)
+        _claim(output, planned_outputs(scans, heatmaps, inputs))
+        return _predict(detector, scans, output, heatmaps, batch, inputs)
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
             # Every file is written atomically: what exists is complete, the rest absent.
@@ -147,7 +176,9 @@ def predict_files(
         raise
 
 
-def _predict(detector: Detector, scans: list[Path], output: Path, heatmaps: bool, batch: int) -> list[dict]:
+def _predict(
+    detector: Detector, scans: list[Path], output: Path, heatmaps: bool, batch: int, root: Path | None = None
+) -> list[dict]:
     groups = [scans[i : i + batch] for i in range(0, len(scans), batch)]
     rows = []
     with ThreadPoolExecutor(max_workers=1) as reader:
@@ -158,7 +189,7 @@ def _predict(detector: Detector, scans: list[Path], output: Path, heatmaps: bool
                 pending = reader.submit(_read_all, groups[index + 1])
             results = detector.score_many(clouds)
             for path, cloud, result in zip(group, clouds, results, strict=True):
-                rows.append(_write_outputs(path, cloud, result, output, heatmaps))
+                rows.append(_write_outputs(scan_name(path, root), path, cloud, result, output, heatmaps))
     _write_table(output / TABLE_NAME, rows)
     return rows
 
@@ -167,13 +198,17 @@ def _read_all(paths: list[Path]) -> list:
     return [read_points(path) for path in paths]
 
 
-def _write_outputs(path: Path, cloud, result, output: Path, heatmaps: bool) -> dict:
+def _write_outputs(name: str, path: Path, cloud, result, output: Path, heatmaps: bool) -> dict:
     points = np.asarray(cloud.points)
-    write_points(output / f"{path.stem}.txt", points, result.point_scores)
+    write_points(output / f"{name}.txt", points, result.point_scores)
     if heatmaps:
-        write_points(output / f"{path.stem}.ply", points, result.point_scores, colors=colormap(result.point_scores))
+        write_points(output / f"{name}.ply", points, result.point_scores, colors=colormap(result.point_scores))
     log.info("%s: object score %.5f (%d points)", path.name, result.object_score, len(points))
-    return {"file": path.stem, "object_score": result.object_score, "coverage": result.coverage}
+    if result.coverage < LOW_COVERAGE:
+        log.warning("%s: the views saw only %.0f %% of its points directly; the others took the scores of seen "
+                    "neighbours (more --views, or views from the scanned side, see more)", path.name,
+                    100 * result.coverage)
+    return {"file": name, "object_score": result.object_score, "coverage": result.coverage}
 
 
 def _write_table(path: Path, rows: list[dict]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from mvr3d.errors import InputError
 from mvr3d.render import RenderConfig
@@ -18,27 +19,34 @@ SCORE_DTYPES = ("float16", "bfloat16", "float32")
 RUNTIME_FIELDS = ("device", "compile", "view_batch", "score_dtype")
 
 
+def option(default: object, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A field with the help (and choices) its command-line flag shows (cli/options.py)."""
+    metadata = {"help": help} if choices is None else {"help": help, "choices": choices}
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class Runtime:
     """How a detector runs: device, compiled kernels, views per batch, scoring precision."""
 
-    device: str = "auto"
-    compile: bool = False
-    view_batch: int = 27
-    score_dtype: str = "float16"
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
+    compile: bool = option(False, "torch.compile the network and renderer for scoring: faster on a GPU after a "
+                                  "one-off compile of ~45 s")
+    view_batch: int = option(27, "views per network batch when scoring")
+    score_dtype: str = option("float16", "network precision when scoring on CUDA", SCORE_DTYPES)
 
 
 @dataclass
 class MVRConfig:
-    backbone: str = "dinov2_vits14"
-    weights: str | None = None  # file path, "random", or None to search the usual sources
+    backbone: str = option("dinov2_vits14", "dinov2_vits14, dinov2_vitb14, ..._reg, tiny_test")
+    weights: str | None = option(None, "backbone weights: a .safetensors/.pth file, or 'random'; none: the offline DINOv2")
     # One grey level per depth in every view: with the camera scale fixed to the templates,
     # a scan's undamaged surface then looks the same as in training whatever its extent.
     render: RenderConfig = field(default_factory=lambda: RenderConfig(depth_range="scan"))
     # Poses used to score a scan (and, augmented, to train). The paper uses all 27; on the
     # standard benchmark (one-sided scans) the 3 least-rotated scored higher, 66.3/74.4
     # against 63.0/71.2 mean O-/P-ROC over 2 seeds (docs/accuracy.md), at 1/9 of the cost.
-    views: str | int = "paper3"
+    views: str | int = option("paper3", "'paper3', 'paper27', 'fibonacciN' or a number of views")
     # Pose augmentation: each template is also rendered under this many random rotations of
     # up to ``augment_degrees``, so partial scans in other poses still look normal.
     # Register each scan to its nearest template (pose search + point-to-plane ICP) before
@@ -56,7 +64,7 @@ class MVRConfig:
     # from its template's visibility, models/sides.py) faces the views, and templates are
     # trained from ``train_directions`` sides; "fixed": views as given, in the template
     # frame (the old behaviour, which scored the side a scan came from). Needs ``align``.
-    view_selection: str = "fixed"
+    view_selection: str = option("fixed", "views in the template frame, or turned to the scanned side", ("fixed", "scan"))
     side_candidates: int = 64
     train_directions: int = 26
     # Scanner noise on the augmented and calibration copies: Gaussian offsets along the
@@ -75,8 +83,9 @@ class MVRConfig:
     # template it was registered to (both as robust z-scores per scan). It pays where the
     # templates are exact copies of the good part and defects are geometric (docs/accuracy.md);
     # 0 = MVR alone. Needs ``align``.
-    deviation_weight: float = 0.0
-    iterations: int = 300
+    deviation_weight: float = option(0.0, "add this weight x each point's distance to its registered template "
+                                     "(robust z-scores per scan); not part of MVR")
+    iterations: int = option(300, "training iterations")
     batch_size: int = 16
     lr: float = 2e-4
     final_lr_ratio: float = 0.1
@@ -87,23 +96,25 @@ class MVRConfig:
     easy_factor: float = 0.1
     dropout: float = 0.2
     map_blur_sigma: float = 4.0  # Gaussian blur of anomaly maps, in model-input pixels
-    smoothing_k: int = 0  # k-NN smoothing of point scores; 0 or 1 turns it off
-    object_score: str = "top1"  # "max" or "top1" (mean of the top 1 % of points)
+    smoothing_k: int = option(0, "k-NN smoothing of point scores (0 = off)")
+    object_score: str = option("top1", "max, or top1: the mean of the top top_fraction of points", ("max", "top1"))
     top_fraction: float = 0.01
     view_batch: int = 27  # views per network batch at scoring time
     # Scans with more points are voxel-downsampled to about this many before scoring; every
     # original point then takes its voxel's score. None scores every point directly.
-    max_points: int | None = None
-    seed: int = 0
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    max_points: int | None = option(None, "voxel-downsample scans with more points to about this many before "
+                                    "scoring; every original point still gets a score")
+    seed: int = option(0, "random seed (every method takes it)")
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     amp: bool = True  # autocast on CUDA (training in bfloat16); False = float32 throughout
     # Network precision when scoring on CUDA with amp: float16 keeps scores within 1e-3 of
     # float32 (bfloat16 drifts to ~2.5e-3; benchmarks/consistency_cuda.md) at the same speed.
-    score_dtype: str = "float16"
+    score_dtype: str = option("float16", "network precision when scoring on CUDA", SCORE_DTYPES)
     # torch.compile the network and the renderer's image operations for scoring: about
     # 1.2-1.5x more scans/s on an H100 after a one-off compile of ~45 s (and one more per
     # new batch shape), so it pays for long runs, not for scoring a few files.
-    compile: bool = False
+    compile: bool = option(False, "torch.compile the network and renderer for scoring: faster on a GPU after a "
+                                  "one-off compile of ~45 s")
 
     def __post_init__(self) -> None:
         if isinstance(self.render, dict):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mvr3d.errors import InputError
@@ -35,16 +35,16 @@ class RenderConfig:
     before the shading's normals are taken from it; 0 uses the pooled depth as it is.
     """
 
-    render_size: int = 672
-    image_size: int = 224
-    projection: str = "orthographic"
-    content: str = "depth+shading"
-    fill_holes: bool = True
+    render_size: int = field(default=672, metadata={"help": "z-buffer resolution"})
+    image_size: int = field(default=224, metadata={"help": "network input resolution"})
+    projection: str = field(default="orthographic", metadata={"choices": PROJECTIONS, "help": "camera model"})
+    content: str = field(default="depth+shading", metadata={"choices": CONTENTS, "help": "what the images show"})
+    fill_holes: bool = field(default=True, metadata={"help": "fill empty pixels inside the surface"})
     margin: float = 0.05
     depth_tolerance: float = 1.5
     background: float = 0.0
     fov_degrees: float = 30.0
-    depth_range: str = "view"
+    depth_range: str = field(default="view", metadata={"choices": DEPTH_RANGES, "help": "grey-level range of depth"})
     shading_sigma: float = 0.0
 
     def __post_init__(self) -> None:

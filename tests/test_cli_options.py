@@ -1,0 +1,70 @@
+"""The command line is generated from the config dataclasses: every field has its flag."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from mvr3d.cli import build_parser, main
+from mvr3d.cli.common import config_from_args
+from mvr3d.cli.options import field_flag, scalar_fields
+from mvr3d.engine.benchmark import config_key
+from mvr3d.models import MVRConfig
+from mvr3d.models.config import RUNTIME_FIELDS
+from mvr3d.render import RenderConfig
+
+# Values that pass validation where "the default, changed" would not (sizes must divide).
+SPECIAL = {"render_size": "448", "image_size": "112", "views": "paper27", "backbone": "tiny_test",
+           "weights": "random", "device": "cpu", "max_points": "500"}
+
+
+def other_value(field: dataclasses.Field, default: object) -> tuple[list[str], object]:
+    """Command-line words that set ``field`` to a value other than ``default``, and that value."""
+    flag = field_flag(field.name)
+    if field.name in SPECIAL:
+        text = SPECIAL[field.name]
+        return [flag, text], (int(text) if isinstance(default, int) or field.name == "max_points" else text)
+    if isinstance(default, bool):
+        return [flag if not default else "--no-" + flag[2:]], not default
+    if "choices" in field.metadata:
+        value = next(c for c in field.metadata["choices"] if c != default)
+        return [flag, value], value
+    if isinstance(default, int):
+        return [flag, str(default + 1)], default + 1
+    value = default * 0.5 if default else 0.001
+    return [flag, repr(value)], value
+
+
+CASES = [("config", f) for f in scalar_fields(MVRConfig)] + [("render", f) for f in scalar_fields(RenderConfig)]
+
+
+@pytest.mark.parametrize(("owner", "field"), CASES, ids=[f"{o}.{f.name}" for o, f in CASES])
+def test_every_config_field_has_a_working_flag(owner: str, field: dataclasses.Field, tmp_path) -> None:
+    defaults = MVRConfig() if owner == "config" else MVRConfig().render
+    words, value = other_value(field, getattr(defaults, field.name))
+    for command in (["fit", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
+                    ["benchmark", "--data", str(tmp_path), "--out", str(tmp_path / "o")]):
+        config = config_from_args(build_parser().parse_args([*command, "--method", "mvr", *words]))
+        got = getattr(config if owner == "config" else config.render, field.name)
+        assert got == value, f"{' '.join(words)} gave {got!r}"
+
+
+def test_runtime_flags_stay_out_of_the_config_key(tmp_path) -> None:
+    base = ["benchmark", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--method", "mvr"]
+    plain = config_from_args(build_parser().parse_args(base))
+    runtime = config_from_args(build_parser().parse_args(
+        [*base, "--compile", "--device", "cpu", "--view-batch", "3", "--score-dtype", "bfloat16"]))
+    assert {name: getattr(runtime, name) for name in RUNTIME_FIELDS} == {
+        "device": "cpu", "compile": True, "view_batch": 3, "score_dtype": "bfloat16"}
+    assert config_key(plain) == config_key(runtime)
+    changed = config_from_args(build_parser().parse_args([*base, "--calibrate"]))
+    assert config_key(changed) != config_key(plain)
+
+
+def test_generated_mvr_flags_are_refused_for_other_methods(tmp_path, capsys) -> None:
+    argv = ["fit", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--calibrate", "--depth-range", "near"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--calibrate, --depth-range only apply to --method mvr, not template (the default method)" in err
+    assert not (tmp_path / "o").exists()
