@@ -68,3 +68,26 @@ def test_generated_mvr_flags_are_refused_for_other_methods(tmp_path, capsys) -> 
     err = capsys.readouterr().err
     assert "--calibrate, --depth-range only apply to --method mvr, not template (the default method)" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_version_builds_no_sub_command_and_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mvr3d.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    from mvr3d import __version__
+
+    assert out == ["mvr3d", __version__, "False"]
+
+
+def test_only_the_requested_sub_command_is_built() -> None:
+    from mvr3d.cli import _requested
+
+    assert _requested(["-v", "fit", "--data", "x"]) == "fit"
+    assert _requested(["--version"]) == ""
+    assert _requested(["--help"]) is None
+    assert _requested(["fitt"]) is None  # a typo: the full parser names the choices
+    parser = build_parser("predict")
+    assert parser.parse_args(["predict", "--checkpoint", "c", "--input", "i", "--output", "o"]).func

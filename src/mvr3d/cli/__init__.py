@@ -23,20 +23,38 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or with ``command`` one whose other sub-commands are bare names:
+    a sub-command's module imports what it needs (torch among them), so building only the
+    one asked for keeps ``mvr3d --version`` and errors in the arguments fast."""
     parser = argparse.ArgumentParser(
         prog="mvr3d", description="Unsupervised 3D anomaly detection by multi-view reconstruction."
     )
     parser.add_argument("--version", action="version", version=f"mvr3d {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in COMMANDS.values():
-        importlib.import_module(f"mvr3d.cli.{module_name}").register(subparsers)
+    for name, module_name in COMMANDS.items():
+        if command is None or command == name:
+            importlib.import_module(f"mvr3d.cli.{module_name}").register(subparsers)
+        else:
+            subparsers.add_parser(name)
     return parser
 
 
+def _requested(argv: list[str]) -> str | None:
+    """The sub-command to build alone: the first word naming one, or "" (none of them) for
+    a bare ``--version``; None when the whole parser is wanted (help, a typo, nothing)."""
+    for word in argv:
+        if word in COMMANDS:
+            return word
+        if word in ("-h", "--help") or not word.startswith("-"):
+            return None
+    return "" if "--version" in argv else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_requested(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
