@@ -117,3 +117,21 @@ def test_the_network_normalises_its_input_with_the_backbone_statistics():
     # Same kernels on the same input in the same order: bit-equal by construction.
     assert all(torch.equal(a, b) for a, b in zip(net.teacher_layers(images), expected, strict=True))
     assert "mean" not in net.state_dict()  # from the spec, so old checkpoints load unchanged
+
+
+def test_loading_a_checkpoint_does_not_announce_random_weights(caplog):
+    """The teacher of a saved detector is built empty, then filled from the checkpoint: the
+    log must name the checkpoint, not "weights from random" (which looked broken)."""
+    import torch
+
+    from mvr3d.models import MVRConfig
+    from mvr3d.models.training import build_net
+
+    config = MVRConfig(backbone="tiny_test", weights="random", device="cpu")
+    state = build_net(config, torch.device("cpu")).teacher.state_dict()
+    with caplog.at_level("INFO"):
+        net = build_net(config, torch.device("cpu"), teacher_state=state)
+    assert "weights from random" not in caplog.text
+    assert "weights from the checkpoint" in caplog.text
+    for name, tensor in net.teacher.state_dict().items():
+        torch.testing.assert_close(tensor, state[name], rtol=0, atol=1e-3)  # fp16 rounding on load

@@ -97,7 +97,7 @@ def test_predict_reads_the_recommended_folder_layout(tmp_path):
     scans = list_scans(test)
     assert [p.relative_to(test).as_posix() for p in scans] == ["bump/bump_00.pcd", "bump/good_00.pcd", "good/good_00.pcd"]
     names = planned_outputs(scans, heatmaps=False, root=test)
-    assert names == ["bump__bump_00.txt", "bump__good_00.txt", "good__good_00.txt", "scores.csv"]
+    assert names == ["bump__bump_00.txt", "bump__good_00.txt", "good__good_00.txt", "scores.csv", "predict.json"]
     assert list_scans(test / "bump") == [test / "bump" / "bump_00.pcd", test / "bump" / "good_00.pcd"]
 
 
@@ -117,3 +117,23 @@ def test_low_coverage_is_reported(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         _write_outputs("t", tmp_path / "t.pcd", cloud, ScanScore(np.zeros(20, np.float32), 0.0, 0.9), tmp_path, False)
     assert "saw only" not in caplog.text
+
+
+def test_predict_records_what_made_its_scores(tmp_path):
+    import json
+
+    from mvr3d.detectors import create_detector
+    from mvr3d.engine.predict import predict_files
+
+    rng = np.random.default_rng(2)
+    detector = create_detector("btf_raw", seed=0).fit([rng.normal(size=(300, 3)) for _ in range(2)], progress=False)
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    write_points(scans / "a.pcd", rng.normal(size=(200, 3)))
+    rows = predict_files(detector, scans, tmp_path / "out", heatmaps=False, checkpoint=tmp_path / "ckpt")
+    record = json.loads((tmp_path / "out" / "predict.json").read_text())
+    assert record["method"] == "btf_raw" and record["scans"] == len(rows) == 1
+    assert record["settings"]["seed"] == 0 and record["checkpoint"] == str(tmp_path / "ckpt")
+    assert record["provenance"]["versions"]["mvr3d"]
+    manifest = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())
+    assert "predict.json" in manifest["files"]

@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.input, args.output, heatmaps=not args.no_heatmaps)
     detector = _with_options(load_detector(args.checkpoint, device=args.device), args)
     with output_lock(args.output):
-        rows = predict_files(detector, args.input, args.output, heatmaps=not args.no_heatmaps, batch=args.batch)
+        rows = predict_files(detector, args.input, args.output, heatmaps=not args.no_heatmaps, batch=args.batch,
+                             checkpoint=args.checkpoint)
     width = max(len(r["file"]) for r in rows)
     print(f"{'file':<{width}}  object_score  coverage")
     for row in rows:

@@ -19,11 +19,14 @@ from mvr3d.io import READ_FORMATS, file_problem, read_points, write_points
 from mvr3d.models.base import Detector
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.colormap import colormap
+from mvr3d.utils.provenance import provenance
 
 log = logging.getLogger(__name__)
 
 
 MANIFEST_NAME = ".mvr3d-predict.json"
+# What made the scores: detector, its settings, the checkpoint, versions and git hash.
+RECORD_NAME = "predict.json"
 # Below this share of points seen in a view, a scan's scores are mostly borrowed: say so.
 LOW_COVERAGE = 0.5
 TABLE_NAME = SCORES_FILE
@@ -80,7 +83,7 @@ def scan_name(scan: Path, root: Path | None = None) -> str:
 def planned_outputs(scans: list[Path], heatmaps: bool = True, root: Path | None = None) -> list[str]:
     """Names ``predict`` writes into its output folder for these scans."""
     suffixes = (".txt", ".ply") if heatmaps else (".txt",)
-    return [f"{scan_name(scan, root)}{suffix}" for scan in scans for suffix in suffixes] + [TABLE_NAME]
+    return [f"{scan_name(scan, root)}{suffix}" for scan in scans for suffix in suffixes] + [TABLE_NAME, RECORD_NAME]
 
 
 def check_output(inputs: Path, output: Path, heatmaps: bool = True) -> list[Path]:
@@ -155,9 +158,11 @@ def _claim(output: Path, names: list[str]) -> None:
 
 
 def predict_files(
-    detector: Detector, inputs: Path, output: Path, heatmaps: bool = True, batch: int = 4
+    detector: Detector, inputs: Path, output: Path, heatmaps: bool = True, batch: int = 4,
+    checkpoint: Path | None = None,
 ) -> list[dict]:
-    """Score every scan; write ``<stem>.txt``, ``<stem>.ply`` and ``scores.csv`` under output.
+    """Score every scan; write ``<name>.txt``, ``<name>.ply``, ``scores.csv`` and
+    ``predict.json`` (what made them: detector, settings, ``checkpoint``, versions) under output.
 
     Scans are scored ``batch`` at a time (their views share network batches) while a
     background thread reads the next batch, so disk and parsing overlap the scoring.
@@ -168,7 +173,9 @@ def predict_files(
     scans = check_output(inputs, output, heatmaps)
     try:
         _claim(output, planned_outputs(scans, heatmaps, inputs))
-        return _predict(detector, scans, output, heatmaps, batch, inputs)
+        rows = _predict(detector, scans, output, heatmaps, batch, inputs)
+        _write_record(output / RECORD_NAME, detector, inputs, checkpoint, len(rows))
+        return rows
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
             # Every file is written atomically: what exists is complete, the rest absent.
@@ -192,6 +199,18 @@ def _predict(
                 rows.append(_write_outputs(scan_name(path, root), path, cloud, result, output, heatmaps))
     _write_table(output / TABLE_NAME, rows)
     return rows
+
+
+def _write_record(path: Path, detector: Detector, inputs: Path, checkpoint: Path | None, scans: int) -> None:
+    if hasattr(detector, "config"):
+        settings = detector.config.to_dict()
+    else:
+        settings = detector.get_params() if hasattr(detector, "get_params") else {}
+    record = {
+        "method": detector.name, "settings": settings, "checkpoint": None if checkpoint is None else str(checkpoint),
+        "inputs": str(inputs), "scans": scans, "provenance": provenance(),
+    }
+    atomic_write_text(path, json.dumps(record, indent=1, default=str) + "\n")
 
 
 def _read_all(paths: list[Path]) -> list:

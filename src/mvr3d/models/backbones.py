@@ -117,15 +117,17 @@ def _try_source(kind: str, where: object, model: nn.Module) -> bool:
     return True
 
 
-def create_backbone(name: str, weights: str | None = None, img_size: int = 224) -> nn.Module:
-    """A frozen, eval-mode teacher with weights from the first source that works."""
+def create_backbone(name: str, weights: str | None = None, img_size: int = 224, announce: bool = True) -> nn.Module:
+    """A frozen, eval-mode teacher with weights from the first source that works; the
+    source is logged unless ``announce`` is False (a checkpoint's weights replace them)."""
     spec = get_spec(name)
     model = _create(spec, img_size)
     tried: list[str] = []
     for kind, where in _sources(name, spec, weights):
         try:
             if _try_source(kind, where, model):
-                log.info("backbone %s: weights from %s %s", name, kind, where or "")
+                if announce:
+                    log.info("backbone %s: weights from %s %s", name, kind, where or "")
                 break
         except (WeightsNotFoundError, OSError, RuntimeError) as error:
             if kind == "file":

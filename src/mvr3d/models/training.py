@@ -3,6 +3,7 @@ simulated scans), the student's training loop and the per-location calibration."
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
@@ -30,15 +31,19 @@ CALIBRATION_BATCH = 8  # simulated scans scored together while calibrating
 Loss = Callable[[list[torch.Tensor], list[torch.Tensor], float, float], torch.Tensor]
 RawScores = Callable[[list[Placed]], tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]]
 
+log = logging.getLogger(__name__)
+
 
 def build_net(config: MVRConfig, device: torch.device, teacher_state: dict | None = None) -> MVRNet:
     """Teacher (pretrained, or ``teacher_state`` when loading) and a fresh seeded student."""
     seed_everything(config.seed)
     spec = get_spec(config.backbone)
     weights = "random" if teacher_state is not None else config.weights
-    teacher = create_backbone(config.backbone, weights, img_size=config.render.image_size)
+    teacher = create_backbone(config.backbone, weights, img_size=config.render.image_size,
+                              announce=teacher_state is None)
     if teacher_state is not None:
         teacher.load_state_dict(teacher_state, strict=True)
+        log.info("backbone %s: weights from the checkpoint", config.backbone)
     for param in teacher.parameters():  # fp16-exact, so a saved teacher reloads bit-identically
         param.data = param.data.half().float()
     student = StudentConfig(
