@@ -21,7 +21,9 @@ from mvr3d.engine.benchmark import make_detector
 from mvr3d.errors import InputError, MVR3DError
 from mvr3d.models import MVRConfig, checkpoint, persistence
 from mvr3d.models.base import Detector
+from mvr3d.models.thresholds import DEFAULT_FALSE_ALARM_RATE, calibrate, check_rate
 from mvr3d.models.training_state import STATE_NAME
+from mvr3d.scans import load_clouds
 
 log = logging.getLogger(__name__)
 # Out of disk, quota, read-only: the user's environment, not a bug.
@@ -41,12 +43,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="save the training state to OUT/training-state.pt every N iterations; an interrupted fit "
         f"run again with the same arguments resumes from it (default {SAVE_EVERY}; MVR only)",
     )
+    parser.add_argument(
+        "--false-alarm-rate", type=float, metavar="RATE",
+        help="calibrate a pass/fail threshold that a normal part exceeds with this probability, e.g. "
+        f"{DEFAULT_FALSE_ALARM_RATE}, from views of the training scans each scored by a detector fitted on the "
+        "others (costs about 4 scans scored per training scan; default: no threshold)",
+    )
     add_model_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     check_method_options(args)
+    if args.false_alarm_rate:
+        check_rate(args.false_alarm_rate)
     config = config_from_args(args)
     train = open_dataset(args.data, args.category, "train")
     _check_output(args.out, args.overwrite)
@@ -62,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
             detector = _fit(args, config, train, state)
             detector.save(args.out, overwrite=args.overwrite)
             state.unlink(missing_ok=True)
+            if args.false_alarm_rate:
+                _calibrate(args, config, train, detector)
     except OSError as error:
         if error.errno not in _WRITE_ERRNOS:
             raise
@@ -82,6 +94,21 @@ def _fit(args: argparse.Namespace, config: MVRConfig, train: object, state: Path
         print(f"resuming the interrupted fit saved in {state}")
     save_every = SAVE_EVERY if args.save_every is None else args.save_every
     return detector.fit(train, state_file=state, save_every=save_every)
+
+
+def _calibrate(args: argparse.Namespace, config: MVRConfig, train: object, detector: Detector) -> None:
+    """Thresholds from normal views of the training scans; MVR scores its own (one fit is costly)."""
+    started = time.perf_counter()
+    try:
+        threshold = calibrate(lambda: make_detector(args.method, config), detector, load_clouds(train),
+                              args.false_alarm_rate, leave_one_out=args.method != "mvr")
+    except InputError as error:
+        print(f"warning: the detector is saved without a pass/fail threshold: {error}", file=sys.stderr)
+        return
+    threshold.save(args.out)
+    print(f"threshold for a {100 * threshold.false_alarm_rate:g} % false-alarm rate: object score "
+          f"{threshold.object_threshold:.5g} ({threshold.normal_scans} normal views, {threshold.strategy}, "
+          f"{time.perf_counter() - started:.1f} s)")
 
 
 def _check_output(out: Path, overwrite: bool) -> None:

@@ -12,6 +12,7 @@ from mvr3d.engine import predict_files
 from mvr3d.engine.predict import check_output
 from mvr3d.errors import InputError
 from mvr3d.models import MVRConfig, MVRDetector
+from mvr3d.models.thresholds import Threshold
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-points", type=int, help=field_help(MVRConfig, "max_points") + "; MVR only")
     parser.add_argument("--batch", type=int, default=4, help="scans scored together (default 4)")
     parser.add_argument("--compile", action="store_true", help=field_help(MVRConfig, "compile") + "; MVR only")
+    parser.add_argument("--fail-exit-code", action="store_true",
+                        help="exit with status 1 when any scan fails its threshold (set by `fit --false-alarm-rate`)")
     parser.set_defaults(func=run)
 
 
@@ -31,15 +34,31 @@ def run(args: argparse.Namespace) -> int:
     # Before the lock, which creates the folder (and its lock file) even among the inputs.
     check_output(args.input, args.output, heatmaps=not args.no_heatmaps)
     detector = _with_options(load_detector(args.checkpoint, device=args.device), args)
+    threshold = Threshold.load(args.checkpoint)
+    if threshold is None and args.fail_exit_code:
+        raise InputError("--fail-exit-code needs a threshold; this checkpoint has none (fit it with "
+                         "--false-alarm-rate)", args.checkpoint)
     with output_lock(args.output):
         rows = predict_files(detector, args.input, args.output, heatmaps=not args.no_heatmaps, batch=args.batch,
-                             checkpoint=args.checkpoint)
-    width = max(len(r["file"]) for r in rows)
-    print(f"{'file':<{width}}  object_score  coverage")
-    for row in rows:
-        print(f"{row['file']:<{width}}  {row['object_score']:12.5f}  {row['coverage']:8.3f}")
+                             checkpoint=args.checkpoint, threshold=threshold)
+    _print_table(rows, threshold is not None)
     print(f"wrote {len(rows)} result(s) to {args.output}")
-    return 0
+    failed = [row for row in rows if row.get("verdict") == "fail"]
+    if threshold is not None:
+        print(f"{len(failed)} of {len(rows)} failed the threshold (false-alarm rate "
+              f"{100 * threshold.false_alarm_rate:g} %, object score {threshold.object_threshold:.5g})")
+    return 1 if failed and args.fail_exit_code else 0
+
+
+def _print_table(rows: list[dict], verdicts: bool) -> None:
+    width = max(len("file"), *(len(r["file"]) for r in rows))
+    extra = "  normalised  verdict" if verdicts else ""
+    print(f"{'file':<{width}}  object_score  coverage{extra}")
+    for row in rows:
+        line = f"{row['file']:<{width}}  {row['object_score']:12.5f}  {row['coverage']:8.3f}"
+        if verdicts:
+            line += f"  {row['normalised_score']:10.3f}  {row['verdict']}"
+        print(line)
 
 
 def _with_options(detector: Detector, args: argparse.Namespace) -> Detector:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from mvr3d.engine.results import SCORES_FILE, ScoreRow, write_scores
 from mvr3d.errors import InputError, MVR3DError
 from mvr3d.io import READ_FORMATS, file_problem, read_points, write_points
 from mvr3d.models.base import Detector
+from mvr3d.models.thresholds import Threshold
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.colormap import colormap
 from mvr3d.utils.provenance import provenance
@@ -159,7 +162,7 @@ def _claim(output: Path, names: list[str]) -> None:
 
 def predict_files(
     detector: Detector, inputs: Path, output: Path, heatmaps: bool = True, batch: int = 4,
-    checkpoint: Path | None = None,
+    checkpoint: Path | None = None, threshold: Threshold | None = None,
 ) -> list[dict]:
     """Score every scan; write ``<name>.txt``, ``<name>.ply``, ``scores.csv`` and
     ``predict.json`` (what made them: detector, settings, ``checkpoint``, versions) under output.
@@ -173,8 +176,8 @@ def predict_files(
     scans = check_output(inputs, output, heatmaps)
     try:
         _claim(output, planned_outputs(scans, heatmaps, inputs))
-        rows = _predict(detector, scans, output, heatmaps, batch, inputs)
-        _write_record(output / RECORD_NAME, detector, inputs, checkpoint, len(rows))
+        rows = _predict(detector, scans, output, heatmaps, batch, inputs, threshold)
+        _write_record(output / RECORD_NAME, detector, inputs, checkpoint, len(rows), threshold)
         return rows
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
@@ -184,7 +187,8 @@ def predict_files(
 
 
 def _predict(
-    detector: Detector, scans: list[Path], output: Path, heatmaps: bool, batch: int, root: Path | None = None
+    detector: Detector, scans: list[Path], output: Path, heatmaps: bool, batch: int, root: Path | None = None,
+    threshold: Threshold | None = None,
 ) -> list[dict]:
     groups = [scans[i : i + batch] for i in range(0, len(scans), batch)]
     rows = []
@@ -196,19 +200,25 @@ def _predict(
                 pending = reader.submit(_read_all, groups[index + 1])
             results = detector.score_many(clouds)
             for path, cloud, result in zip(group, clouds, results, strict=True):
-                rows.append(_write_outputs(scan_name(path, root), path, cloud, result, output, heatmaps))
+                row = _write_outputs(scan_name(path, root), path, cloud, result, output, heatmaps)
+                if threshold is not None:
+                    row.update(normalised_score=threshold.normalised(row["object_score"]),
+                               verdict=threshold.verdict(row["object_score"]))
+                rows.append(row)
     _write_table(output / TABLE_NAME, rows)
     return rows
 
 
-def _write_record(path: Path, detector: Detector, inputs: Path, checkpoint: Path | None, scans: int) -> None:
+def _write_record(path: Path, detector: Detector, inputs: Path, checkpoint: Path | None, scans: int,
+                  threshold: Threshold | None) -> None:
     if hasattr(detector, "config"):
         settings = detector.config.to_dict()
     else:
         settings = detector.get_params() if hasattr(detector, "get_params") else {}
     record = {
         "method": detector.name, "settings": settings, "checkpoint": None if checkpoint is None else str(checkpoint),
-        "inputs": str(inputs), "scans": scans, "provenance": provenance(),
+        "inputs": str(inputs), "scans": scans, "threshold": None if threshold is None else asdict(threshold),
+        "provenance": provenance(),
     }
     atomic_write_text(path, json.dumps(record, indent=1, default=str) + "\n")
 
@@ -231,4 +241,5 @@ def _write_outputs(name: str, path: Path, cloud, result, output: Path, heatmaps:
 
 
 def _write_table(path: Path, rows: list[dict]) -> None:
-    write_scores(path, [ScoreRow(row["file"], row["object_score"], row["coverage"]) for row in rows])
+    write_scores(path, [ScoreRow(row["file"], row["object_score"], row["coverage"],
+                                 row.get("normalised_score", math.nan), row.get("verdict", "")) for row in rows])

@@ -163,6 +163,8 @@ class ScoreRow:
     file: str
     object_score: float
     coverage: float = math.nan
+    normalised_score: float = math.nan  # 0.5 at the calibrated threshold; NaN without one
+    verdict: str = ""  # "pass" / "fail" against the threshold; empty without one
 
 
 SCORE_COLUMNS = tuple(f.name for f in fields(ScoreRow))
@@ -173,7 +175,8 @@ def write_scores(path: Path, rows: list[ScoreRow]) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SCORE_COLUMNS)
     for row in rows:
-        writer.writerow([row.file, f"{row.object_score:.8g}", f"{row.coverage:.6g}"])
+        writer.writerow([row.file, f"{row.object_score:.8g}", f"{row.coverage:.6g}", f"{row.normalised_score:.6g}",
+                         row.verdict])
     atomic_write_text(path, buffer.getvalue())
 
 
@@ -185,6 +188,7 @@ def read_scores(folder: Path) -> list[ScoreRow]:
     try:
         with table.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
-        return [ScoreRow(row["file"], float(row["object_score"]), float(row.get("coverage") or "nan")) for row in rows]
+        return [ScoreRow(row["file"], float(row["object_score"]), float(row.get("coverage") or "nan"),
+                         float(row.get("normalised_score") or "nan"), row.get("verdict") or "") for row in rows]
     except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error) as error:
         raise InputError(f"expected columns {','.join(SCORE_COLUMNS)} ({error})", table) from None

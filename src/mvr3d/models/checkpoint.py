@@ -54,6 +54,7 @@ def save(
         refuse_unsafe_target(directory, complete, [] if complete else foreign_files(directory), overwrite)
     directory.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(directory)
+    (directory / THRESHOLD_NAME).unlink(missing_ok=True)  # the replaced detector's, not this one's
     files = {
         TEACHER_NAME: _write_tensors(directory / TEACHER_NAME, teacher, torch.float16),
         STUDENT_NAME: _write_tensors(directory / STUDENT_NAME, student, torch.float32),
@@ -73,6 +74,8 @@ def save(
     return directory
 
 
+# The calibrated thresholds of a detector (models/thresholds.py), beside either format.
+THRESHOLD_NAME = "threshold.json"
 _OWN_NAMES = (CONFIG_NAME, TEACHER_NAME, STUDENT_NAME, TEMPLATES_NAME, STATE_NAME)
 OWN_NAMES = _OWN_NAMES  # config.json first: removed first, the folder is never a checkpoint with parts missing
 
@@ -105,7 +108,7 @@ LOCK_NAME = ".mvr3d.lock"
 
 def _is_own_temp(name: str) -> bool:
     """A temporary file of :func:`mvr3d.utils.atomic.atomic_write` for one of our files."""
-    return name.endswith(".tmp") and any(name.startswith(f".{own}.") for own in _OWN_NAMES)
+    return name.endswith(".tmp") and any(name.startswith(f".{own}.") for own in (*_OWN_NAMES, THRESHOLD_NAME))
 
 
 def foreign_files(directory: Path) -> list[str]:
@@ -118,7 +121,7 @@ def foreign_files(directory: Path) -> list[str]:
     """
     names = [entry.name for entry in directory.iterdir()]
     has_state = STATE_NAME in names
-    own = {STATE_NAME, LOCK_NAME, CONFIG_NAME}
+    own = {STATE_NAME, LOCK_NAME, CONFIG_NAME, THRESHOLD_NAME}
     if has_state or CONFIG_NAME in names:
         own |= {TEACHER_NAME, STUDENT_NAME, TEMPLATES_NAME}
     return sorted(name for name in names if name not in own and not _is_own_temp(name))

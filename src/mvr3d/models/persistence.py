@@ -54,6 +54,7 @@ def save(folder: Path, method: str, params: dict, arrays: dict[str, np.ndarray],
     _check_target(folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     _remove_temps(folder)
+    (folder / checkpoint.THRESHOLD_NAME).unlink(missing_ok=True)  # the replaced detector's, not this one's
     blob = encode({key: np.ascontiguousarray(value) for key, value in arrays.items()})
     atomic_write_bytes(folder / STATE_NAME, blob)
     record = {

@@ -1,0 +1,109 @@
+"""Calibrated thresholds: fitted from normal views, saved beside the detector, used by predict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mvr3d.cli import main
+from mvr3d.errors import CheckpointError, InputError
+from mvr3d.io import write_points
+from mvr3d.models.thresholds import Threshold, estimate, normal_views
+
+
+def blob(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    unit = rng.normal(size=(n, 3))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    radius = 1 + 0.2 * np.sin(3 * unit[:, 0]) * np.cos(2 * unit[:, 1])
+    return 10 * unit * radius[:, None] + rng.normal(scale=0.02, size=(n, 3))
+
+
+def bulged(points: np.ndarray) -> np.ndarray:
+    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+    lift = np.clip((unit[:, 2] - 0.8) / 0.2, 0, 1) ** 2
+    return points + 2.0 * lift[:, None] * unit
+
+
+def test_threshold_from_normal_scores() -> None:
+    rng = np.random.default_rng(0)
+    objects = rng.normal(5.0, 0.5, size=400)
+    threshold = estimate(objects, [rng.normal(size=1000)], 0.01, "leave-one-out")
+    assert threshold.object_threshold == pytest.approx(5.0 + 2.326 * 0.5, abs=0.12)
+    assert np.mean(objects > threshold.object_threshold) < 0.03  # the rate asked for, about
+    assert threshold.normalised(threshold.object_threshold) == pytest.approx(0.5)
+    assert threshold.normalised(threshold.object_threshold + 3 * threshold.object_spread) > 0.99
+    assert threshold.verdict(threshold.object_threshold + 1e-9) == "fail"
+    assert threshold.verdict(threshold.object_threshold - 1e-9) == "pass"
+    assert threshold.point_threshold == pytest.approx(2.33, abs=0.2)
+    with pytest.raises(InputError, match="at least 2"):
+        estimate([1.0], [np.zeros(3)], 0.01, "own-templates")
+
+
+def test_threshold_file_round_trip_and_bad_files(tmp_path) -> None:
+    threshold = estimate([1.0, 2.0, 3.0], [np.arange(10.0)], 0.05, "leave-one-out")
+    threshold.save(tmp_path)
+    assert Threshold.load(tmp_path) == threshold
+    assert Threshold.load(tmp_path / "elsewhere") is None
+    (tmp_path / "threshold.json").write_text(json.dumps({**json.loads((tmp_path / "threshold.json").read_text()),
+                                                         "object_spread": -1}))
+    with pytest.raises(CheckpointError, match="positive spread"):
+        Threshold.load(tmp_path)
+    (tmp_path / "threshold.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="not a threshold record"):
+        Threshold.load(tmp_path)
+
+
+def test_normal_views_are_partial_and_differ() -> None:
+    cloud = blob(4000, 1)
+    views = normal_views(cloud, 4)
+    assert len(views) == 4
+    for view in views:
+        assert 0.2 * len(cloud) < len(view) < 0.8 * len(cloud)
+    assert len({len(v) for v in views}) > 1 or not np.array_equal(views[0], views[1])
+
+
+def test_fit_calibrates_and_predict_decides(tmp_path, capsys) -> None:
+    """The plumbing: fit writes a leave-one-out threshold, predict writes and prints the
+    verdicts, --fail-exit-code turns a failed part into exit status 1, and a refit without a
+    threshold removes the old one. (How well a threshold holds its rate is a benchmark's
+    question, not this test's: here it is placed between the two scans by hand.)"""
+    from dataclasses import replace
+
+    data, scans = tmp_path / "part", tmp_path / "scans"
+    (data / "train" / "good").mkdir(parents=True)
+    scans.mkdir()
+    for seed in range(3):
+        write_points(data / "train" / "good" / f"t{seed}.pcd", blob(3000, seed))
+    write_points(scans / "good.pcd", normal_views(blob(3000, 10), 1)[0])
+    write_points(scans / "bad.pcd", normal_views(bulged(blob(3000, 11)), 1)[0])
+    model = tmp_path / "model"
+    assert main(["fit", "--method", "btf_raw", "--data", str(data), "--out", str(model),
+                 "--false-alarm-rate", "0.05"]) == 0
+    threshold = Threshold.load(model)
+    assert threshold is not None and threshold.strategy == "leave-one-out" and threshold.normal_scans == 12
+    assert main(["predict", "--checkpoint", str(model), "--input", str(scans), "--output", str(tmp_path / "o"),
+                 "--no-heatmaps"]) == 0
+    table = (tmp_path / "o" / "scores.csv").read_text().splitlines()
+    assert table[0] == "file,object_score,coverage,normalised_score,verdict"
+    scores = {line.split(",")[0]: float(line.split(",")[1]) for line in table[1:]}
+    assert scores["bad"] > scores["good"]
+    assert json.loads((tmp_path / "o" / "predict.json").read_text())["threshold"]["false_alarm_rate"] == 0.05
+
+    replace(threshold, object_threshold=(scores["bad"] + scores["good"]) / 2).save(model)
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(model), "--input", str(scans), "--output", str(tmp_path / "o2"),
+                 "--no-heatmaps", "--fail-exit-code"]) == 1
+    assert "1 of 2 failed the threshold" in capsys.readouterr().out
+    rows = [line.split(",") for line in (tmp_path / "o2" / "scores.csv").read_text().splitlines()[1:]]
+    assert {row[0]: row[4] for row in rows} == {"bad": "fail", "good": "pass"}
+    assert {row[0]: float(row[3]) > 0.5 for row in rows} == {"bad": True, "good": False}
+
+    assert main(["fit", "--method", "btf_raw", "--data", str(data), "--out", str(model), "--overwrite",
+                 "--false-alarm-rate", "0"]) == 0
+    assert Threshold.load(model) is None
+    assert main(["predict", "--checkpoint", str(model), "--input", str(scans), "--output", str(tmp_path / "o3"),
+                 "--fail-exit-code"]) == 2
+    assert "needs a threshold" in capsys.readouterr().err
