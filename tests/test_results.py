@@ -49,8 +49,13 @@ def test_results_with_a_bad_field_name_it(tmp_path: Path, entry: dict, message: 
 
 
 def test_scores_round_trip_and_old_files(tmp_path: Path) -> None:
-    write_scores(tmp_path / "scores.csv", [ScoreRow("g0", 0.25, 0.5), ScoreRow("b,1", 1e-9, 0.75)])
-    assert read_scores(tmp_path) == [ScoreRow("g0", 0.25, 0.5), ScoreRow("b,1", 1e-9, 0.75)]
+    rows = [ScoreRow("g0", 0.25, 0.5, 0.125, "pass"), ScoreRow("b,1", 1e-9, 0.75, 0.875, "fail")]
+    write_scores(tmp_path / "scores.csv", rows)
+    assert read_scores(tmp_path) == rows
+    write_scores(tmp_path / "scores.csv", [ScoreRow("g0", 0.25, 0.5)])  # no threshold: NaN and no verdict
+    (row,) = read_scores(tmp_path)
+    assert (row.file, row.object_score, row.coverage, row.verdict) == ("g0", 0.25, 0.5, "")
+    assert math.isnan(row.normalised_score)
     (tmp_path / "scores.csv").write_text("file,object_score\ng0,0.5\n")  # before coverage was recorded
     (row,) = read_scores(tmp_path)
     assert row.object_score == 0.5 and math.isnan(row.coverage)
