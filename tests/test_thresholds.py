@@ -107,3 +107,17 @@ def test_fit_calibrates_and_predict_decides(tmp_path, capsys) -> None:
     assert main(["predict", "--checkpoint", str(model), "--input", str(scans), "--output", str(tmp_path / "o3"),
                  "--fail-exit-code"]) == 2
     assert "needs a threshold" in capsys.readouterr().err
+
+
+def test_heatmaps_share_one_scale_with_a_threshold() -> None:
+    """A good part's hottest point is only red when it is far above the threshold, as on a
+    defective part; without a threshold each scan spans the whole map (the old behaviour)."""
+    from mvr3d.engine.predict import heatmap_colors
+
+    threshold = estimate([1.0, 2.0], [np.linspace(0, 1, 101)], 0.01, "leave-one-out")  # point threshold 0.99
+    good, bad = np.array([0.1, 0.3, 0.5]), np.array([0.1, 0.3, 5.0])
+    shared_good, shared_bad = heatmap_colors(good, threshold), heatmap_colors(bad, threshold)
+    np.testing.assert_array_equal(shared_good[:2], shared_bad[:2])  # same score, same colour
+    assert not np.array_equal(shared_good[2], shared_bad[2])
+    own_good, own_bad = heatmap_colors(good), heatmap_colors(bad)
+    np.testing.assert_array_equal(own_good[2], own_bad[2])  # per-scan: both maxima look alike

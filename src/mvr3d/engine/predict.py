@@ -200,7 +200,7 @@ def _predict(
                 pending = reader.submit(_read_all, groups[index + 1])
             results = detector.score_many(clouds)
             for path, cloud, result in zip(group, clouds, results, strict=True):
-                row = _write_outputs(scan_name(path, root), path, cloud, result, output, heatmaps)
+                row = _write_outputs(scan_name(path, root), path, cloud, result, output, heatmaps, threshold)
                 if threshold is not None:
                     row.update(normalised_score=threshold.normalised(row["object_score"]),
                                verdict=threshold.verdict(row["object_score"]))
@@ -227,11 +227,21 @@ def _read_all(paths: list[Path]) -> list:
     return [read_points(path) for path in paths]
 
 
-def _write_outputs(name: str, path: Path, cloud, result, output: Path, heatmaps: bool) -> dict:
+def heatmap_colors(scores: np.ndarray, threshold: Threshold | None = None) -> np.ndarray:
+    """RGB per point: on one scale for every part when there is a threshold (the point
+    threshold at the middle of the map, twice it at the hot end), else this scan's range."""
+    if threshold is not None and threshold.point_threshold > 0:
+        return colormap(scores, vmin=0.0, vmax=2.0 * threshold.point_threshold)
+    return colormap(scores)
+
+
+def _write_outputs(name: str, path: Path, cloud, result, output: Path, heatmaps: bool,
+                   threshold: Threshold | None = None) -> dict:
     points = np.asarray(cloud.points)
     write_points(output / f"{name}.txt", points, result.point_scores)
     if heatmaps:
-        write_points(output / f"{name}.ply", points, result.point_scores, colors=colormap(result.point_scores))
+        colors = heatmap_colors(result.point_scores, threshold)
+        write_points(output / f"{name}.ply", points, result.point_scores, colors=colors)
     log.info("%s: object score %.5f (%d points)", path.name, result.object_score, len(points))
     if result.coverage < LOW_COVERAGE:
         log.warning("%s: the views saw only %.0f %% of its points directly; the others took the scores of seen "
