@@ -31,7 +31,7 @@ import torch
 
 from mvr3d.baselines.template import TemplateDetector
 from mvr3d.data.real3d import Real3DAD, list_categories
-from mvr3d.geometry.neighbours import NeighbourIndex
+from mvr3d.geometry.surface import smoothed_offset
 from mvr3d.geometry.voxels import bounding_diagonal
 from mvr3d.metrics.nuisance import nuisance_correlations
 from mvr3d.metrics.ranking import PooledScores, auroc
@@ -43,28 +43,19 @@ SMOOTHING = (16, 64, 256)
 SHARES = (0.0005, 0.002)
 
 
-def signed_parts(detector: TemplateDetector, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Registered points, their signed distance to the local plane, and that plane's normal."""
+def variant_scores(detector: TemplateDetector, points: np.ndarray, diagonal: float) -> dict[str, np.ndarray]:
+    """Every variant's point scores from one registration (the template method's own
+    signed distance and smoothing, geometry/surface.py)."""
     reference = detector.reference_
     j, moved = detector.aligner_.to_template_frame(points.astype(np.float64))
     moved = torch.as_tensor(reference.from_template(j, moved), dtype=torch.float64, device=reference.points.device)
-    nearest = reference.index.query(moved)[1][:, 0].to(moved.device)
-    normals = reference.normals[nearest]
-    signed = ((moved - reference.centroids[nearest]) * normals).sum(dim=1)
-    return moved, signed, normals
-
-
-def variant_scores(detector: TemplateDetector, points: np.ndarray, diagonal: float) -> dict[str, np.ndarray]:
-    moved, signed, normals = signed_parts(detector, points)
+    signed, normals = reference.signed_distance(moved)
     counts = [len(points)]
     out = {"abs": (signed.abs() / diagonal).float(), "abs_z": robust_standardise(signed.abs(), counts)}
     sizes = {f"smooth{k}": k for k in SMOOTHING}
     sizes.update({f"share{share:g}": max(8, round(share * len(points))) for share in SHARES})
-    neighbours = NeighbourIndex(moved).query(moved, max(sizes.values()))[1].to(moved.device)
     for name, k in sizes.items():
-        near = neighbours[:, :k]
-        aligned = torch.sign((normals[near] * normals[:, None]).sum(dim=2))
-        local = (signed[near] * aligned).mean(dim=1).abs() / diagonal
+        local = smoothed_offset(moved, signed, normals, k) / diagonal
         out[name] = local.float()
         out[f"{name}_z"] = robust_standardise(local, counts)
     return {name: values.cpu().numpy() for name, values in out.items()}
