@@ -2,9 +2,16 @@
 
     python benchmarks/throughput.py --device cuda
     python benchmarks/throughput.py --device cpu --backbones dinov2_vits14 --views 9 --iterations 20
+    python benchmarks/throughput.py --method template --data runs/data_s1 --device cuda
 
-Random backbone weights (speed does not depend on them). Synthetic scans: noisy samples of
-an ellipsoid with bumps. Writes ``benchmarks/throughput_<device>.md``.
+MVR: random backbone weights (speed does not depend on them), synthetic scans (noisy samples
+of an ellipsoid). Writes ``benchmarks/throughput_<device>.md``.
+
+``--method template`` (the default detector) times the whole path on real benchmark scans
+instead: read each test file, register it to the class's templates, score every point. Per
+class of a Real3D-AD-layout folder (``--data``): fit on ``train/``, then read + score every
+``test/`` scan one after another (a line's order) and with ``score_many`` over all of them.
+Writes ``benchmarks/throughput_template_<device>.md``.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ import numpy as np
 import torch
 
 from common import ellipsoid, machine, markdown_table
-from mvr3d.models import MVRConfig, MVRDetector
+from mvr3d.io import read_points
+from mvr3d.models import MVRConfig, MVRDetector, create_detector
 from mvr3d.render import RenderConfig
 from mvr3d.utils.atomic import atomic_write_text
 
@@ -99,6 +107,52 @@ def run(
     return rows
 
 
+def run_template(data: Path, device: str, classes: list[str] | None) -> list[dict]:
+    """Fit ``template`` per class and time read + score of every test scan."""
+    rows = []
+    for folder in sorted(p for p in data.iterdir() if (p / "train").is_dir()):
+        if classes and folder.name not in classes:
+            continue
+        sync(device)
+        started = time.perf_counter()
+        detector = create_detector("template", device=device).fit(sorted((folder / "train").iterdir()), progress=False)
+        sync(device)
+        fit_seconds = time.perf_counter() - started
+        files = sorted(p for p in (folder / "test").iterdir() if p.suffix in (".pcd", ".ply", ".npy"))
+        detector.score(read_points(files[0]).points)  # warm-up: kernels, allocator
+        sync(device)
+        started = time.perf_counter()
+        points = [read_points(f).points for f in files]
+        read_seconds = time.perf_counter() - started
+        for cloud in points:
+            detector.score(cloud)
+        sync(device)
+        one_by_one = time.perf_counter() - started
+        started = time.perf_counter()
+        detector.score_many(points)
+        sync(device)
+        many = time.perf_counter() - started + read_seconds
+        rows.append({"class": folder.name, "scans": len(files), "mean_points": float(np.mean([len(p) for p in points])),
+                     "fit_s": fit_seconds, "read_s_per_object": read_seconds / len(files),
+                     "objects_per_s": len(files) / one_by_one, "objects_per_s_many": len(files) / many})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def template_table(rows: list[dict], device: str, data: Path) -> str:
+    lines = [f"Template detector (default) on {machine(device)} ({time.strftime('%Y-%m-%d')}), scans of `{data}`; "
+             "objects/s include reading the file, registration and point scores.", ""]
+    columns = ["class", "test scans", "mean points", "fit s", "read ms/object", "objects/s (one by one)",
+               "objects/s (score_many)"]
+    cells = [[r["class"], str(r["scans"]), f"{r['mean_points']:,.0f}", f"{r['fit_s']:.1f}",
+              f"{r['read_s_per_object'] * 1e3:.1f}", f"{r['objects_per_s']:.2f}", f"{r['objects_per_s_many']:.2f}"]
+             for r in rows]
+    total = sum(r["scans"] for r in rows)
+    seconds = sum(r["scans"] / r["objects_per_s"] for r in rows)
+    cells.append(["all", str(total), "", "", "", f"{total / seconds:.2f}", ""])
+    return "\n".join(lines) + "\n" + markdown_table(columns, cells)
+
+
 def table(rows: list[dict], device: str) -> str:
     lines = [
         f"Throughput on {machine(device)} ({time.strftime('%Y-%m-%d')}); random weights; on CUDA training in "
@@ -134,7 +188,18 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print a per-operator profile of each batch")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network and image operations")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--method", choices=["mvr", "template"], default="mvr")
+    parser.add_argument("--data", type=Path, help="Real3D-AD-layout folder (--method template)")
+    parser.add_argument("--classes", nargs="+", help="only these classes of --data")
     args = parser.parse_args()
+    if args.method == "template":
+        if args.data is None:
+            parser.error("--method template needs --data (a benchmark folder)")
+        text = template_table(run_template(args.data, args.device, args.classes), args.device, args.data)
+        print(text)
+        name = f"throughput_template_{args.device.split(':')[0]}.md"
+        atomic_write_text(args.out or Path(__file__).with_name(name), text)
+        return
     rows = []
     for backbone in args.backbones:
         for points in args.points:

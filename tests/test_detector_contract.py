@@ -5,6 +5,8 @@ saves and loads to identical scores, refuses damaged folders, and works from the
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,16 @@ def test_every_built_in_method_is_registered() -> None:
 def test_unknown_method_lists_the_available_ones() -> None:
     with pytest.raises(InputError, match="available: .*btf_raw.*mvr"):
         create_detector("nope")
+
+
+def test_the_models_registry_alone_finds_every_built_in_method() -> None:
+    # A fresh interpreter that imports only mvr3d.models: the default method lives in
+    # mvr3d.baselines, which the registry must discover by itself.
+    code = ("from mvr3d.models import create_detector, list_detectors; "
+            "print(type(create_detector('template')).__name__, ','.join(list_detectors()))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    name, methods = done.stdout.split()
+    assert name == "TemplateDetector" and set(BUILT_IN) <= set(methods.split(","))
 
 
 def test_a_name_cannot_be_taken_twice() -> None:

@@ -2,12 +2,14 @@
 
 A detector class registers itself with ``@register_detector("name")`` when its module is
 imported: ``import mvr3d.models`` registers ``mvr``, ``import mvr3d.baselines`` the
-baselines. This module imports neither package (``mvr3d.detectors`` imports both), so
-that ``models`` never depends on ``baselines``.
+baselines. This module imports neither package statically, so that ``models`` never depends
+on ``baselines``; a name not registered yet makes it import the built-in detector packages
+by name once (plugin discovery), so ``create_detector("template")`` works from anywhere.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -17,6 +19,7 @@ from mvr3d.models.base import Detector
 D = TypeVar("D", bound=type[Detector])
 
 _DETECTORS: dict[str, type[Detector]] = {}
+BUILTIN_PACKAGES = ("mvr3d.models", "mvr3d.baselines")
 
 # The method the command line uses unless told otherwise: the one that scored best on the
 # realistic ``standard`` preset (scans from any side), chosen on its development seed
@@ -44,13 +47,22 @@ def register_detector(name: str) -> Callable[[D], D]:
     return register
 
 
+def register_builtin() -> None:
+    """Import the packages whose modules register the built-in detectors."""
+    for package in BUILTIN_PACKAGES:
+        importlib.import_module(package)
+
+
 def list_detectors() -> list[str]:
-    """Names of the registered detectors, sorted."""
+    """Names of the registered detectors (the built-in ones included), sorted."""
+    register_builtin()
     return sorted(_DETECTORS)
 
 
 def detector_class(name: str) -> type[Detector]:
     """The class registered as ``name``; :class:`InputError` listing the names if none is."""
+    if isinstance(name, str) and name not in _DETECTORS:
+        register_builtin()
     try:
         return _DETECTORS[name]
     except (KeyError, TypeError):
