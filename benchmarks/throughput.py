@@ -107,6 +107,30 @@ def run(
     return rows
 
 
+def template_stages(detector: object, clouds: list[np.ndarray], device: str) -> dict[str, float]:
+    """Mean milliseconds per scan of the template method's three stages."""
+    from mvr3d.geometry.surface import anchor_points, smoothed_offset
+
+    totals = {"register_ms": 0.0, "distance_ms": 0.0, "smoothing_ms": 0.0}
+    for cloud in clouds:
+        sync(device)
+        started = time.perf_counter()
+        j, moved = detector.aligner_.to_template_frame(cloud.astype(np.float64))
+        moved = torch.from_numpy(detector.reference_.from_template(j, moved))
+        sync(device)
+        middle = time.perf_counter()
+        signed, normals = detector.reference_.signed_distance(moved)
+        sync(device)
+        last = time.perf_counter()
+        anchors = anchor_points(cloud, detector.anchor_stride, detector.seed)
+        smoothed_offset(moved.to(signed.device), signed, normals, detector.smoothing_k, anchors)
+        sync(device)
+        end = time.perf_counter()
+        for key, seconds in zip(totals, (middle - started, last - middle, end - last), strict=True):
+            totals[key] += seconds * 1e3 / len(clouds)
+    return totals
+
+
 def run_template(data: Path, device: str, classes: list[str] | None) -> list[dict]:
     """Fit ``template`` per class and time read + score of every test scan."""
     rows = []
@@ -134,22 +158,24 @@ def run_template(data: Path, device: str, classes: list[str] | None) -> list[dic
         many = time.perf_counter() - started + read_seconds
         rows.append({"class": folder.name, "scans": len(files), "mean_points": float(np.mean([len(p) for p in points])),
                      "fit_s": fit_seconds, "read_s_per_object": read_seconds / len(files),
-                     "objects_per_s": len(files) / one_by_one, "objects_per_s_many": len(files) / many})
+                     "objects_per_s": len(files) / one_by_one, "objects_per_s_many": len(files) / many,
+                     **template_stages(detector, points[:8], device)})
         print(rows[-1], flush=True)
     return rows
 
 
 def template_table(rows: list[dict], device: str, data: Path) -> str:
     lines = [f"Template detector (default) on {machine(device)} ({time.strftime('%Y-%m-%d')}), scans of `{data}`; "
-             "objects/s include reading the file, registration and point scores.", ""]
+             "objects/s include reading the file, registration and point scores; the stage columns are "
+             "means over the first 8 test scans of a class.", ""]
     columns = ["class", "test scans", "mean points", "fit s", "read ms/object", "objects/s (one by one)",
-               "objects/s (score_many)"]
+               "objects/s (score_many)", "register ms", "distance ms", "smoothing ms"]
     cells = [[r["class"], str(r["scans"]), f"{r['mean_points']:,.0f}", f"{r['fit_s']:.1f}",
-              f"{r['read_s_per_object'] * 1e3:.1f}", f"{r['objects_per_s']:.2f}", f"{r['objects_per_s_many']:.2f}"]
-             for r in rows]
+              f"{r['read_s_per_object'] * 1e3:.1f}", f"{r['objects_per_s']:.2f}", f"{r['objects_per_s_many']:.2f}",
+              f"{r['register_ms']:.0f}", f"{r['distance_ms']:.0f}", f"{r['smoothing_ms']:.0f}"] for r in rows]
     total = sum(r["scans"] for r in rows)
     seconds = sum(r["scans"] / r["objects_per_s"] for r in rows)
-    cells.append(["all", str(total), "", "", "", f"{total / seconds:.2f}", ""])
+    cells.append(["all", str(total), "", "", "", f"{total / seconds:.2f}", "", "", "", ""])
     return "\n".join(lines) + "\n" + markdown_table(columns, cells)
 
 

@@ -25,7 +25,7 @@ import torch
 from mvr3d.baselines.registration import aligner_arrays, restore_aligner
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.geometry import SurfaceReference, TemplateAligner, fuse_templates
-from mvr3d.geometry.surface import smoothed_offset
+from mvr3d.geometry.surface import anchor_points, smoothed_offset
 from mvr3d.models.base import ArrayStateDetector
 from mvr3d.models.persistence import check_array
 from mvr3d.models.registry import register_detector
@@ -41,16 +41,20 @@ def default_device() -> torch.device:
 class TemplateDetector(ArrayStateDetector):
     """Distance to the fused template surface in robust noise units per scan."""
 
-    legacy_params = {"smoothing_k": 0}  # saved before smoothing existed
+    # Saved before smoothing existed (off), or before anchored smoothing (exact).
+    legacy_params = {"smoothing_k": 0, "anchor_stride": 1}
 
     def __init__(self, seed: int = 0, top_fraction: float = 0.01, standardise: bool = True,
-                 device: str | torch.device | None = None, smoothing_k: int = 256) -> None:
+                 device: str | torch.device | None = None, smoothing_k: int = 256, anchor_stride: int = 16) -> None:
         if smoothing_k < 0:
             raise InputError(f"smoothing_k must be 0 (off) or a number of neighbours, got {smoothing_k}")
+        if anchor_stride < 1:
+            raise InputError(f"anchor_stride must be 1 (exact smoothing) or more, got {anchor_stride}")
         self.seed = seed
         self.top_fraction = top_fraction
         self.standardise = standardise
         self.smoothing_k = smoothing_k
+        self.anchor_stride = anchor_stride
         self.device = torch.device(device) if device is not None else default_device()
         self.aligner_: TemplateAligner | None = None
         self.reference_: SurfaceReference | None = None
@@ -73,7 +77,8 @@ class TemplateDetector(ArrayStateDetector):
         j, moved = self.aligner_.to_template_frame(points.astype(np.float64))
         moved = torch.from_numpy(self.reference_.from_template(j, moved))
         signed, normals = self.reference_.signed_distance(moved)
-        return smoothed_offset(moved.to(signed.device), signed, normals, self.smoothing_k).float()
+        anchors = anchor_points(points, self.anchor_stride, self.seed)
+        return smoothed_offset(moved.to(signed.device), signed, normals, self.smoothing_k, anchors).float()
 
     def score(self, scan: object) -> ScanScore:
         points = as_points(scan)

@@ -26,6 +26,10 @@ PLANE_NEIGHBOURS = 16
 # Voxel of the fused reference as a share of the part's diagonal: below the scanner noise
 # of one scan (0.1-0.3 %), so averaging within a voxel removes noise, not shape.
 FUSED_VOXEL = 0.0015
+# Anchored smoothing: never fewer anchors than this (small scans stay exact), and each
+# point blends this many nearest anchors.
+MIN_ANCHORS = 4096
+ANCHOR_BLEND = 4
 
 
 class SurfaceReference:
@@ -67,22 +71,60 @@ class SurfaceReference:
         return points @ rotation.T + shift
 
 
-def smoothed_offset(points: Tensor, signed: Tensor, normals: Tensor, neighbours: int) -> Tensor:
+def smoothed_offset(points: Tensor, signed: Tensor, normals: Tensor, neighbours: int,
+                    anchors: Tensor | None = None) -> Tensor:
     """|mean signed offset| over each point's ``neighbours`` nearest points (itself included).
 
     Scanner noise moves neighbouring points independently and averages out over the
     neighbourhood; a dent or bump moves them together and stays. Each neighbour's offset is
     signed against the point's own normal, since PCA normals are oriented at random.
+
+    With ``anchors`` (indices, :func:`anchor_points`) the mean is taken around the anchors
+    only and every point gets the inverse-distance mean of its ``ANCHOR_BLEND`` nearest
+    anchors: neighbourhoods of hundreds of points overlap so much that this changes little,
+    and it divides the cost of the k-NN search (the method's largest) by the stride.
     """
     if neighbours <= 1:
         return signed.abs()
     index = NeighbourIndex(points)
-    out = torch.empty_like(signed)
-    rows = max(1, 2**22 // min(neighbours, len(points)))
-    for start in range(0, len(points), rows):
+    if anchors is None or len(anchors) == len(points):
+        return neighbourhood_offset(index, points, signed, normals, neighbours)
+    anchors = anchors.to(points.device)
+    around = neighbourhood_offset(index, points[anchors], signed, normals, neighbours, normals[anchors])
+    distances, nearest = NeighbourIndex(points[anchors]).query(points, ANCHOR_BLEND)
+    distances = distances.to(points.device, torch.float64)
+    # A point that is an anchor takes (almost) its own value; the floor keeps 1/d finite.
+    weights = 1.0 / (distances + 1e-3 * distances[:, -1:].mean() + torch.finfo(torch.float64).tiny)
+    return (around[nearest.to(points.device)] * weights).sum(dim=1) / weights.sum(dim=1)
+
+
+def anchor_points(points: np.ndarray, stride: int, seed: int = 0) -> Tensor | None:
+    """Indices of about one point in ``stride`` (never fewer than ``MIN_ANCHORS``; None for
+    all), picked by a hash of each point's coordinates: pseudo-random and spread like the
+    scan, yet the same points whatever order the scan lists them in."""
+    count = len(points)
+    stride = min(stride, count // MIN_ANCHORS)
+    if stride <= 1:
+        return None
+    bits = np.ascontiguousarray(points, dtype=np.float64).view(np.uint64).reshape(count, 3)
+    mixed = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+    for axis, odd in enumerate((0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93)):
+        mixed = mixed ^ (bits[:, axis] * np.uint64(odd))
+        mixed = mixed ^ (mixed >> np.uint64(31))
+    return torch.from_numpy(np.flatnonzero(mixed % np.uint64(stride) == 0))
+
+
+def neighbourhood_offset(index: NeighbourIndex, centres: Tensor, signed: Tensor, normals: Tensor, neighbours: int,
+                         centre_normals: Tensor | None = None) -> Tensor:
+    """|mean of ``signed`` over each centre's ``neighbours`` nearest indexed points|, each
+    signed against the centre's normal (``normals`` itself when the centres are the points)."""
+    centre_normals = normals if centre_normals is None else centre_normals
+    out = torch.empty(len(centres), dtype=signed.dtype, device=signed.device)
+    rows = max(1, 2**22 // min(neighbours, len(index.reference)))
+    for start in range(0, len(centres), rows):
         part = slice(start, start + rows)
-        near = index.query(points[part], neighbours)[1].to(points.device)
-        aligned = torch.sign((normals[near] * normals[part, None]).sum(dim=2))
+        near = index.query(centres[part], neighbours)[1].to(signed.device)
+        aligned = torch.sign((normals[near] * centre_normals[part, None]).sum(dim=2))
         out[part] = (signed[near] * aligned).mean(dim=1).abs()
     return out
 
