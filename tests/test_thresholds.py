@@ -87,7 +87,7 @@ def test_fit_calibrates_and_predict_decides(tmp_path, capsys) -> None:
     assert main(["predict", "--checkpoint", str(model), "--input", str(scans), "--output", str(tmp_path / "o"),
                  "--no-heatmaps"]) == 0
     table = (tmp_path / "o" / "scores.csv").read_text().splitlines()
-    assert table[0] == "file,object_score,coverage,normalised_score,verdict"
+    assert table[0] == "file,object_score,coverage,normalised_score,verdict,regions"
     scores = {line.split(",")[0]: float(line.split(",")[1]) for line in table[1:]}
     assert scores["bad"] > scores["good"]
     assert json.loads((tmp_path / "o" / "predict.json").read_text())["threshold"]["false_alarm_rate"] == 0.05
@@ -100,6 +100,10 @@ def test_fit_calibrates_and_predict_decides(tmp_path, capsys) -> None:
     rows = [line.split(",") for line in (tmp_path / "o2" / "scores.csv").read_text().splitlines()[1:]]
     assert {row[0]: row[4] for row in rows} == {"bad": "fail", "good": "pass"}
     assert {row[0]: float(row[3]) > 0.5 for row in rows} == {"bad": True, "good": False}
+    regions = (tmp_path / "o2" / "regions.csv").read_text().splitlines()
+    assert regions[0].startswith("file,region,points,centroid_x")
+    listed = {row[0]: int(row[5]) for row in rows}  # regions per scan, as counted in regions.csv
+    assert listed == {name: sum(line.split(",")[0] == name for line in regions[1:]) for name in listed}
 
     assert main(["fit", "--method", "btf_raw", "--data", str(data), "--out", str(model), "--overwrite",
                  "--false-alarm-rate", "0"]) == 0

@@ -52,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_table(rows: list[dict], verdicts: bool) -> None:
     width = max(len("file"), *(len(r["file"]) for r in rows))
-    extra = "  normalised  verdict" if verdicts else ""
+    extra = "  normalised  verdict  regions" if verdicts else ""
     print(f"{'file':<{width}}  object_score  coverage{extra}")
     for row in rows:
         line = f"{row['file']:<{width}}  {row['object_score']:12.5f}  {row['coverage']:8.3f}"
         if verdicts:
-            line += f"  {row['normalised_score']:10.3f}  {row['verdict']}"
+            line += f"  {row['normalised_score']:10.3f}  {row['verdict']:<7}  {row['regions']:7d}"
         print(line)
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from mvr3d.data.folder import LABELS_SUFFIX
-from mvr3d.engine.results import SCORES_FILE, ScoreRow, write_scores
+from mvr3d.engine.results import REGIONS_FILE, SCORES_FILE, ScoreRow, write_regions, write_scores
 from mvr3d.errors import InputError, MVR3DError
 from mvr3d.io import READ_FORMATS, file_problem, read_points, write_points
 from mvr3d.models.base import Detector
+from mvr3d.models.regions import anomalous_regions
 from mvr3d.models.thresholds import Threshold
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.colormap import colormap
@@ -86,7 +87,8 @@ def scan_name(scan: Path, root: Path | None = None) -> str:
 def planned_outputs(scans: list[Path], heatmaps: bool = True, root: Path | None = None) -> list[str]:
     """Names ``predict`` writes into its output folder for these scans."""
     suffixes = (".txt", ".ply") if heatmaps else (".txt",)
-    return [f"{scan_name(scan, root)}{suffix}" for scan in scans for suffix in suffixes] + [TABLE_NAME, RECORD_NAME]
+    return [f"{scan_name(scan, root)}{suffix}" for scan in scans for suffix in suffixes] + [TABLE_NAME, REGIONS_FILE,
+                                                                                             RECORD_NAME]
 
 
 def check_output(inputs: Path, output: Path, heatmaps: bool = True) -> list[Path]:
@@ -165,7 +167,8 @@ def predict_files(
     checkpoint: Path | None = None, threshold: Threshold | None = None,
 ) -> list[dict]:
     """Score every scan; write ``<name>.txt``, ``<name>.ply``, ``scores.csv`` and
-    ``predict.json`` (what made them: detector, settings, ``checkpoint``, versions) under output.
+    ``predict.json`` (what made them: detector, settings, ``checkpoint``, versions) under output;
+    with a ``threshold`` also verdicts and ``regions.csv`` (connected anomalous points).
 
     Scans are scored ``batch`` at a time (their views share network batches) while a
     background thread reads the next batch, so disk and parsing overlap the scoring.
@@ -191,7 +194,7 @@ def _predict(
     threshold: Threshold | None = None,
 ) -> list[dict]:
     groups = [scans[i : i + batch] for i in range(0, len(scans), batch)]
-    rows = []
+    rows, regions = [], []
     with ThreadPoolExecutor(max_workers=1) as reader:
         pending = reader.submit(_read_all, groups[0])
         for index, group in enumerate(groups):
@@ -202,10 +205,15 @@ def _predict(
             for path, cloud, result in zip(group, clouds, results, strict=True):
                 row = _write_outputs(scan_name(path, root), path, cloud, result, output, heatmaps, threshold)
                 if threshold is not None:
+                    found = anomalous_regions(np.asarray(cloud.points), result.point_scores, threshold.point_threshold)
+                    regions.append((row["file"], found))
                     row.update(normalised_score=threshold.normalised(row["object_score"]),
-                               verdict=threshold.verdict(row["object_score"]))
+                               verdict=threshold.verdict(row["object_score"]), regions=len(found),
+                               region_list=[region.to_dict() for region in found])
                 rows.append(row)
     _write_table(output / TABLE_NAME, rows)
+    if threshold is not None:
+        write_regions(output / REGIONS_FILE, regions)
     return rows
 
 
@@ -252,4 +260,5 @@ def _write_outputs(name: str, path: Path, cloud, result, output: Path, heatmaps:
 
 def _write_table(path: Path, rows: list[dict]) -> None:
     write_scores(path, [ScoreRow(row["file"], row["object_score"], row["coverage"],
-                                 row.get("normalised_score", math.nan), row.get("verdict", "")) for row in rows])
+                                 row.get("normalised_score", math.nan), row.get("verdict", ""), row.get("regions"))
+                        for row in rows])

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from mvr3d.errors import InputError
+from mvr3d.models.regions import Region
 from mvr3d.utils.atomic import atomic_write_text
 
 METRICS = ("o_roc", "p_roc", "o_aupr", "p_aupr")
 RESULTS_FILE = "results.json"
 SCORES_FILE = "scores.csv"
+REGIONS_FILE = "regions.csv"
 
 
 def _number(value: object, where: str, path: Path | None) -> float:
@@ -165,9 +167,12 @@ class ScoreRow:
     coverage: float = math.nan
     normalised_score: float = math.nan  # 0.5 at the calibrated threshold; NaN without one
     verdict: str = ""  # "pass" / "fail" against the threshold; empty without one
+    regions: int | None = None  # anomalous regions (regions.csv); None without a threshold
 
 
 SCORE_COLUMNS = tuple(f.name for f in fields(ScoreRow))
+REGION_COLUMNS = ("file", "region", "points", "centroid_x", "centroid_y", "centroid_z", "extent_x", "extent_y",
+                  "extent_z", "size", "peak_score", "mean_score")
 
 
 def write_scores(path: Path, rows: list[ScoreRow]) -> None:
@@ -176,7 +181,21 @@ def write_scores(path: Path, rows: list[ScoreRow]) -> None:
     writer.writerow(SCORE_COLUMNS)
     for row in rows:
         writer.writerow([row.file, f"{row.object_score:.8g}", f"{row.coverage:.6g}", f"{row.normalised_score:.6g}",
-                         row.verdict])
+                         row.verdict, "" if row.regions is None else row.regions])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def write_regions(path: Path, regions: list[tuple[str, list[Region]]]) -> None:
+    """``regions.csv``: one line per anomalous region of each scan, numbered from 1 in the
+    order of :func:`~mvr3d.models.regions.anomalous_regions` (highest peak first)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(REGION_COLUMNS)
+    for name, found in regions:
+        for number, region in enumerate(found, start=1):
+            writer.writerow([name, number, region.points, *(f"{v:.6g}" for v in region.centroid),
+                             *(f"{v:.6g}" for v in region.extent), f"{region.size:.6g}", f"{region.peak_score:.6g}",
+                             f"{region.mean_score:.6g}"])
     atomic_write_text(path, buffer.getvalue())
 
 
@@ -189,6 +208,7 @@ def read_scores(folder: Path) -> list[ScoreRow]:
         with table.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
         return [ScoreRow(row["file"], float(row["object_score"]), float(row.get("coverage") or "nan"),
-                         float(row.get("normalised_score") or "nan"), row.get("verdict") or "") for row in rows]
+                         float(row.get("normalised_score") or "nan"), row.get("verdict") or "",
+                         int(row["regions"]) if row.get("regions") else None) for row in rows]
     except (KeyError, TypeError, ValueError, UnicodeDecodeError, csv.Error) as error:
         raise InputError(f"expected columns {','.join(SCORE_COLUMNS)} ({error})", table) from None
