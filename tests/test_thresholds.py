@@ -125,3 +125,24 @@ def test_heatmaps_share_one_scale_with_a_threshold() -> None:
     assert not np.array_equal(shared_good[2], shared_bad[2])
     own_good, own_bad = heatmap_colors(good), heatmap_colors(bad)
     np.testing.assert_array_equal(own_good[2], own_bad[2])  # per-scan: both maxima look alike
+
+
+def test_benchmark_counts_the_verdicts_of_a_calibrated_threshold(tmp_path, capsys) -> None:
+    from mvr3d.data import demo_shapes_dir, make_benchmark
+    from mvr3d.engine.results import BenchmarkResults
+
+    data = tmp_path / "data"
+    make_benchmark(demo_shapes_dir(), data, preset="tiny", seed=0)
+    out = tmp_path / "run"
+    assert main(["benchmark", "--data", str(data), "--out", str(out), "--method", "btf_raw", "--classes",
+                 "angle_block", "--false-alarm-rate", "0.1"]) == 0
+    decisions = BenchmarkResults.read(out).classes[0].decisions
+    assert decisions["false_alarm_rate"] == 0.1
+    for key in ("good_scans_failed", "defective_scans_failed", "normal_points_above", "anomalous_points_above"):
+        assert 0.0 <= decisions[key] <= 1.0
+    assert decisions["good_scans_failed"] in {i / 4 for i in range(5)}  # the tiny preset has 4 good scans
+    assert "good scans failed" in (out / "results.md").read_text()
+    # Without the rate the settings differ: the run does not resume into the calibrated one.
+    assert main(["benchmark", "--data", str(data), "--out", str(out), "--method", "btf_raw", "--classes",
+                 "angle_block"]) == 2
+    assert "other settings" in capsys.readouterr().err

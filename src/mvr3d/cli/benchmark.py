@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_method_option(parser)
     parser.add_argument("--classes", nargs="+", help="classes to run (default: all)")
     parser.add_argument("--out", type=Path, required=True, help="results folder (reruns resume)")
+    parser.add_argument("--false-alarm-rate", type=float, metavar="RATE",
+                        help="also calibrate each class's pass/fail threshold as `fit --false-alarm-rate` does and "
+                             "report how often good and defective test scans fail it")
     add_model_options(parser)
     parser.set_defaults(func=run)
 
@@ -29,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     check_method_options(args)
     config = config_from_args(args)
     with output_lock(args.out):
-        summary = run_benchmark(args.data, args.out, config, args.method, args.classes)
+        summary = run_benchmark(args.data, args.out, config, args.method, args.classes,
+                                false_alarm_rate=args.false_alarm_rate)
     print((args.out / "results.md").read_text())
     print(f"mean O-ROC {summary.mean_of('o_roc'):.3f}  P-ROC {summary.mean_of('p_roc'):.3f}; results in {args.out}")
     return 0

@@ -22,6 +22,8 @@ from mvr3d.metrics.nuisance import NUISANCES as NUISANCE_ORDER
 from mvr3d.metrics.nuisance import nuisance_correlations, nuisance_values, pooled_nuisance
 from mvr3d.models import MVRConfig
 from mvr3d.models.base import ArrayStateDetector
+from mvr3d.models.thresholds import Threshold, calibrate, check_rate
+from mvr3d.scans import load_clouds
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.provenance import provenance
 
@@ -72,8 +74,10 @@ def _short_hash(data: dict) -> str:
 
 def evaluate_class(
     root: Path, category: str, config: MVRConfig, progress: bool = True,
-    checkpoint: Path | None = None, method: str = "mvr",
+    checkpoint: Path | None = None, method: str = "mvr", false_alarm_rate: float | None = None,
 ) -> ClassResult:
+    """Fit on the class's templates, score its test scans, and measure; with a
+    ``false_alarm_rate``, also calibrate a threshold as ``fit`` does and count its decisions."""
     train = Real3DAD(root, category, "train")
     test = Real3DAD(root, category, "test")
     started = time.perf_counter()
@@ -81,6 +85,11 @@ def evaluate_class(
     fit_seconds = time.perf_counter() - started
     if checkpoint is not None:
         detector.save(checkpoint, overwrite=True)
+    threshold = None
+    if false_alarm_rate:
+        threshold = calibrate(lambda: make_detector(method, config), detector, load_clouds(train), false_alarm_rate,
+                              leave_one_out=method != "mvr")
+    tally = DecisionTally(threshold)
     object_scores, object_labels, pooled = [], [], PooledScores()
     by_stem, facts = {}, _scan_facts(root, category)
     started = time.perf_counter()
@@ -93,6 +102,7 @@ def evaluate_class(
         facts[sample.name]["good"] = sample.label == 0
         labels = sample.point_labels if sample.point_labels is not None else np.zeros(len(sample.points))
         pooled.add(result.point_scores, labels)
+        tally.add(result.object_score, sample.label, result.point_scores, labels)
     predict = (time.perf_counter() - started) / max(1, len(test))
     scores, labels = np.array(object_scores), np.array(object_labels)
     return ClassResult(
@@ -107,7 +117,44 @@ def evaluate_class(
         test_points=len(pooled),
         nuisance=[c.to_dict() for c in nuisance_correlations(_good(by_stem, facts), facts)],
         object_scores=by_stem,
+        decisions=tally.summary(),
     )
+
+
+class DecisionTally:
+    """How a calibrated threshold's verdicts turn out on labelled test scans."""
+
+    def __init__(self, threshold: Threshold | None) -> None:
+        self.threshold = threshold
+        self.counts = np.zeros((2, 2))  # [label, failed]
+        self.points = np.zeros((2, 2))  # [point label, above the point threshold]
+
+    def add(self, object_score: float, label: int, point_scores: np.ndarray, point_labels: np.ndarray) -> None:
+        if self.threshold is None:
+            return
+        self.counts[int(label != 0), int(self.threshold.verdict(object_score) == "fail")] += 1
+        above = np.asarray(point_scores) > self.threshold.point_threshold
+        anomalous = np.asarray(point_labels) != 0
+        for row, mask in ((0, ~anomalous), (1, anomalous)):
+            self.points[row] += (int((mask & ~above).sum()), int((mask & above).sum()))
+
+    def summary(self) -> dict[str, float]:
+        if self.threshold is None:
+            return {}
+        return {
+            "false_alarm_rate": self.threshold.false_alarm_rate,
+            "object_threshold": self.threshold.object_threshold,
+            "point_threshold": self.threshold.point_threshold,
+            "good_scans_failed": _share(self.counts[0]),
+            "defective_scans_failed": _share(self.counts[1]),
+            "normal_points_above": _share(self.points[0]),
+            "anomalous_points_above": _share(self.points[1]),
+        }
+
+
+def _share(row: np.ndarray) -> float:
+    """Share of the second column in a (not, yes) count pair; NaN when both are 0."""
+    return float(row[1] / row.sum()) if row.sum() else float("nan")
 
 
 def _scan_facts(root: Path, category: str) -> dict[str, dict]:
@@ -134,11 +181,17 @@ def _peak_memory_mb() -> dict:
 def run_benchmark(
     root: Path, out: Path, config: MVRConfig, method: str = "mvr",
     classes: list[str] | None = None, progress: bool = True, save_models: bool = False,
+    false_alarm_rate: float | None = None,
 ) -> BenchmarkResults:
-    """Evaluate each class, saving it as soon as it is done so a rerun resumes."""
+    """Evaluate each class, saving it as soon as it is done so a rerun resumes; with a
+    ``false_alarm_rate``, each class also calibrates a threshold and counts its verdicts."""
     make_detector(method, config)  # fail on an unknown method before any work
+    if false_alarm_rate:
+        check_rate(false_alarm_rate)
     classes = classes or list_categories(root)
     key = config_key(config, method)
+    if false_alarm_rate:
+        key = _short_hash({"key": key, "false_alarm_rate": false_alarm_rate})
     done_dir = out / "classes"
     done_dir.mkdir(parents=True, exist_ok=True)
     results = []
@@ -155,7 +208,7 @@ def run_benchmark(
             results.append(ClassResult.from_dict(saved["result"], path))
             continue
         checkpoint = out / "models" / category if save_models else None
-        result = evaluate_class(root, category, config, progress, checkpoint, method)
+        result = evaluate_class(root, category, config, progress, checkpoint, method, false_alarm_rate)
         log.info("%s: O-ROC %.3f P-ROC %.3f", category, result.o_roc, result.p_roc)
         atomic_write_text(path, json.dumps({"config_key": key, "result": result.to_dict()}, indent=2))
         results.append(result)
@@ -178,8 +231,24 @@ def _finish(
         provenance=provenance(),
     )
     summary.write(out)
-    atomic_write_text(out / "results.md", markdown_table({method: results}) + "\n" + nuisance_table(results))
+    tables = [markdown_table({method: results}), nuisance_table(results), decisions_table(results)]
+    atomic_write_text(out / "results.md", "\n".join(t for t in tables if t))
     return summary
+
+
+def decisions_table(results: list[ClassResult]) -> str:
+    """Per class, what the calibrated threshold did to good and defective test scans."""
+    rows = [r for r in results if r.decisions]
+    if not rows:
+        return ""
+    lines = ["| class | rate asked | good scans failed | defective scans failed | normal points above | "
+             "anomalous points above |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        d = r.decisions
+        cells = [d.get(k, float("nan")) * 100 for k in ("false_alarm_rate", "good_scans_failed", "defective_scans_failed",
+                                                        "normal_points_above", "anomalous_points_above")]
+        lines.append(f"| {r.category} | " + " | ".join(f"{c:.1f} %" for c in cells) + " |")
+    return "\n".join(lines) + "\n\nThresholds calibrated at fit time (leave one template out), applied to the test scans.\n"
 
 
 def _pooled(root: Path, results: list[ClassResult]) -> list:

@@ -51,6 +51,9 @@ class ClassResult:
     # Spearman of good scans' object scores with each nuisance (metrics/nuisance.py).
     nuisance: list[dict] = field(default_factory=list)
     object_scores: dict[str, float] = field(default_factory=dict)  # test stem -> score
+    # With a calibrated threshold (benchmark --false-alarm-rate): the rate asked for, the
+    # share of good test scans that failed, of defective ones caught, and per point.
+    decisions: dict[str, float] = field(default_factory=dict)
 
     def worst_nuisance(self) -> dict | None:
         return max(self.nuisance, key=lambda c: abs(c["rho"]), default=None)
@@ -78,6 +81,10 @@ class ClassResult:
         if not isinstance(scores, dict):
             raise InputError(f"{where}: field 'object_scores' must map scan names to scores", path)
         values["object_scores"] = {str(k): _number(v, f"{where}: score of {k!r}", path) for k, v in scores.items()}
+        decisions = values.get("decisions", {})
+        if not isinstance(decisions, dict):
+            raise InputError(f"{where}: field 'decisions' must map names to numbers", path)
+        values["decisions"] = {str(k): _number(v, f"{where}: decision {k!r}", path) for k, v in decisions.items()}
         return cls(**values)
 
 
