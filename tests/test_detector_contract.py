@@ -117,6 +117,25 @@ def test_save_then_load_scores_identically(fitted: Detector, scored: list[ScanSc
         fitted.save(tmp_path / "model")
 
 
+def test_calibrate_inspect_and_keep_the_threshold(fitted: Detector, scored: list[ScanScore], tmp_path: Path) -> None:
+    with pytest.raises(NotFittedError, match="no pass/fail threshold"):
+        fitted.inspect(TESTS[0])
+    try:
+        threshold = fitted.calibrate(TRAIN, 0.05, leave_one_out=False)  # views of its own templates: quick
+        assert fitted.threshold_ is threshold and threshold.strategy == "own-templates"
+        decided = fitted.inspect_many(TESTS)
+        for result, inspection in zip(scored, decided, strict=True):
+            assert inspection.object_score == pytest.approx(result.object_score, rel=1e-6)
+            assert inspection.verdict == ("fail" if inspection.object_score > threshold.object_threshold else "pass")
+            assert (inspection.normalised_score > 0.5) == inspection.failed
+            assert all(region.points >= 10 and region.peak_score > threshold.point_threshold
+                       for region in inspection.regions)
+        fitted.save(tmp_path / "model")
+        assert load_detector(tmp_path / "model").threshold_ == threshold
+    finally:
+        fitted.threshold_ = None
+
+
 def _record_file(folder: Path) -> Path:
     return folder / "detector.json" if (folder / "detector.json").is_file() else folder / "config.json"
 

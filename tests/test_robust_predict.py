@@ -97,7 +97,8 @@ def test_predict_reads_the_recommended_folder_layout(tmp_path):
     scans = list_scans(test)
     assert [p.relative_to(test).as_posix() for p in scans] == ["bump/bump_00.pcd", "bump/good_00.pcd", "good/good_00.pcd"]
     names = planned_outputs(scans, heatmaps=False, root=test)
-    assert names == ["bump__bump_00.txt", "bump__good_00.txt", "good__good_00.txt", "scores.csv", "predict.json"]
+    assert names == ["bump__bump_00.txt", "bump__good_00.txt", "good__good_00.txt", "scores.csv", "regions.csv",
+                     "predict.json"]
     assert list_scans(test / "bump") == [test / "bump" / "bump_00.pcd", test / "bump" / "good_00.pcd"]
 
 

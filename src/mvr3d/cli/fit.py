@@ -21,9 +21,8 @@ from mvr3d.engine.benchmark import make_detector
 from mvr3d.errors import InputError, MVR3DError
 from mvr3d.models import MVRConfig, checkpoint, persistence
 from mvr3d.models.base import Detector
-from mvr3d.models.thresholds import DEFAULT_FALSE_ALARM_RATE, calibrate, check_rate
+from mvr3d.models.thresholds import DEFAULT_FALSE_ALARM_RATE, check_rate
 from mvr3d.models.training_state import STATE_NAME
-from mvr3d.scans import load_clouds
 
 log = logging.getLogger(__name__)
 # Out of disk, quota, read-only: the user's environment, not a bug.
@@ -73,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             detector.save(args.out, overwrite=args.overwrite)
             state.unlink(missing_ok=True)
             if args.false_alarm_rate:
-                _calibrate(args, config, train, detector)
+                _calibrate(args, train, detector)
     except OSError as error:
         if error.errno not in _WRITE_ERRNOS:
             raise
@@ -96,12 +95,11 @@ def _fit(args: argparse.Namespace, config: MVRConfig, train: object, state: Path
     return detector.fit(train, state_file=state, save_every=save_every)
 
 
-def _calibrate(args: argparse.Namespace, config: MVRConfig, train: object, detector: Detector) -> None:
+def _calibrate(args: argparse.Namespace, train: object, detector: Detector) -> None:
     """Thresholds from normal views of the training scans; MVR scores its own (one fit is costly)."""
     started = time.perf_counter()
     try:
-        threshold = calibrate(lambda: make_detector(args.method, config), detector, load_clouds(train),
-                              args.false_alarm_rate, leave_one_out=args.method != "mvr")
+        threshold = detector.calibrate(train, args.false_alarm_rate)
     except InputError as error:
         print(f"warning: the detector is saved without a pass/fail threshold: {error}", file=sys.stderr)
         return

@@ -12,7 +12,6 @@ from mvr3d.engine import predict_files
 from mvr3d.engine.predict import check_output
 from mvr3d.errors import InputError
 from mvr3d.models import MVRConfig, MVRDetector
-from mvr3d.models.thresholds import Threshold
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     # Before the lock, which creates the folder (and its lock file) even among the inputs.
     check_output(args.input, args.output, heatmaps=not args.no_heatmaps)
     detector = _with_options(load_detector(args.checkpoint, device=args.device), args)
-    threshold = Threshold.load(args.checkpoint)
+    threshold = detector.threshold_
     if threshold is None and args.fail_exit_code:
         raise InputError("--fail-exit-code needs a threshold; this checkpoint has none (fit it with "
                          "--false-alarm-rate)", args.checkpoint)

@@ -22,8 +22,7 @@ from mvr3d.metrics.nuisance import NUISANCES as NUISANCE_ORDER
 from mvr3d.metrics.nuisance import nuisance_correlations, nuisance_values, pooled_nuisance
 from mvr3d.models import MVRConfig
 from mvr3d.models.base import ArrayStateDetector
-from mvr3d.models.thresholds import Threshold, calibrate, check_rate
-from mvr3d.scans import load_clouds
+from mvr3d.models.thresholds import Threshold, check_rate
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.provenance import provenance
 
@@ -87,8 +86,7 @@ def evaluate_class(
         detector.save(checkpoint, overwrite=True)
     threshold = None
     if false_alarm_rate:
-        threshold = calibrate(lambda: make_detector(method, config), detector, load_clouds(train), false_alarm_rate,
-                              leave_one_out=method != "mvr")
+        threshold = detector.calibrate(train, false_alarm_rate)
     tally = DecisionTally(threshold)
     object_scores, object_labels, pooled = [], [], PooledScores()
     by_stem, facts = {}, _scan_facts(root, category)

@@ -19,7 +19,7 @@ from mvr3d.engine.results import REGIONS_FILE, SCORES_FILE, ScoreRow, write_regi
 from mvr3d.errors import InputError, MVR3DError
 from mvr3d.io import READ_FORMATS, file_problem, read_points, write_points
 from mvr3d.models.base import Detector
-from mvr3d.models.regions import anomalous_regions
+from mvr3d.models.inspection import inspect_result
 from mvr3d.models.thresholds import Threshold
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.colormap import colormap
@@ -205,11 +205,10 @@ def _predict(
             for path, cloud, result in zip(group, clouds, results, strict=True):
                 row = _write_outputs(scan_name(path, root), path, cloud, result, output, heatmaps, threshold)
                 if threshold is not None:
-                    found = anomalous_regions(np.asarray(cloud.points), result.point_scores, threshold.point_threshold)
-                    regions.append((row["file"], found))
-                    row.update(normalised_score=threshold.normalised(row["object_score"]),
-                               verdict=threshold.verdict(row["object_score"]), regions=len(found),
-                               region_list=[region.to_dict() for region in found])
+                    decided = inspect_result(np.asarray(cloud.points), result, threshold)
+                    regions.append((row["file"], decided.regions))
+                    row.update(normalised_score=decided.normalised_score, verdict=decided.verdict,
+                               regions=len(decided.regions))
                 rows.append(row)
     _write_table(output / TABLE_NAME, rows)
     if threshold is not None:

@@ -19,13 +19,19 @@ import numpy as np
 
 from mvr3d.errors import CheckpointError, InputError, NotFittedError
 from mvr3d.models import persistence
-from mvr3d.scans import ScanLike, ScanScore
+from mvr3d.models.inspection import Inspection, inspect_result
+from mvr3d.models.thresholds import DEFAULT_FALSE_ALARM_RATE, Threshold, calibrate
+from mvr3d.scans import ScanLike, ScanScore, as_points, load_clouds
 
 
 class Detector(ABC):
     """An anomaly detector for point clouds; register subclasses with ``@register_detector``."""
 
     name: ClassVar[str] = ""  # the registry name, set by register_detector
+    # The pass/fail threshold: set by calibrate(), saved and loaded with the detector.
+    threshold_: Threshold | None = None
+    # Whether calibrate() refits a copy per left-out scan by default (off where a fit is costly).
+    calibrate_leave_one_out: ClassVar[bool] = True
 
     @abstractmethod
     def fit(self, scans: Iterable[ScanLike], progress: bool = True) -> Detector:
@@ -49,6 +55,35 @@ class Detector(ABC):
         if not self.is_fitted:
             label = f"detector {self.name!r} ({type(self).__name__})" if self.name else type(self).__name__
             raise NotFittedError(f"{label} is not fitted: call fit() or {type(self).__name__}.load() first")
+
+    def calibrate(self, normal_scans: Iterable[ScanLike], false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
+                  leave_one_out: bool | None = None) -> Threshold:
+        """Set ``threshold_`` from simulated views of ``normal_scans`` (the training scans),
+        each scored by a copy fitted without the scan it comes from (leave one out; see
+        :mod:`mvr3d.models.thresholds`), or by this detector when ``leave_one_out`` is off
+        (default: ``calibrate_leave_one_out`` of the method)."""
+        self.check_is_fitted()
+        if leave_one_out is None:
+            leave_one_out = self.calibrate_leave_one_out
+        self.threshold_ = calibrate(self.unfitted_copy, self, load_clouds(normal_scans), false_alarm_rate,
+                                    leave_one_out=leave_one_out)
+        return self.threshold_
+
+    def unfitted_copy(self) -> Detector:
+        """A new, unfitted detector with the same settings (for leave-one-out calibration)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot copy itself; calibrate with leave_one_out=False")
+
+    def inspect(self, scan: ScanLike) -> Inspection:
+        """Scores, verdict and anomalous regions of one scan (needs a threshold)."""
+        return self.inspect_many([scan])[0]
+
+    def inspect_many(self, scans: Sequence[ScanLike]) -> list[Inspection]:
+        """:meth:`inspect` for several scans, scored together as :meth:`score_many` does."""
+        if self.threshold_ is None:
+            raise NotFittedError(f"{type(self).__name__} has no pass/fail threshold: call calibrate() first, or fit "
+                                 "from the command line with --false-alarm-rate")
+        points = [as_points(scan) for scan in scans]
+        return [inspect_result(p, r, self.threshold_) for p, r in zip(points, self.score_many(points), strict=True)]
 
     @abstractmethod
     def save(self, folder: str | Path, overwrite: bool = False) -> Path:
@@ -100,7 +135,10 @@ class ArrayStateDetector(Detector):
         self.check_is_fitted()
         if not self.name or registry.detector_class(self.name) is not type(self):
             raise InputError(f"{type(self).__name__} is not a registered detector; it cannot be saved by name")
-        return persistence.save(Path(folder), self.name, self.get_params(), self.state_arrays(), overwrite)
+        path = persistence.save(Path(folder), self.name, self.get_params(), self.state_arrays(), overwrite)
+        if self.threshold_ is not None:
+            self.threshold_.save(path)
+        return path
 
     @classmethod
     def load(cls, folder: str | Path, device: str | None = None) -> ArrayStateDetector:
@@ -108,7 +146,14 @@ class ArrayStateDetector(Detector):
         params, arrays = persistence.load(folder, cls.name)
         detector = cls._from_params(params, device, folder / persistence.DETECTOR_NAME)
         detector.restore_state(arrays, folder / persistence.STATE_NAME)
+        detector.threshold_ = Threshold.load(folder)
         return detector
+
+    def unfitted_copy(self) -> ArrayStateDetector:
+        kwargs = self.get_params()
+        if "device" in inspect.signature(type(self).__init__).parameters:
+            kwargs["device"] = getattr(self, "device", None)
+        return type(self)(**kwargs)
 
     @classmethod
     def _from_params(cls, params: dict, device: str | None, path: Path) -> ArrayStateDetector:

@@ -40,6 +40,7 @@ from mvr3d.models.placement import (
 from mvr3d.models.registry import register_detector
 from mvr3d.models.sides import SideFinder
 from mvr3d.models.simulation import Scanner, held_out
+from mvr3d.models.thresholds import Threshold
 from mvr3d.render import make_poses, render_views, to_rgb
 from mvr3d.scans import ScanLike, ScanScore, as_points, training_points
 from mvr3d.utils.seeding import seed_everything
@@ -61,6 +62,11 @@ def warm_up_linalg(device: torch.device) -> None:
 @register_detector("mvr")
 class MVRDetector(Detector):
     """Multi-View Reconstruction anomaly detector for point clouds."""
+
+    calibrate_leave_one_out = False  # one fit per left-out template would cost minutes on a GPU
+
+    def unfitted_copy(self) -> MVRDetector:
+        return MVRDetector(self.config)
 
     def __init__(self, config: MVRConfig | None = None, **overrides: object) -> None:
         config = config or MVRConfig()
@@ -257,10 +263,13 @@ class MVRDetector(Detector):
         for prefix, stats in (("score_stats", self.score_stats_), ("deviation_stats", self.deviation_stats_)):
             if stats is not None:
                 templates.update(stats.state(prefix))
-        return checkpoint.save(
+        path = checkpoint.save(
             Path(directory), self.config.to_dict(), state,
             net.teacher.state_dict(), net.student.state_dict(), templates, overwrite=overwrite,
         )
+        if self.threshold_ is not None:
+            self.threshold_.save(path)
+        return path
 
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None) -> MVRDetector:
@@ -286,6 +295,7 @@ class MVRDetector(Detector):
             detector._load_stats(templates, directory)
         if not math.isfinite(detector.radius_) or detector.radius_ <= 0:
             raise CheckpointError(f"{directory}: invalid radius {detector.radius_} in config.json")
+        detector.threshold_ = Threshold.load(Path(directory))
         return detector
 
     def _load_stats(self, tensors: dict, directory: object) -> None:

@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -28,9 +29,11 @@ from scipy.stats import norm
 
 from mvr3d.data.scanner import CELL_SPACINGS, DEPTH_TOLERANCE_CELLS, sphere_directions, visible_from
 from mvr3d.errors import CheckpointError, InputError
-from mvr3d.models.base import Detector
 from mvr3d.models.checkpoint import THRESHOLD_NAME
 from mvr3d.utils.atomic import atomic_write_text
+
+if TYPE_CHECKING:  # base imports this module: a detector carries its threshold
+    from mvr3d.models.base import Detector
 
 log = logging.getLogger(__name__)
 
