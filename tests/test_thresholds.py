@@ -146,3 +146,34 @@ def test_benchmark_counts_the_verdicts_of_a_calibrated_threshold(tmp_path, capsy
     assert main(["benchmark", "--data", str(data), "--out", str(out), "--method", "btf_raw", "--classes",
                  "angle_block"]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_predict_report_shows_verdicts_regions_and_heatmaps(tmp_path) -> None:
+    pytest.importorskip("plotly")  # the 'report' extra; installed by `make test`
+    data, scans = tmp_path / "part", tmp_path / "scans <&>"
+    (data / "train" / "good").mkdir(parents=True)
+    scans.mkdir()
+    for seed in range(3):
+        write_points(data / "train" / "good" / f"t{seed}.pcd", blob(3000, seed))
+    write_points(scans / "good.pcd", normal_views(blob(3000, 10), 1)[0])
+    write_points(scans / "bad<b>.pcd", normal_views(bulged(blob(3000, 11)), 1)[0])
+    model = tmp_path / "model"
+    assert main(["fit", "--method", "btf_raw", "--data", str(data), "--out", str(model),
+                 "--false-alarm-rate", "0.05"]) == 0
+    out = tmp_path / "o"
+    assert main(["predict", "--checkpoint", str(model), "--input", str(scans), "--output", str(out), "--report"]) == 0
+    page = (out / "report.html").read_text()
+    rows = {line.split(",")[0]: line.split(",") for line in (out / "scores.csv").read_text().splitlines()[1:]}
+    failed = sum(row[4] == "fail" for row in rows.values())
+    assert f"{failed} failed" in page and f"{2 - failed} passed" in page
+    assert "bad&lt;b&gt;" in page and "bad<b>" not in page  # names are text, not markup
+    assert "scans &lt;&amp;&gt;" in page
+    assert page.count("Plotly.newPlot") == 2  # the histogram and one 3D figure for all parts
+    assert "twice the point threshold" in page
+    assert "<script src=" not in page and len(page) > 1_000_000  # plotly.js embedded: the page works offline
+
+    plain = tmp_path / "plain"
+    assert main(["fit", "--method", "btf_raw", "--data", str(data), "--out", str(plain)]) == 0
+    assert main(["predict", "--checkpoint", str(plain), "--input", str(scans), "--output", str(tmp_path / "o2"),
+                 "--report"]) == 0
+    assert "no verdicts" in (tmp_path / "o2" / "report.html").read_text()

@@ -12,6 +12,7 @@ from mvr3d.engine import predict_files
 from mvr3d.engine.predict import check_output
 from mvr3d.errors import InputError
 from mvr3d.models import MVRConfig, MVRDetector
+from mvr3d.visualization.inspection import write_inspection_report
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-points", type=int, help=field_help(MVRConfig, "max_points") + "; MVR only")
     parser.add_argument("--batch", type=int, default=4, help="scans scored together (default 4)")
     parser.add_argument("--compile", action="store_true", help=field_help(MVRConfig, "compile") + "; MVR only")
+    parser.add_argument("--report", action="store_true",
+                        help="also write OUT/report.html: verdicts, score histogram, regions and 3D heatmaps of "
+                             "every part (offline; needs the 'report' extra)")
     parser.add_argument("--fail-exit-code", action="store_true",
                         help="exit with status 1 when any scan fails its threshold (set by `fit --false-alarm-rate`)")
     parser.set_defaults(func=run)
@@ -40,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     with output_lock(args.output):
         rows = predict_files(detector, args.input, args.output, heatmaps=not args.no_heatmaps, batch=args.batch,
                              checkpoint=args.checkpoint, threshold=threshold)
+        if args.report:
+            print(f"wrote {write_inspection_report(args.output)}")
     _print_table(rows, threshold is not None)
     print(f"wrote {len(rows)} result(s) to {args.output}")
     failed = [row for row in rows if row.get("verdict") == "fail"]

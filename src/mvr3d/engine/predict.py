@@ -34,6 +34,8 @@ RECORD_NAME = "predict.json"
 # Below this share of points seen in a view, a scan's scores are mostly borrowed: say so.
 LOW_COVERAGE = 0.5
 TABLE_NAME = SCORES_FILE
+# The inspection page `predict --report` adds (visualization/inspection.py writes it).
+REPORT_NAME = "report.html"
 _MANIFEST_FORMAT = "mvr3d-predict"
 _OWN_HIDDEN = (MANIFEST_NAME, ".mvr3d.lock")  # the lock is cli.common.LOCK_NAME
 
@@ -88,7 +90,7 @@ def planned_outputs(scans: list[Path], heatmaps: bool = True, root: Path | None 
     """Names ``predict`` writes into its output folder for these scans."""
     suffixes = (".txt", ".ply") if heatmaps else (".txt",)
     return [f"{scan_name(scan, root)}{suffix}" for scan in scans for suffix in suffixes] + [TABLE_NAME, REGIONS_FILE,
-                                                                                             RECORD_NAME]
+                                                                                             RECORD_NAME, REPORT_NAME]
 
 
 def check_output(inputs: Path, output: Path, heatmaps: bool = True) -> list[Path]:
