@@ -98,7 +98,7 @@ def test_predict_reads_the_recommended_folder_layout(tmp_path):
     assert [p.relative_to(test).as_posix() for p in scans] == ["bump/bump_00.pcd", "bump/good_00.pcd", "good/good_00.pcd"]
     names = planned_outputs(scans, heatmaps=False, root=test)
     assert names == ["bump__bump_00.txt", "bump__good_00.txt", "good__good_00.txt", "scores.csv", "regions.csv",
-                     "predict.json"]
+                     "predict.json", "report.html"]
     assert list_scans(test / "bump") == [test / "bump" / "bump_00.pcd", test / "bump" / "good_00.pcd"]
 
 
@@ -111,12 +111,12 @@ def test_low_coverage_is_reported(tmp_path, caplog):
     cloud = PointCloud(points)
     scores = ScanScore(np.zeros(20, np.float32), 0.0, 0.2)
     with caplog.at_level("WARNING"):
-        row = _write_outputs("s", tmp_path / "s.pcd", cloud, scores, tmp_path, heatmaps=False)
+        row = _write_outputs("s", tmp_path / "s.pcd", cloud, scores, tmp_path, (True, False))
     assert row == {"file": "s", "object_score": 0.0, "coverage": 0.2}
     assert "saw only 20 % of its points" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
-        _write_outputs("t", tmp_path / "t.pcd", cloud, ScanScore(np.zeros(20, np.float32), 0.0, 0.9), tmp_path, False)
+        _write_outputs("t", tmp_path / "t.pcd", cloud, ScanScore(np.zeros(20, np.float32), 0.0, 0.9), tmp_path, (True, False))
     assert "saw only" not in caplog.text
 
 

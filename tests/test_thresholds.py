@@ -175,5 +175,10 @@ def test_predict_report_shows_verdicts_regions_and_heatmaps(tmp_path) -> None:
     plain = tmp_path / "plain"
     assert main(["fit", "--method", "btf_raw", "--data", str(data), "--out", str(plain)]) == 0
     assert main(["predict", "--checkpoint", str(plain), "--input", str(scans), "--output", str(tmp_path / "o2"),
-                 "--report"]) == 0
-    assert "no verdicts" in (tmp_path / "o2" / "report.html").read_text()
+                 "--report", "--no-txt"]) == 0
+    written = sorted(p.name for p in (tmp_path / "o2").iterdir() if not p.name.startswith("."))
+    assert written == ["bad<b>.ply", "good.ply", "predict.json", "report.html", "scores.csv"]
+    page = (tmp_path / "o2" / "report.html").read_text()
+    assert "no verdicts" in page and page.count("Plotly.newPlot") == 2  # heatmaps read from the PLY files
+    assert main(["predict", "--checkpoint", str(plain), "--input", str(scans), "--output", str(tmp_path / "o3"),
+                 "--no-txt", "--no-heatmaps"]) == 2

@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--input", type=Path, required=True, help="a scan file or a folder of scans")
     parser.add_argument("--output", type=Path, required=True, help="folder for scores and heatmaps")
     parser.add_argument("--no-heatmaps", action="store_true", help="skip the coloured PLY files")
+    parser.add_argument("--no-txt", action="store_true",
+                        help="skip the x y z score text files (~47 bytes a point; the PLY keeps the scores)")
     parser.add_argument("--device", help="override the checkpoint's device")
     parser.add_argument("--max-points", type=int, help=field_help(MVRConfig, "max_points") + "; MVR only")
     parser.add_argument("--batch", type=int, default=4, help="scans scored together (default 4)")
@@ -35,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Before the lock, which creates the folder (and its lock file) even among the inputs.
-    check_output(args.input, args.output, heatmaps=not args.no_heatmaps)
+    if args.no_txt and args.no_heatmaps:
+        raise InputError("--no-txt with --no-heatmaps would keep no point scores; drop one of them")
+    check_output(args.input, args.output, heatmaps=not args.no_heatmaps, txt=not args.no_txt)
     detector = _with_options(load_detector(args.checkpoint, device=args.device), args)
     threshold = detector.threshold_
     if threshold is None and args.fail_exit_code:
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                          "--false-alarm-rate)", args.checkpoint)
     with output_lock(args.output):
         rows = predict_files(detector, args.input, args.output, heatmaps=not args.no_heatmaps, batch=args.batch,
-                             checkpoint=args.checkpoint, threshold=threshold)
+                             checkpoint=args.checkpoint, threshold=threshold, txt=not args.no_txt)
         if args.report:
             print(f"wrote {write_inspection_report(args.output)}")
     _print_table(rows, threshold is not None)

@@ -86,21 +86,21 @@ def scan_name(scan: Path, root: Path | None = None) -> str:
     return "__".join((*scan.relative_to(root).parent.parts, scan.stem))
 
 
-def planned_outputs(scans: list[Path], heatmaps: bool = True, root: Path | None = None) -> list[str]:
+def planned_outputs(scans: list[Path], heatmaps: bool = True, root: Path | None = None, txt: bool = True) -> list[str]:
     """Names ``predict`` writes into its output folder for these scans."""
-    suffixes = (".txt", ".ply") if heatmaps else (".txt",)
+    suffixes = tuple(s for s, wanted in ((".txt", txt), (".ply", heatmaps)) if wanted)
     return [f"{scan_name(scan, root)}{suffix}" for scan in scans for suffix in suffixes] + [TABLE_NAME, REGIONS_FILE,
                                                                                              RECORD_NAME, REPORT_NAME]
 
 
-def check_output(inputs: Path, output: Path, heatmaps: bool = True) -> list[Path]:
+def check_output(inputs: Path, output: Path, heatmaps: bool = True, txt: bool = True) -> list[Path]:
     """Refuse an output folder predict may not write into; returns the scans.
 
     The folder must be new, empty, or one predict wrote (its manifest lists the files),
     and never the input folder, inside it, or a path onto an input file.
     """
     scans = list_scans(inputs)
-    names = planned_outputs(scans, heatmaps, inputs)
+    names = planned_outputs(scans, heatmaps, inputs, txt)
     out = output.resolve()
     if inputs.is_dir() and (out == inputs.resolve() or inputs.resolve() in out.parents):
         raise InputError(f"the output folder is (inside) the input folder {inputs}; choose another --output", output)
@@ -166,7 +166,7 @@ def _claim(output: Path, names: list[str]) -> None:
 
 def predict_files(
     detector: Detector, inputs: Path, output: Path, heatmaps: bool = True, batch: int = 4,
-    checkpoint: Path | None = None, threshold: Threshold | None = None,
+    checkpoint: Path | None = None, threshold: Threshold | None = None, txt: bool = True,
 ) -> list[dict]:
     """Score every scan; write ``<name>.txt``, ``<name>.ply``, ``scores.csv`` and
     ``predict.json`` (what made them: detector, settings, ``checkpoint``, versions) under output;
@@ -178,10 +178,10 @@ def predict_files(
     if batch < 1:
         raise InputError(f"batch must be a positive number of scans, got {batch}")
     detector.check_is_fitted()  # before any output is claimed
-    scans = check_output(inputs, output, heatmaps)
+    scans = check_output(inputs, output, heatmaps, txt)
     try:
-        _claim(output, planned_outputs(scans, heatmaps, inputs))
-        rows = _predict(detector, scans, output, heatmaps, batch, inputs, threshold)
+        _claim(output, planned_outputs(scans, heatmaps, inputs, txt))
+        rows = _predict(detector, scans, output, (txt, heatmaps), batch, inputs, threshold)
         _write_record(output / RECORD_NAME, detector, inputs, checkpoint, len(rows), threshold)
         return rows
     except OSError as error:
@@ -192,8 +192,8 @@ def predict_files(
 
 
 def _predict(
-    detector: Detector, scans: list[Path], output: Path, heatmaps: bool, batch: int, root: Path | None = None,
-    threshold: Threshold | None = None,
+    detector: Detector, scans: list[Path], output: Path, files: tuple[bool, bool], batch: int,
+    root: Path | None = None, threshold: Threshold | None = None,
 ) -> list[dict]:
     groups = [scans[i : i + batch] for i in range(0, len(scans), batch)]
     rows, regions = [], []
@@ -205,7 +205,7 @@ def _predict(
                 pending = reader.submit(_read_all, groups[index + 1])
             results = detector.score_many(clouds)
             for path, cloud, result in zip(group, clouds, results, strict=True):
-                row = _write_outputs(scan_name(path, root), path, cloud, result, output, heatmaps, threshold)
+                row = _write_outputs(scan_name(path, root), path, cloud, result, output, files, threshold)
                 if threshold is not None:
                     decided = inspect_result(np.asarray(cloud.points), result, threshold)
                     regions.append((row["file"], decided.regions))
@@ -244,10 +244,13 @@ def heatmap_colors(scores: np.ndarray, threshold: Threshold | None = None) -> np
     return colormap(scores)
 
 
-def _write_outputs(name: str, path: Path, cloud, result, output: Path, heatmaps: bool,
+def _write_outputs(name: str, path: Path, cloud, result, output: Path, files: tuple[bool, bool],
                    threshold: Threshold | None = None) -> dict:
+    """The point files of one scan: ``files`` = (TXT wanted, PLY heatmap wanted)."""
     points = np.asarray(cloud.points)
-    write_points(output / f"{name}.txt", points, result.point_scores)
+    txt, heatmaps = files
+    if txt:
+        write_points(output / f"{name}.txt", points, result.point_scores)
     if heatmaps:
         colors = heatmap_colors(result.point_scores, threshold)
         write_points(output / f"{name}.ply", points, result.point_scores, colors=colors)

@@ -3,7 +3,7 @@
 part's verdict and regions, and a 3D heatmap of each part on one colour scale.
 
 Reads only what ``predict`` wrote (``predict.json``, ``scores.csv``, ``regions.csv`` and the
-``<name>.txt`` point scores); plotly is optional (``pip install 'mvr3d[report]'``) and its
+``<name>.txt`` or ``<name>.ply`` point scores); plotly is optional (``pip install 'mvr3d[report]'``) and its
 JavaScript is embedded, so the page opens without a network.
 """
 
@@ -137,8 +137,8 @@ def _heatmaps(go: ModuleType, folder: Path, rows: list[ScoreRow], regions: dict[
     """One 3D figure with a button per part (one WebGL context whatever the batch size)."""
     parts = []
     for row in sorted(rows, key=lambda r: (r.verdict != "fail", -r.object_score)):
-        path = folder / f"{row.file}.txt"
-        if path.is_file():
+        path = next((p for p in (folder / f"{row.file}.txt", folder / f"{row.file}.ply") if p.is_file()), None)
+        if path is not None:
             parts.append((row, *_subsample(read_points(path))))
     if not parts:
         return "<p class='note'>No per-point score files in this folder.</p>"
