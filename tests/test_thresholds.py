@@ -182,3 +182,33 @@ def test_predict_report_shows_verdicts_regions_and_heatmaps(tmp_path) -> None:
     assert "no verdicts" in page and page.count("Plotly.newPlot") == 2  # heatmaps read from the PLY files
     assert main(["predict", "--checkpoint", str(plain), "--input", str(scans), "--output", str(tmp_path / "o3"),
                  "--no-txt", "--no-heatmaps"]) == 2
+
+
+def test_benchmark_and_labels_on_the_own_folder_layout(tmp_path, caplog) -> None:
+    """`benchmark --data mypart` on train/good + test/good + test/bump (labels beside one
+    defective scan): one class named after the folder, every test scan scored, P-ROC from
+    the labelled scans only."""
+    from mvr3d.engine.results import BenchmarkResults
+
+    part = tmp_path / "mypart"
+    for folder in ("train/good", "test/good", "test/bump"):
+        (part / folder).mkdir(parents=True)
+    for seed in range(3):
+        write_points(part / "train" / "good" / f"t{seed}.pcd", blob(3000, seed))
+    for seed in (10, 11):
+        write_points(part / "test" / "good" / f"s{seed}.pcd", normal_views(blob(3000, seed), 1)[0])
+    for seed in (12, 13):
+        view = normal_views(bulged(blob(3000, seed)), 1)[0]
+        write_points(part / "test" / "bump" / f"s{seed}.pcd", view)
+    labelled = normal_views(bulged(blob(3000, 12)), 1)[0]
+    moved = labelled[:, 2] / np.linalg.norm(labelled, axis=1) > 0.8  # where bulged() lifts the surface
+    (part / "test" / "bump" / "s12.labels.txt").write_text("".join(f"{int(m)}\n" for m in moved))
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING"):
+        assert main(["benchmark", "--data", str(part), "--out", str(out), "--method", "btf_raw"]) == 0
+    result = BenchmarkResults.read(out).classes[0]
+    assert result.category == "mypart" and result.test_objects == 4
+    assert sorted(result.object_scores) == ["bump/s12", "bump/s13", "good/s10", "good/s11"]
+    assert result.test_points == sum(len(normal_views(blob(3000, s), 1)[0]) for s in (10, 11)) + len(labelled)
+    assert 0.0 <= result.p_roc <= 1.0 and 0.0 <= result.o_roc <= 1.0
+    assert "1 defective scan(s) have no per-point labels" in caplog.text

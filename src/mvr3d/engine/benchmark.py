@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mvr3d.data import Real3DAD, list_categories
+from mvr3d.data.folder import FolderDataset, open_dataset
 from mvr3d.detectors import Detector, detector_class
 from mvr3d.engine.results import METRICS, BenchmarkResults, ClassResult
 from mvr3d.errors import InputError
@@ -77,8 +78,7 @@ def evaluate_class(
 ) -> ClassResult:
     """Fit on the class's templates, score its test scans, and measure; with a
     ``false_alarm_rate``, also calibrate a threshold as ``fit`` does and count its decisions."""
-    train = Real3DAD(root, category, "train")
-    test = Real3DAD(root, category, "test")
+    train, test = class_splits(root, category)
     started = time.perf_counter()
     detector = make_detector(method, config).fit(train, progress=progress)
     fit_seconds = time.perf_counter() - started
@@ -91,16 +91,24 @@ def evaluate_class(
     object_scores, object_labels, pooled = [], [], PooledScores()
     by_stem, facts = {}, _scan_facts(root, category)
     started = time.perf_counter()
+    unlabelled = 0
     for sample in test:
         result = detector.score(sample.points)
         object_scores.append(result.object_score)
         object_labels.append(sample.label)
-        by_stem[sample.name] = float(result.object_score)
-        facts.setdefault(sample.name, {}).setdefault("points", len(sample.points))
-        facts[sample.name]["good"] = sample.label == 0
+        name = sample.name if isinstance(test, Real3DAD) else f"{sample.defect}/{sample.name}"
+        by_stem[name] = float(result.object_score)
+        facts.setdefault(name, {}).setdefault("points", len(sample.points))
+        facts[name]["good"] = sample.label == 0
+        if sample.point_labels is None and sample.label:
+            unlabelled += 1  # a defective scan without per-point truth: no P-ROC from it
+            tally.add(result.object_score, sample.label, result.point_scores[:0], np.zeros(0))
+            continue
         labels = sample.point_labels if sample.point_labels is not None else np.zeros(len(sample.points))
         pooled.add(result.point_scores, labels)
         tally.add(result.object_score, sample.label, result.point_scores, labels)
+    if unlabelled:
+        log.warning("%s: %d defective scan(s) have no per-point labels; P-ROC leaves them out", category, unlabelled)
     predict = (time.perf_counter() - started) / max(1, len(test))
     scores, labels = np.array(object_scores), np.array(object_labels)
     return ClassResult(
@@ -155,6 +163,21 @@ def _share(row: np.ndarray) -> float:
     return float(row[1] / row.sum()) if row.sum() else float("nan")
 
 
+def benchmark_classes(root: Path) -> list[str]:
+    """The classes under ``root``: one per category folder, or the part itself when
+    ``root`` is one part in the folder layout (``train/good``, ``test/<defect>``)."""
+    if (Path(root) / "train" / "good").is_dir():
+        return [Path(root).resolve().name]
+    return list_categories(root)
+
+
+def class_splits(root: Path, category: str) -> tuple[Real3DAD | FolderDataset, Real3DAD | FolderDataset]:
+    """Train and test scans of one class, in whichever layout ``root`` has."""
+    if (Path(root) / "train" / "good").is_dir():
+        return FolderDataset(root, "train", category), FolderDataset(root, "test", category)
+    return open_dataset(root, category, "train"), open_dataset(root, category, "test")
+
+
 def _scan_facts(root: Path, category: str) -> dict[str, dict]:
     """Per test scan, what make-benchmark recorded of how it was scanned (meta.json), if any."""
     try:
@@ -186,7 +209,7 @@ def run_benchmark(
     make_detector(method, config)  # fail on an unknown method before any work
     if false_alarm_rate:
         check_rate(false_alarm_rate)
-    classes = classes or list_categories(root)
+    classes = classes or benchmark_classes(root)
     key = config_key(config, method)
     if false_alarm_rate:
         key = _short_hash({"key": key, "false_alarm_rate": false_alarm_rate})
