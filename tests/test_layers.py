@@ -12,7 +12,8 @@ rank  packages and top-level modules              what they hold
 2     render, data                                rendering, datasets and benchmark building
 3     models, baselines, detectors                detectors (models must not import baselines)
 4     engine                                      fitting/predicting/benchmarking jobs
-5     cli, visualization, ``mvr3d.__main__``      user interfaces and reports
+5     cli, visualization, service,                user interfaces, reports and the HTTP service
+      ``mvr3d.__main__``
 ====  ==========================================  =============================================
 
 Within one rank imports are free, except for the pairs in ``FORBIDDEN``.
@@ -43,6 +44,7 @@ LAYERS: dict[str, int] = {
     "engine": 4,
     "cli": 5,
     "visualization": 5,
+    "service": 5,
     "__main__": 5,
 }
 

@@ -20,6 +20,7 @@ COMMANDS = {
     "benchmark": "benchmark",
     "weights": "weights",
     "report": "report",
+    "serve": "serve",
 }
 
 
