@@ -207,6 +207,8 @@ def run_benchmark(
     """Evaluate each class, saving it as soon as it is done so a rerun resumes; with a
     ``false_alarm_rate``, each class also calibrates a threshold and counts its verdicts."""
     make_detector(method, config)  # fail on an unknown method before any work
+    # Taken now: the git hash of the code this process runs, not of a later checkout.
+    record = provenance()
     if false_alarm_rate:
         check_rate(false_alarm_rate)
     classes = classes or benchmark_classes(root)
@@ -233,11 +235,11 @@ def run_benchmark(
         log.info("%s: O-ROC %.3f P-ROC %.3f", category, result.o_roc, result.p_roc)
         atomic_write_text(path, json.dumps({"config_key": key, "result": result.to_dict()}, indent=2))
         results.append(result)
-    return _finish(out, root, method, config, key, results)
+    return _finish(out, root, method, config, key, results, record)
 
 
 def _finish(
-    out: Path, root: Path, method: str, config: MVRConfig, key: str, results: list[ClassResult]
+    out: Path, root: Path, method: str, config: MVRConfig, key: str, results: list[ClassResult], record: dict,
 ) -> BenchmarkResults:
     summary = BenchmarkResults(
         method=method,
@@ -249,7 +251,7 @@ def _finish(
         mean={m: float(np.mean([getattr(r, m) for r in results])) for m in METRICS},
         nuisance_pooled=[c.to_dict() for c in _pooled(root, results)],
         peak_memory=_peak_memory_mb(),
-        provenance=provenance(),
+        provenance=record,
     )
     summary.write(out)
     tables = [markdown_table({method: results}), nuisance_table(results), decisions_table(results)]
