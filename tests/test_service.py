@@ -9,23 +9,15 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from mvr3d.detectors import create_detector
 from mvr3d.io import write_points
+from shapes import blob
 
 httpx = pytest.importorskip("httpx")  # the 'serve' extra and its test client; installed by `make test`
 uvicorn = pytest.importorskip("uvicorn")
 from mvr3d.service import create_app  # noqa: E402
-
-
-def blob(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    unit = rng.normal(size=(n, 3))
-    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
-    radius = 1 + 0.2 * np.sin(3 * unit[:, 0]) * np.cos(2 * unit[:, 1])
-    return 10 * unit * radius[:, None] + rng.normal(scale=0.02, size=(n, 3))
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,20 +12,20 @@ from mvr3d.cli import main
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.io import write_points
 from mvr3d.models.thresholds import Threshold, estimate, normal_views
+from shapes import blob, bulged
 
 
-def blob(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    unit = rng.normal(size=(n, 3))
-    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
-    radius = 1 + 0.2 * np.sin(3 * unit[:, 0]) * np.cos(2 * unit[:, 1])
-    return 10 * unit * radius[:, None] + rng.normal(scale=0.02, size=(n, 3))
-
-
-def bulged(points: np.ndarray) -> np.ndarray:
-    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
-    lift = np.clip((unit[:, 2] - 0.8) / 0.2, 0, 1) ** 2
-    return points + 2.0 * lift[:, None] * unit
+def part_and_scans(tmp_path: Path, scans_name: str = "scans", bad_name: str = "bad") -> tuple[Path, Path]:
+    """A folder-layout part with 3 training blobs, and a folder with one good and one bulged
+    one-sided scan (``good.pcd``, ``<bad_name>.pcd``)."""
+    data, scans = tmp_path / "part", tmp_path / scans_name
+    (data / "train" / "good").mkdir(parents=True)
+    scans.mkdir()
+    for seed in range(3):
+        write_points(data / "train" / "good" / f"t{seed}.pcd", blob(3000, seed))
+    write_points(scans / "good.pcd", normal_views(blob(3000, 10), 1)[0])
+    write_points(scans / f"{bad_name}.pcd", normal_views(bulged(blob(3000, 11)), 1)[0])
+    return data, scans
 
 
 def test_threshold_from_normal_scores() -> None:
@@ -72,13 +73,7 @@ def test_fit_calibrates_and_predict_decides(tmp_path, capsys) -> None:
     question, not this test's: here it is placed between the two scans by hand.)"""
     from dataclasses import replace
 
-    data, scans = tmp_path / "part", tmp_path / "scans"
-    (data / "train" / "good").mkdir(parents=True)
-    scans.mkdir()
-    for seed in range(3):
-        write_points(data / "train" / "good" / f"t{seed}.pcd", blob(3000, seed))
-    write_points(scans / "good.pcd", normal_views(blob(3000, 10), 1)[0])
-    write_points(scans / "bad.pcd", normal_views(bulged(blob(3000, 11)), 1)[0])
+    data, scans = part_and_scans(tmp_path)
     model = tmp_path / "model"
     assert main(["fit", "--method", "btf_raw", "--data", str(data), "--out", str(model),
                  "--false-alarm-rate", "0.05"]) == 0
@@ -150,13 +145,7 @@ def test_benchmark_counts_the_verdicts_of_a_calibrated_threshold(tmp_path, capsy
 
 def test_predict_report_shows_verdicts_regions_and_heatmaps(tmp_path) -> None:
     pytest.importorskip("plotly")  # the 'report' extra; installed by `make test`
-    data, scans = tmp_path / "part", tmp_path / "scans <&>"
-    (data / "train" / "good").mkdir(parents=True)
-    scans.mkdir()
-    for seed in range(3):
-        write_points(data / "train" / "good" / f"t{seed}.pcd", blob(3000, seed))
-    write_points(scans / "good.pcd", normal_views(blob(3000, 10), 1)[0])
-    write_points(scans / "bad<b>.pcd", normal_views(bulged(blob(3000, 11)), 1)[0])
+    data, scans = part_and_scans(tmp_path, "scans <&>", "bad<b>")
     model = tmp_path / "model"
     assert main(["fit", "--method", "btf_raw", "--data", str(data), "--out", str(model),
                  "--false-alarm-rate", "0.05"]) == 0
