@@ -286,6 +286,27 @@ def test_template_detector_without_smoothing_param_loads_as_saved(tmp_path) -> N
         TemplateDetector(smoothing_k=-1)
 
 
+def test_template_detector_from_before_the_dense_pose_search_keeps_the_sparse_one(tmp_path) -> None:
+    import json
+
+    from mvr3d.baselines.template import TemplateDetector
+    from mvr3d.detectors import load_detector
+
+    rng = np.random.default_rng(1)
+    detector = TemplateDetector(device="cpu").fit([bumpy(3000, rng) for _ in range(2)], progress=False)
+    assert (detector.aligner_.n_random, detector.aligner_.keep_best, detector.aligner_.survivors) == (200, 12, 432)
+    detector.save(tmp_path / "m")
+    record = tmp_path / "m" / "detector.json"
+    saved = json.loads(record.read_text())
+    for name in ("random_rotations", "keep_poses", "survivors"):
+        del saved["params"][name]
+    record.write_text(json.dumps(saved))
+    aligner = load_detector(tmp_path / "m", device="cpu").aligner_
+    assert (aligner.n_random, aligner.keep_best, aligner.survivors) == (24, 4, 0)
+    with pytest.raises(InputError, match="keep_poses"):
+        TemplateDetector(keep_poses=0)
+
+
 def test_benchmark_key_follows_method_parameters(monkeypatch) -> None:
     """A changed detector parameter must not resume into runs made with the old one."""
     from mvr3d.baselines.template import TemplateDetector
@@ -298,5 +319,5 @@ def test_benchmark_key_follows_method_parameters(monkeypatch) -> None:
     assert _legacy_config_key(config, "template") is None  # its scores changed with smoothing
     assert _legacy_config_key(config, "btf_raw") is not None
     defaults = TemplateDetector.__init__.__defaults__
-    monkeypatch.setattr(TemplateDetector.__init__, "__defaults__", (*defaults[:-1], 8))  # smoothing_k=8
+    monkeypatch.setattr(TemplateDetector.__init__, "__defaults__", (*defaults[:-1], 8))  # the last one, survivors
     assert config_key(config, "template") != key

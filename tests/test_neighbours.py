@@ -3,7 +3,8 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from mvr3d.geometry.neighbours import brute_force_neighbours, nearest_neighbours
+from mvr3d.geometry.field import ClosestPointField
+from mvr3d.geometry.neighbours import NeighbourIndex, brute_force_neighbours, nearest_neighbours
 from mvr3d.models.scoring import fill_unseen, smooth_knn
 
 
@@ -96,3 +97,55 @@ def test_fill_unseen_batch_fills_each_cloud_as_alone():
     assert torch.equal(together, alone)
     assert torch.equal(together[800 + 300 : 800 + 300 + 200], torch.zeros(200))  # nothing seen: unchanged
     assert (together[800:1100] > 0).all()  # a sparsely seen cloud is filled everywhere
+
+
+def _shell(n: int, seed: int) -> torch.Tensor:
+    """Points on a unit sphere: a surface, like the clouds the grid is built for."""
+    rng = np.random.default_rng(seed)
+    unit = rng.normal(size=(n, 3))
+    return torch.from_numpy(unit / np.linalg.norm(unit, axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("k", [1, 8])
+def test_cell_grid_matches_the_tree_near_and_far(k: int) -> None:
+    reference = _shell(6000, 6)
+    rng = np.random.default_rng(7)
+    near = reference[:800] + torch.from_numpy(0.004 * rng.normal(size=(800, 3)))
+    far = torch.from_numpy(rng.normal(size=(40, 3)) * 3.0)  # outside the grid: brute-force fallback
+    query = torch.cat([near, far])
+    index = NeighbourIndex(reference, brute_force=True, grid=True)
+    distances, found = index.query(query, k)
+    expected, expected_index = cKDTree(reference.numpy()).query(query.numpy(), k=k)
+    np.testing.assert_allclose(distances.numpy().reshape(expected.shape), expected, rtol=1e-6, atol=1e-9)
+    # On a random shell exact ties do not occur: the same points are found, in order.
+    np.testing.assert_array_equal(found.numpy().reshape(expected.shape)[:800], expected_index[:800])
+
+
+def test_cell_grid_handles_duplicate_reference_points() -> None:
+    reference = torch.cat([_shell(500, 8)] * 3)
+    query = _shell(100, 9)
+    distances, _ = NeighbourIndex(reference, brute_force=True, grid=True).query(query, 3)
+    expected, _ = cKDTree(reference.numpy()).query(query.numpy(), k=3)
+    np.testing.assert_allclose(distances.numpy(), expected, rtol=1e-6, atol=1e-9)
+
+
+def test_closest_point_field_is_close_to_the_nearest_point() -> None:
+    reference = _shell(4000, 10)
+    cell = 0.05
+    field = ClosestPointField(reference, cell=cell, margin=0.5)
+    rng = np.random.default_rng(11)
+    query = torch.from_numpy(rng.uniform(-1.4, 1.4, size=(3000, 3)))
+    distances, index = field.query(query)
+    exact, _ = cKDTree(reference.numpy()).query(query.numpy())
+    np.testing.assert_allclose(distances[:, 0].numpy(),
+                               np.linalg.norm(reference.numpy()[index[:, 0].numpy()] - query.numpy(), axis=1))
+    # The looked-up point is the nearest to the cell centre, at most a cell diagonal off.
+    assert np.all(distances[:, 0].numpy() <= exact + np.sqrt(3) * field.cell + 1e-12)
+    outside = field.query(torch.tensor([[50.0, -50.0, 3.0]], dtype=torch.float64))[0]
+    assert torch.isfinite(outside).all()
+
+
+def test_closest_point_field_grows_its_cell_to_stay_small() -> None:
+    field = ClosestPointField(_shell(1000, 12), cell=1e-4, margin=0.1, max_cells=10_000)
+    assert field.table.numel() <= 2 * 10_000
+    assert field.cell > 1e-4

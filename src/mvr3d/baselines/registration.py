@@ -64,13 +64,15 @@ class RegistrationDetector(ArrayStateDetector):
         seed: int = 0,
         device: str | torch.device = "cpu",
         shift_candidates: int = 8,
+        survivors: int = 0,
+        screen_iterations: int = 3,
     ) -> None:
         self.top_fraction = top_fraction
         self.seed = seed
         self.device = torch.device(device)
         self.aligner = TemplateAligner(
             voxel_size_ratio, coarse_points, fine_points, n_random, coarse_iterations, fine_iterations,
-            keep_best, trim, seed, self.device, shift_candidates,
+            keep_best, trim, seed, self.device, shift_candidates, survivors, screen_iterations,
         )
 
     @property

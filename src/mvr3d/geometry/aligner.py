@@ -14,6 +14,7 @@ sits below all of them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mvr3d.errors import CheckpointError, InputError
+from mvr3d.geometry.field import ClosestPointField
 from mvr3d.geometry.icp import candidate_rotations, icp_batch, start_shifts, to_tensor
 from mvr3d.geometry.neighbours import NeighbourIndex
 from mvr3d.geometry.normals import estimate_normals
@@ -31,6 +33,21 @@ SELECTION_CAP = 10.0
 # The pose search runs on a grid this many template voxels wide: far-off candidate poses
 # query many points, and a small cloud keeps that fast.
 COARSE_VOXELS = 4
+# The pose search looks up nearest coarse-template points in a closest-point field of this
+# many template voxels per cell, over the template's box widened by this share of its
+# diagonal on each side.
+FIELD_CELL_VOXELS = 2
+FIELD_MARGIN = 0.25
+
+
+class Pose(NamedTuple):
+    """A refined candidate: capped mean residual, coarse rank, template, R (3, 3), t (3,)."""
+
+    residual: float
+    rank: int
+    template: int
+    rotation: Tensor
+    translation: Tensor
 
 
 class TemplateAligner:
@@ -38,8 +55,9 @@ class TemplateAligner:
 
     Fitted attributes: ``voxel_`` (template voxel size), ``centred_`` and ``offsets_``
     (each downsampled template is ``centred_[j] + offsets_[j]``, float64 numpy), and what
-    is derived from them on ``device``: ``templates_`` / ``coarse_templates_``
-    (NeighbourIndex of the centred fine / coarse clouds), ``normals_`` /
+    is derived from them on ``device``: ``templates_`` (NeighbourIndex of the centred
+    clouds), ``coarse_templates_`` (ClosestPointField of coarser ones, for the pose
+    search), ``normals_`` /
     ``coarse_normals_`` and ``shifts_`` (start positions). Persist with
     :meth:`state_dict` plus ``voxel_``; rebuild with :meth:`from_state`.
     """
@@ -57,6 +75,8 @@ class TemplateAligner:
         seed: int = 0,
         device: str | torch.device = "cpu",
         shift_candidates: int = 8,
+        survivors: int = 0,
+        screen_iterations: int = 3,
     ) -> None:
         if not voxel_size_ratio > 0:
             raise InputError(f"voxel_size_ratio must be positive, got {voxel_size_ratio}")
@@ -72,12 +92,14 @@ class TemplateAligner:
         self.trim = trim
         self.seed = seed
         self.shift_candidates = shift_candidates
+        self.survivors = survivors
+        self.screen_iterations = screen_iterations
         self.device = torch.device(device)
         self.voxel_: float | None = None
         self.offsets_: list[np.ndarray] = []
         self.centred_: list[np.ndarray] = []
         self.templates_: list[NeighbourIndex] = []
-        self.coarse_templates_: list[NeighbourIndex] = []
+        self.coarse_templates_: list[ClosestPointField] = []
         self.normals_: list[Tensor] = []
         self.coarse_normals_: list[Tensor] = []
         self.shifts_: list[Tensor] = []
@@ -85,7 +107,7 @@ class TemplateAligner:
     def params(self) -> dict[str, float | int]:
         """Constructor arguments other than ``device``: enough to rebuild an equal aligner."""
         names = ("voxel_size_ratio", "coarse_points", "fine_points", "n_random", "coarse_iterations",
-                 "fine_iterations", "keep_best", "trim", "seed", "shift_candidates")
+                 "fine_iterations", "keep_best", "trim", "seed", "shift_candidates", "survivors", "screen_iterations")
         return {name: getattr(self, name) for name in names}
 
     @property
@@ -117,7 +139,7 @@ class TemplateAligner:
         self.centred_ = [np.asarray(c, dtype=np.float64) for c in centred]
         self.templates_ = [NeighbourIndex(self._tensor(c)) for c in self.centred_]
         coarse = [voxel_downsample(c, COARSE_VOXELS * self.voxel_)[0] for c in self.centred_]
-        self.coarse_templates_ = [NeighbourIndex(self._tensor(c)) for c in coarse]
+        self.coarse_templates_ = [self._field(c) for c in coarse]
         self.normals_ = [self._tensor(estimate_normals(c)) for c in self.centred_]
         self.coarse_normals_ = [self._tensor(estimate_normals(c)) for c in coarse]
         self.shifts_ = [self._tensor(start_shifts(c, self.shift_candidates)) for c in coarse]
@@ -167,30 +189,46 @@ class TemplateAligner:
         self._check_fitted()
         rng = np.random.default_rng(self.seed)
         coarse, fine = self._subsamples(centred, rng)
-        found, poses = self._coarse_search(coarse)
-        best = None
-        for _, j, c in found[: self.keep_best]:
-            rot, trans = poses[j][0][c : c + 1], poses[j][1][c : c + 1]
-            r, t, res = icp_batch(fine, self.templates_[j], rot, trans, self.fine_iterations, self.trim,
-                                  self.normals_[j], cap=SELECTION_CAP * self.voxel_)
-            if best is None or float(res[0]) < best[0]:
-                best = (float(res[0]), j, r[0], t[0])
-        assert best is not None
-        return best[1], best[2].cpu().numpy(), best[3].cpu().numpy()
+        best = self._refine(fine, *self._coarse_search(coarse, self._tensor(candidate_rotations(self.n_random, self.seed))))
+        return best.template, best.rotation.cpu().numpy(), best.translation.cpu().numpy()
 
-    def _coarse_search(self, coarse: Tensor) -> tuple[list[tuple[float, int, int]], list[tuple[Tensor, Tensor]]]:
-        """Every candidate pose on every coarse template: (residual, template, candidate)
-        sorted best first, and each template's refined poses."""
-        base = self._tensor(candidate_rotations(self.n_random, self.seed))
+    def _refine(self, fine: Tensor, found: list[tuple[float, int, int]], poses: list[tuple[Tensor, Tensor]]) -> Pose:
+        """The best of the ``keep_best`` best coarse poses after fine ICP: one batch per
+        template holds all of its kept candidates; ties go to the better coarse rank."""
+        kept = found[: self.keep_best]
+        best = None
+        for j in sorted({j for _, j, _ in kept}):
+            ranks = [rank for rank, (_, t, _) in enumerate(kept) if t == j]
+            columns = torch.tensor([kept[rank][2] for rank in ranks], device=self.device)
+            r, t, res = icp_batch(fine, self.templates_[j], poses[j][0][columns], poses[j][1][columns],
+                                  self.fine_iterations, self.trim, self.normals_[j], cap=SELECTION_CAP * self.voxel_)
+            for row, (rank, residual) in enumerate(zip(ranks, res.tolist(), strict=True)):
+                if best is None or (residual, rank) < (best.residual, best.rank):
+                    best = Pose(residual, rank, j, r[row], t[row])
+        assert best is not None
+        return best
+
+    def _coarse_search(self, coarse: Tensor, base: Tensor) -> tuple[list[tuple[float, int, int]], list[tuple[Tensor, Tensor]]]:
+        """Every rotation in ``base`` from every start position on every coarse template:
+        (residual, template, candidate) sorted best first, and each template's refined poses.
+
+        With ``survivors`` set, all candidates run ``screen_iterations`` first and only the
+        ``survivors`` best per template run the rest: a wrong start is usually plain after
+        a few iterations, and a dense set of starts then costs little more than a sparse one.
+        """
         found, poses = [], []
+        cap = SELECTION_CAP * self.voxel_
         for j, target in enumerate(self.coarse_templates_):
             shifts = self.shifts_[j]
-            rots = base.repeat(len(shifts), 1, 1)
-            starts = shifts.repeat_interleave(len(base), dim=0)
-            rot, trans, res = icp_batch(
-                coarse, target, rots, starts, self.coarse_iterations, self.trim, self.coarse_normals_[j],
-                cap=SELECTION_CAP * self.voxel_,
-            )
+            rot = base.repeat(len(shifts), 1, 1)
+            trans = shifts.repeat_interleave(len(base), dim=0)
+            iterations = self.coarse_iterations
+            if 0 < self.survivors < len(rot) and self.screen_iterations < iterations:
+                rot, trans, res = icp_batch(coarse, target, rot, trans, self.screen_iterations, self.trim,
+                                            self.coarse_normals_[j], cap=cap)
+                keep = torch.topk(res, self.survivors, largest=False, sorted=False).indices.sort().values
+                rot, trans, iterations = rot[keep], trans[keep], iterations - self.screen_iterations
+            rot, trans, res = icp_batch(coarse, target, rot, trans, iterations, self.trim, self.coarse_normals_[j], cap=cap)
             found += [(residual, j, c) for c, residual in enumerate(res.tolist())]
             poses.append((rot, trans))
         found.sort(key=lambda item: item[0])
@@ -219,6 +257,10 @@ class TemplateAligner:
         offset = torch.as_tensor(self.offsets_[index], dtype=torch.float64, device=self.device)
         distances, nearest = self.templates_[index].query(points.to(self.device).double() - offset)
         return distances[:, 0].float(), nearest[:, 0]
+
+    def _field(self, coarse: np.ndarray) -> ClosestPointField:
+        margin = FIELD_MARGIN * bounding_diagonal(coarse)
+        return ClosestPointField(self._tensor(coarse), FIELD_CELL_VOXELS * self.voxel_, margin)
 
     def _tensor(self, array: np.ndarray) -> Tensor:
         return to_tensor(array, self.device)

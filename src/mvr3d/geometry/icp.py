@@ -13,6 +13,7 @@ import torch
 from scipy.spatial.transform import Rotation
 from torch import Tensor
 
+from mvr3d.geometry.field import ClosestPointField
 from mvr3d.geometry.neighbours import NeighbourIndex
 from mvr3d.geometry.normals import estimate_normals
 from mvr3d.geometry.rotations import rotvec_to_matrix
@@ -95,7 +96,7 @@ def plane_step(moved: Tensor, matched: Tensor, normals: Tensor, weight: Tensor) 
 
 def icp_batch(
     source: Tensor,
-    target: NeighbourIndex,
+    target: NeighbourIndex | ClosestPointField,
     rotations: Tensor,
     translations: Tensor,
     iterations: int,

@@ -10,6 +10,16 @@ from torch import Tensor
 DEFAULT_MAX_ELEMENTS = 2**27
 # Below this many queries a k-d tree answers faster on one thread than by starting workers.
 PARALLEL_QUERIES = 20_000
+# On an accelerator, references at least this large answer single-neighbour queries from a
+# cell grid: brute force costs queries x reference, the grid queries x 27 cells.
+GRID_MIN_POINTS = 20_000
+# Grid cell edge in median nearest-sample spacings: a few samples per cell of a surface.
+GRID_CELL_SPACINGS = 3.0
+# Reference samples whose nearest-sample spacing sets the grid's cell size.
+SPACING_SAMPLE = 2048
+# Most neighbours asked of the grid: a cell edge of a few spacings holds a few dozen
+# samples of a surface, not hundreds.
+GRID_MAX_K = 32
 
 
 class NeighbourIndex:
@@ -20,7 +30,8 @@ class NeighbourIndex:
     """
 
     def __init__(
-        self, reference: Tensor, brute_force: bool | None = None, max_elements: int = DEFAULT_MAX_ELEMENTS
+        self, reference: Tensor, brute_force: bool | None = None, max_elements: int = DEFAULT_MAX_ELEMENTS,
+        grid: bool | None = None,
     ) -> None:
         self.reference = reference
         self.max_elements = max_elements
@@ -32,6 +43,9 @@ class NeighbourIndex:
             # then recomputed exactly from the original coordinates.
             self._origin = reference.double().mean(dim=0)
             self._centred = (reference.double() - self._origin).float()
+        if grid is None:
+            grid = brute_force and len(reference) >= GRID_MIN_POINTS
+        self._grid = CellGrid(reference, max_elements) if grid and len(reference) > 1 else None
 
     def query(self, query: Tensor, k: int = 1) -> tuple[Tensor, Tensor]:
         """Distances and indices, both (Q, k), nearest first; k is capped at the reference size."""
@@ -44,7 +58,17 @@ class NeighbourIndex:
             distances, index = self._tree.query(query.detach().double().numpy(), k=k, workers=workers)
             shape = (query.shape[0], k)
             return torch.from_numpy(distances.reshape(shape)), torch.from_numpy(index.reshape(shape)).long()
+        if k <= GRID_MAX_K and self._grid is not None:
+            return self._from_grid(query, k)
         return self._brute_force(query, k)
+
+    def _from_grid(self, query: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """Exact nearest points: from the grid where it is sure, else by brute force."""
+        distances, index = self._grid.nearest(query, k)
+        unsure = torch.nonzero(distances[:, -1] > self._grid.cell).flatten()
+        if len(unsure):
+            distances[unsure], index[unsure] = self._brute_force(query[unsure], k)
+        return distances, index
 
     def _brute_force(self, query: Tensor, k: int) -> tuple[Tensor, Tensor]:
         rows = max(1, self.max_elements // self.reference.shape[0])
@@ -71,3 +95,82 @@ def nearest_neighbours(reference: Tensor, query: Tensor, k: int) -> Tensor:
 def brute_force_neighbours(reference: Tensor, query: Tensor, k: int, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Tensor:
     """Exact k-NN by distance matrices over chunks of queries, on any device."""
     return NeighbourIndex(reference, brute_force=True, max_elements=max_elements).query(query, k)[1]
+
+
+class CellGrid:
+    """Reference points sorted into cubic cells; a query looks only at its own cell and
+    the 26 around it.
+
+    That finds the true k nearest points whenever the k-th lies within one cell edge
+    (``cell``) of the query, since they then all sit in those cells; a larger k-th
+    distance (infinity: too few found) may be wrong, and the caller searches those
+    queries again. Distances are float64 from the original coordinates.
+    """
+
+    def __init__(self, reference: Tensor, max_elements: int = DEFAULT_MAX_ELEMENTS) -> None:
+        self.reference = reference.double()
+        self.max_elements = max_elements
+        self.cell = GRID_CELL_SPACINGS * _median_spacing(self.reference)
+        self.origin = self.reference.min(dim=0).values - self.cell
+        cells = self._cells(self.reference)
+        self.dims = cells.max(dim=0).values + 2
+        keys, self.order = self._keys(cells).sort()
+        self.keys, counts = torch.unique_consecutive(keys, return_counts=True)
+        self.starts = torch.cumsum(counts, 0) - counts
+        self.counts = counts
+        self.slots = int(counts.max())
+        offsets = torch.stack(torch.meshgrid(*[torch.arange(-1, 2)] * 3, indexing="ij"), dim=-1).reshape(-1, 3)
+        self.offsets = offsets.to(reference.device)
+
+    def nearest(self, query: Tensor, k: int = 1) -> tuple[Tensor, Tensor]:
+        """Float64 distances and indices, both (Q, k), nearest first; inf where fewer than
+        k points lie in the 27 cells."""
+        query = query.to(self.reference.device, torch.float64)
+        distances = torch.full((len(query), k), torch.inf, dtype=torch.float64, device=query.device)
+        index = torch.zeros((len(query), k), dtype=torch.long, device=query.device)
+        rows = max(1, self.max_elements // (27 * self.slots * 8))
+        for start in range(0, len(query), rows):
+            part = slice(start, start + rows)
+            distances[part], index[part] = self._nearest_chunk(query[part], k)
+        return distances, index
+
+    def _nearest_chunk(self, query: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        cells = self._cells(query)[:, None] + self.offsets  # (q, 27, 3)
+        inside = ((cells >= 0) & (cells < self.dims)).all(dim=2)
+        keys = self._keys(cells.clamp_min(0).minimum(self.dims - 1))
+        slot = torch.searchsorted(self.keys, keys).clamp_max(len(self.keys) - 1)
+        occupied = (self.keys[slot] == keys) & inside
+        count = torch.where(occupied, self.counts[slot], 0)
+        within = torch.arange(self.slots, device=query.device)
+        valid = within < count[..., None]  # (q, 27, slots)
+        sorted_position = (self.starts[slot][..., None] + within).clamp_max(len(self.order) - 1)
+        candidates = self.order[sorted_position].flatten(1)
+        gaps = (self.reference[candidates] - query[:, None]).square().sum(dim=2)
+        gaps = torch.where(valid.flatten(1), gaps, torch.inf)
+        if k == 1:
+            best, column = gaps.min(dim=1, keepdim=True)
+        else:  # stable sort: equal distances keep a fixed order, as the brute force's do
+            best, column = gaps.sort(dim=1, stable=True)
+            best, column = best[:, :k], column[:, :k]
+        return best.sqrt(), candidates.gather(1, column)
+
+    def _cells(self, points: Tensor) -> Tensor:
+        return torch.floor((points.double() - self.origin) / self.cell).long()
+
+    def _keys(self, cells: Tensor) -> Tensor:
+        return (cells[..., 0] * self.dims[1] + cells[..., 1]) * self.dims[2] + cells[..., 2]
+
+
+def _median_spacing(reference: Tensor) -> float:
+    """Median distance from a seeded sample of reference points to their nearest other point;
+    a positive floor keeps the grid finite for duplicate points."""
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randperm(len(reference), generator=generator)[:SPACING_SAMPLE].to(reference.device)
+    nearest = []
+    for rows in sample.split(max(1, DEFAULT_MAX_ELEMENTS // (8 * len(reference)))):
+        gaps = torch.cdist(reference[rows], reference)
+        gaps[torch.arange(len(rows), device=reference.device), rows] = torch.inf
+        nearest.append(gaps.min(dim=1).values)
+    spacing = float(torch.cat(nearest).median())
+    extent = float((reference.max(dim=0).values - reference.min(dim=0).values).norm())
+    return max(spacing, 1e-9 * max(extent, 1.0))
