@@ -44,3 +44,7 @@ class NotFittedError(InputError, CheckpointError):
     :class:`CheckpointError` (no fitted state is there), so code that caught either
     when each detector raised its own keeps working.
     """
+
+
+class ExportError(MVR3DError):
+    """An exported network cannot be written, or does not reproduce the eager maps."""
