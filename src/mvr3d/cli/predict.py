@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 from mvr3d.cli.common import output_lock
 from mvr3d.cli.options import field_help
 from mvr3d.detectors import Detector, load_detector
 from mvr3d.engine import predict_files
-from mvr3d.engine.predict import check_output
+from mvr3d.engine.predict import Threshold, check_output
+from mvr3d.engine.scaleout import (
+    INSTALL_HINT,
+    WorkerSpec,
+    default_threads,
+    device_batches,
+    parse_devices,
+    predict_scaled,
+    ray_batches,
+    require_ray,
+)
 from mvr3d.errors import InputError
 from mvr3d.models import MVRConfig, MVRDetector
 from mvr3d.visualization.inspection import write_inspection_report
@@ -32,7 +43,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "every part (offline; needs the 'report' extra)")
     parser.add_argument("--fail-exit-code", action="store_true",
                         help="exit with status 1 when any scan fails its threshold (set by `fit --false-alarm-rate`)")
+    add_scaleout_options(parser)
+    parser.add_argument("--devices", metavar="LIST",
+                        help="score on several devices of this machine, one worker process each (e.g. "
+                             "cuda:0,cuda:1 or cpu,cpu); a rerun skips the scans already finished")
     parser.set_defaults(func=run)
+
+
+def add_scaleout_options(parser: argparse.ArgumentParser) -> None:
+    """--ray and --ray-workers (benchmark has them too)."""
+    parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                        help="run on a Ray cluster: ADDRESS (e.g. ray://head:10001 or auto), or a new local one "
+                             f"when left out; a rerun resumes (needs the 'ray' extra: {INSTALL_HINT})")
+    parser.add_argument("--ray-workers", type=int, metavar="N",
+                        help="Ray workers at once (default: one per GPU of the cluster, or one per CPU without GPUs)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,14 +64,21 @@ def run(args: argparse.Namespace) -> int:
     if args.no_txt and args.no_heatmaps:
         raise InputError("--no-txt with --no-heatmaps would keep no point scores; drop one of them")
     check_output(args.input, args.output, heatmaps=not args.no_heatmaps, txt=not args.no_txt)
-    detector = _with_options(load_detector(args.checkpoint, device=args.device), args)
+    devices = _check_scaleout(args)
+    # Scaled out, the workers load their own copies; this one only describes the run and
+    # holds the threshold, so it stays off the GPUs the workers need.
+    device = "cpu" if devices or args.ray is not None else args.device
+    detector = _with_options(load_detector(args.checkpoint, device=device), args)
     threshold = detector.threshold_
     if threshold is None and args.fail_exit_code:
         raise InputError("--fail-exit-code needs a threshold; this checkpoint has none (fit it with "
                          "--false-alarm-rate)", args.checkpoint)
     with output_lock(args.output):
-        rows = predict_files(detector, args.input, args.output, heatmaps=not args.no_heatmaps, batch=args.batch,
-                             checkpoint=args.checkpoint, threshold=threshold, txt=not args.no_txt)
+        if devices or args.ray is not None:
+            rows = _predict_scaled(detector, threshold, devices, args)
+        else:
+            rows = predict_files(detector, args.input, args.output, heatmaps=not args.no_heatmaps, batch=args.batch,
+                                 checkpoint=args.checkpoint, threshold=threshold, txt=not args.no_txt)
         if args.report:
             print(f"wrote {write_inspection_report(args.output)}")
     _print_table(rows, threshold is not None)
@@ -57,6 +88,35 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(failed)} of {len(rows)} failed the threshold (false-alarm rate "
               f"{100 * threshold.false_alarm_rate:g} %, object score {threshold.object_threshold:.5g})")
     return 1 if failed and args.fail_exit_code else 0
+
+
+def _check_scaleout(args: argparse.Namespace) -> list[str]:
+    """The --devices list (empty without it); refuses flags that cannot go together."""
+    if args.ray is not None and args.devices:
+        raise InputError("--ray and --devices exclude each other: Ray places its workers itself")
+    if args.ray_workers is not None and args.ray is None:
+        raise InputError("--ray-workers needs --ray")
+    if args.ray is not None:
+        require_ray()  # before any work, the one line saying how to get it
+        return []
+    if args.devices is None:
+        return []
+    if args.device is not None:
+        raise InputError("--device and --devices exclude each other; list the devices in --devices")
+    return parse_devices(args.devices)
+
+
+def _predict_scaled(detector: Detector, threshold: Threshold | None, devices: list[str],
+                    args: argparse.Namespace) -> list[dict]:
+    # Each worker applies --max-points / --compile with this command's own function.
+    spec = WorkerSpec(args.checkpoint, functools.partial(_with_options, args=args),
+                      default_threads(max(1, len(devices))))
+    if devices:
+        batches = device_batches(spec, devices)
+    else:
+        batches = ray_batches(spec, args.ray or None, args.ray_workers, args.device)
+    return predict_scaled(detector, spec, args.input, args.output, batches, heatmaps=not args.no_heatmaps,
+                          batch=args.batch, threshold=threshold, txt=not args.no_txt)
 
 
 def _print_table(rows: list[dict], verdicts: bool) -> None:

@@ -8,7 +8,9 @@ import logging
 import math
 import os
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -179,11 +181,18 @@ def predict_files(
         raise InputError(f"batch must be a positive number of scans, got {batch}")
     detector.check_is_fitted()  # before any output is claimed
     scans = check_output(inputs, output, heatmaps, txt)
-    try:
+    with output_errors(output):
         _claim(output, planned_outputs(scans, heatmaps, inputs, txt))
         rows = _predict(detector, scans, output, (txt, heatmaps), batch, inputs, threshold)
         _write_record(output / RECORD_NAME, detector, inputs, checkpoint, len(rows), threshold)
         return rows
+
+
+@contextmanager
+def output_errors(output: Path) -> Iterator[None]:
+    """A full or read-only disk as one :class:`MVR3DError` line (scaled-out predict shares it)."""
+    try:
+        yield
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
             # Every file is written atomically: what exists is complete, the rest absent.
@@ -205,17 +214,26 @@ def _predict(
                 pending = reader.submit(_read_all, groups[index + 1])
             results = detector.score_many(clouds)
             for path, cloud, result in zip(group, clouds, results, strict=True):
-                row = _write_outputs(scan_name(path, root), path, cloud, result, output, files, threshold)
+                row, found = write_scan(scan_name(path, root), path, cloud, result, output, files, threshold)
                 if threshold is not None:
-                    decided = inspect_result(np.asarray(cloud.points), result, threshold)
-                    regions.append((row["file"], decided.regions))
-                    row.update(normalised_score=decided.normalised_score, verdict=decided.verdict,
-                               regions=len(decided.regions))
+                    regions.append((row["file"], found))
                 rows.append(row)
     _write_table(output / TABLE_NAME, rows)
     if threshold is not None:
         write_regions(output / REGIONS_FILE, regions)
     return rows
+
+
+def write_scan(name: str, path: Path, cloud, result, output: Path, files: tuple[bool, bool],
+               threshold: Threshold | None = None) -> tuple[dict, list]:
+    """One scored scan's point files, its scores.csv row and (with a threshold) its verdict
+    and anomalous regions; shared with the scaled-out predict (engine/scaleout)."""
+    row = _write_outputs(name, path, cloud, result, output, files, threshold)
+    if threshold is None:
+        return row, []
+    decided = inspect_result(np.asarray(cloud.points), result, threshold)
+    row.update(normalised_score=decided.normalised_score, verdict=decided.verdict, regions=len(decided.regions))
+    return row, decided.regions
 
 
 def _write_record(path: Path, detector: Detector, inputs: Path, checkpoint: Path | None, scans: int,
