@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from common import ellipsoid
-from mvr3d.models import MVRConfig, MVRDetector
+from mvr3d.models import MVRConfig, MVRDetector, Runtime
 from mvr3d.utils.atomic import atomic_write_text
 
 
@@ -46,7 +46,7 @@ def compare(a: list, b: list) -> dict:
 
 def sharing(fitted: MVRDetector, **changes: object) -> MVRDetector:
     """A detector with ``fitted``'s weights and templates but other scoring settings."""
-    other = MVRDetector(MVRConfig.from_dict({**fitted.config.to_dict(), **changes}))
+    other = MVRDetector(fitted.config, fitted.runtime, **changes)
     other.net, other.radius_ = fitted.net, fitted.radius_
     other.aligner_, other.template_centres_ = fitted.aligner_, fitted.template_centres_
     other.sides_, other.score_stats_ = fitted.sides_, fitted.score_stats_
@@ -63,12 +63,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     config = MVRConfig(
-        weights="random", views="paper27", iterations=args.iterations, device=args.device, augment_rotations=2
+        weights="random", views="paper27", iterations=args.iterations, augment_rotations=2
     )
+    runtime = Runtime(device=args.device)
     templates = [scan(args.points, 2 * s) for s in range(4)]
     tests = [scan(args.points, 100 + s) for s in range(6)]
-    first = MVRDetector(config).fit(templates, progress=False)
-    second = MVRDetector(config).fit(templates, progress=False)
+    first = MVRDetector(config, runtime).fit(templates, progress=False)
+    second = MVRDetector(config, runtime).fit(templates, progress=False)
     fast = first.score_many(tests)
     rows = [
         ("two fits, same seed", compare(second.score_many(tests), fast)),
@@ -79,15 +80,15 @@ def main() -> None:
     reference = sharing(first, amp=False)
     torch.backends.cudnn.allow_tf32 = False  # a true float32 reference (cuDNN convolutions default to TF32)
     truth = [reference.score(t) for t in tests]
-    rows.append((f"fast path ({config.score_dtype}) vs float32, one scan at a time", compare(fast, truth)))
+    rows.append((f"fast path ({runtime.score_dtype}) vs float32, one scan at a time", compare(fast, truth)))
     rows.append(("bfloat16 scoring vs float32", compare(bfloat16, truth)))
     if compiled is not None:
-        rows.append((f"compiled fast path ({config.score_dtype}) vs float32", compare(compiled, truth)))
+        rows.append((f"compiled fast path ({runtime.score_dtype}) vs float32", compare(compiled, truth)))
     name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "CPU"
     lines = [
         f"Consistency on {name} ({time.strftime('%Y-%m-%d')}): ViT-S random weights, {args.iterations} iterations, "
         f"27 views, {len(tests)} scans of {args.points:,} points; on CUDA training runs in bfloat16 and scoring "
-        f"in {config.score_dtype} autocast.",
+        f"in {runtime.score_dtype} autocast.",
         "Relative figures divide by the largest reference score (max) or by each point's score (99th percentile).",
         "",
         "| check | bit-identical | max abs diff | max diff / max score | p99 per-point rel | object score max rel |",

@@ -93,10 +93,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         config = MVRConfig(
-            weights="random", views="paper27", iterations=args.iterations, device=args.device, augment_rotations=2
+            weights="random", views="paper27", iterations=args.iterations, augment_rotations=2
         )
         started = time.perf_counter()
-        detector = MVRDetector(config).fit([surface(200_000, s) for s in range(4)], progress=False)
+        detector = MVRDetector(config, device=args.device).fit([surface(200_000, s) for s in range(4)], progress=False)
         fit_seconds = time.perf_counter() - started
         detector.save(work / "model")
         rows = []

@@ -46,8 +46,8 @@ def token_change(a: torch.Tensor, b: torch.Tensor) -> float:
 def class_rows(root: Path, shapes: Path, category: str, render: RenderConfig, args: argparse.Namespace) -> list[str]:
     meta = json.loads((root / "meta.json").read_text())["classes"][category]
     mesh = load_mesh(shapes / meta["source"], meta["size_mm"])
-    config = MVRConfig(iterations=1, augment_rotations=0, align=False, seed=0, render=render, device="cpu")
-    detector = MVRDetector(config).fit(Real3DAD(root, category, "train"), progress=False)
+    config = MVRConfig(iterations=1, augment_rotations=0, align=False, seed=0, render=render)
+    detector = MVRDetector(config, device="cpu").fit(Real3DAD(root, category, "train"), progress=False)
     points, normals = sample_with_normals(mesh, args.points, np.random.default_rng(1))
     camera = Scanner(VIEW, 2.0 * np.sqrt(mesh.area / args.points), mesh.is_watertight)
     visible = camera.visible(points, normals)

@@ -35,7 +35,7 @@ from mvr3d.geometry.surface import smoothed_offset
 from mvr3d.geometry.voxels import bounding_diagonal
 from mvr3d.metrics.nuisance import nuisance_correlations
 from mvr3d.metrics.ranking import PooledScores, auroc
-from mvr3d.models.scoring import robust_standardise
+from mvr3d.models.components.scoring import robust_standardise
 from mvr3d.scans import object_score
 
 SMOOTHING = (16, 64, 256)

@@ -25,7 +25,7 @@ import torch
 
 from common import ellipsoid, machine, markdown_table
 from mvr3d.io import read_points
-from mvr3d.models import MVRConfig, MVRDetector, create_detector
+from mvr3d.models import MVRConfig, MVRDetector, Runtime, create_detector
 from mvr3d.render import RenderConfig
 from mvr3d.utils.atomic import atomic_write_text
 
@@ -70,16 +70,16 @@ def run(
     show_profile: bool = False, compile: bool = False, deviation_weight: float = 0.0,
 ) -> list[dict]:
     config = MVRConfig(
-        backbone=backbone, weights="random", views=views, iterations=iterations, device=device, align=align,
-        render=RenderConfig(depth_range="scan"), augment_rotations=2, view_batch=views * max(batches),
-        compile=compile, deviation_weight=deviation_weight,
+        backbone=backbone, weights="random", views=views, iterations=iterations, align=align,
+        render=RenderConfig(depth_range="scan"), augment_rotations=2, deviation_weight=deviation_weight,
     )
+    runtime = Runtime(device=device, view_batch=views * max(batches), compile=compile)
     templates = [scan(points, s) for s in range(4)]
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     sync(device)
     started = time.perf_counter()
-    detector = MVRDetector(config).fit(templates, progress=False)
+    detector = MVRDetector(config, runtime).fit(templates, progress=False)
     sync(device)
     fit_seconds = time.perf_counter() - started
     rows = []

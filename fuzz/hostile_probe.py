@@ -101,9 +101,11 @@ class Env:
     def make_checkpoint(self) -> None:
         if (self.checkpoint / "config.json").is_file():
             return
-        from mvr3d.models import MVRConfig, MVRDetector
+        from mvr3d.models import MVRConfig, MVRDetector, Runtime
+        from mvr3d.models.mvr.config import split_runtime
 
-        MVRDetector(MVRConfig.from_dict(json.loads(self.config.read_text()))).fit(
+        config, runtime = split_runtime(json.loads(self.config.read_text()))  # the same file --config reads
+        MVRDetector(MVRConfig.from_dict(config), Runtime(**runtime)).fit(
             [sphere(300, 0), sphere(300, 1)], progress=False
         ).save(self.checkpoint)
 
@@ -578,11 +580,12 @@ def _(tmp, env):
     (tmp / "ckpt" / ".student.safetensors.a1b2.tmp").write_bytes(b"half")
     data = train_folder(tmp)
     # A state for these scans and settings, as the killed fit left it.
-    from mvr3d.models import MVRConfig, MVRDetector
+    from mvr3d.models import MVRConfig, MVRDetector, Runtime
+    from mvr3d.models.mvr.config import split_runtime
 
-    config = MVRConfig.from_dict(json.loads(env.config.read_text()))
+    config, runtime = split_runtime(json.loads(env.config.read_text()))
     clouds = [np.loadtxt(p) for p in sorted((data / "train" / "good").iterdir())]
-    MVRDetector(config).fit(clouds, progress=False, state_file=tmp / "ckpt" / "training-state.pt")
+    MVRDetector(MVRConfig.from_dict(config), Runtime(**runtime)).fit(clouds, progress=False, state_file=tmp / "ckpt" / "training-state.pt")
     return env.fit(data, tmp / "ckpt")
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mvr3d.errors import WeightsNotFoundError
-from mvr3d.models import backbones, weights
+from mvr3d.models.components import backbones, weights
 
 
 def _pattern(kind: str, shift: int = 0) -> torch.Tensor:
@@ -103,8 +103,8 @@ def _offline(create):
 
 def test_the_network_normalises_its_input_with_the_backbone_statistics():
     """Render hands over RGB in [0, 1]; MVRNet applies the spec's mean/std before the teacher."""
-    from mvr3d.models.mvr import MVRNet
-    from mvr3d.models.student import StudentConfig
+    from mvr3d.models.mvr.network import MVRNet
+    from mvr3d.models.mvr.student import StudentConfig
 
     spec = backbones.get_spec("tiny_test")
     torch.manual_seed(0)
@@ -125,9 +125,9 @@ def test_loading_a_checkpoint_does_not_announce_random_weights(caplog):
     import torch
 
     from mvr3d.models import MVRConfig
-    from mvr3d.models.training import build_net
+    from mvr3d.models.mvr.training import build_net
 
-    config = MVRConfig(backbone="tiny_test", weights="random", device="cpu")
+    config = MVRConfig(backbone="tiny_test", weights="random")
     state = build_net(config, torch.device("cpu")).teacher.state_dict()
     with caplog.at_level("INFO"):
         net = build_net(config, torch.device("cpu"), teacher_state=state)

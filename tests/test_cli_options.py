@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 
 from mvr3d.cli import build_parser, main
-from mvr3d.cli.common import config_from_args
+from mvr3d.cli.common import config_from_args, runtime_from_args
 from mvr3d.cli.options import field_flag, scalar_fields
 from mvr3d.engine.benchmark import config_key
 from mvr3d.models import MVRConfig
-from mvr3d.models.config import RUNTIME_FIELDS
+from mvr3d.models.mvr.config import Runtime
 from mvr3d.render import RenderConfig
 
 # Values that pass validation where "the default, changed" would not (sizes must divide).
@@ -52,14 +52,14 @@ def test_every_config_field_has_a_working_flag(owner: str, field: dataclasses.Fi
 
 def test_runtime_flags_stay_out_of_the_config_key(tmp_path) -> None:
     base = ["benchmark", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--method", "mvr"]
-    plain = config_from_args(build_parser().parse_args(base))
-    runtime = config_from_args(build_parser().parse_args(
-        [*base, "--compile", "--device", "cpu", "--view-batch", "3", "--score-dtype", "bfloat16"]))
-    assert {name: getattr(runtime, name) for name in RUNTIME_FIELDS} == {
-        "device": "cpu", "compile": True, "view_batch": 3, "score_dtype": "bfloat16"}
-    assert config_key(plain) == config_key(runtime)
+    plain = build_parser().parse_args(base)
+    fast = build_parser().parse_args(
+        [*base, "--compile", "--device", "cpu", "--view-batch", "3", "--score-dtype", "bfloat16"])
+    assert runtime_from_args(fast) == Runtime(device="cpu", compile=True, view_batch=3, score_dtype="bfloat16")
+    assert runtime_from_args(plain) == Runtime()
+    assert config_key(config_from_args(plain)) == config_key(config_from_args(fast))
     changed = config_from_args(build_parser().parse_args([*base, "--calibrate"]))
-    assert config_key(changed) != config_key(plain)
+    assert config_key(changed) != config_key(config_from_args(plain))
 
 
 def test_generated_mvr_flags_are_refused_for_other_methods(tmp_path, capsys) -> None:

@@ -8,7 +8,7 @@ import pytest
 from mvr3d.engine.results import read_scores
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.metrics import auroc
-from mvr3d.models import MVRConfig, MVRDetector
+from mvr3d.models import MVRConfig, MVRDetector, Runtime
 from mvr3d.render import RenderConfig
 
 
@@ -16,7 +16,7 @@ def tiny_config(**overrides) -> MVRConfig:
     settings = dict(
         backbone="tiny_test", weights="random", render=RenderConfig(render_size=112, image_size=56, depth_range="scan"),
         views=3, augment_rotations=1, augment_degrees=20.0, iterations=4, batch_size=4, warmup=2,
-        map_blur_sigma=1.0, device="cpu", train_directions=4, side_candidates=16, calibration_scans=2,
+        map_blur_sigma=1.0, train_directions=4, side_candidates=16, calibration_scans=2,
     )
     settings.update(overrides)
     return MVRConfig(**settings)
@@ -63,6 +63,27 @@ def test_save_load_scores_identically(fitted, tmp_path):
     assert before.object_score == after.object_score
     record = json.loads((tmp_path / "model" / "config.json").read_text())
     assert record["provenance"]["versions"]["torch"] and record["config"]["backbone"] == "tiny_test"
+
+
+def test_runtime_is_not_saved_and_old_checkpoints_with_it_still_load(fitted, tmp_path):
+    """Runtime settings are not part of what a checkpoint is; checkpoints written when
+    MVRConfig held them keep loading, with those settings as the runtime."""
+    fitted.save(tmp_path / "model")
+    path = tmp_path / "model" / "config.json"
+    record = json.loads(path.read_text())
+    assert not {"device", "compile", "view_batch", "score_dtype"} & set(record["config"])
+    record["config"].update(device="cpu", compile=False, view_batch=2, score_dtype="float32")
+    path.write_text(json.dumps(record))
+    old = MVRDetector.load(tmp_path / "model")
+    assert old.runtime == Runtime(device="cpu", view_batch=2, score_dtype="float32")
+    assert old.config == fitted.config
+    points = sphere(900, 12)
+    # Two views per network batch instead of three: other batch shapes, same float32 kernels
+    # per image up to summation order, hence a tolerance and not equality.
+    np.testing.assert_allclose(old.score(points).point_scores, fitted.score(points).point_scores,
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(InputError, match="Runtime settings"):
+        MVRConfig.from_dict({**fitted.config.to_dict(), "compile": True})
 
 
 def test_same_seed_gives_bit_identical_scores():
@@ -215,7 +236,7 @@ def test_float16_overflow_falls_back_to_float32(fitted, monkeypatch, caplog):
     assert "float16 overflowed" in caplog.text and "bfloat16" in caplog.text
     torch.testing.assert_close(maps, expected)
     with pytest.raises(InputError, match="score_dtype"):
-        tiny_config(score_dtype="float8")
+        Runtime(score_dtype="float8")
 
 
 def test_scans_scored_together_score_as_alone(fitted):
@@ -231,7 +252,7 @@ def test_scans_scored_together_score_as_alone(fitted):
 
 def test_compiled_scoring_matches_eager(fitted):
     """compile=True runs the network and the image operations through torch.compile."""
-    compiled = MVRDetector(MVRConfig.from_dict({**fitted.config.to_dict(), "compile": True}))
+    compiled = MVRDetector(fitted.config, compile=True)
     compiled.net, compiled.radius_ = fitted.net, fitted.radius_
     compiled.aligner_, compiled.template_centres_ = fitted.aligner_, fitted.template_centres_
     compiled.sides_, compiled.score_stats_ = fitted.sides_, fitted.score_stats_
@@ -246,12 +267,12 @@ def test_compiled_scoring_matches_eager(fitted):
 
 def test_compile_flag_reaches_the_config(tmp_path):
     from mvr3d.cli import build_parser
-    from mvr3d.cli.common import config_from_args
+    from mvr3d.cli.common import config_from_args, runtime_from_args
 
     parser = build_parser()
     base = ["fit", "--data", str(tmp_path), "--class", "a", "--out", str(tmp_path / "o")]
-    assert config_from_args(parser.parse_args([*base, "--compile"])).compile is True
-    assert config_from_args(parser.parse_args(base)).compile is False
+    assert runtime_from_args(parser.parse_args([*base, "--compile"])).compile is True
+    assert runtime_from_args(parser.parse_args(base)).compile is False
     assert config_from_args(parser.parse_args([*base, "--deviation-weight", "1.5"])).deviation_weight == 1.5
     with pytest.raises(InputError, match="deviation_weight"):
         config_from_args(parser.parse_args([*base, "--deviation-weight", "-2"]))

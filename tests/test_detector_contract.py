@@ -26,11 +26,11 @@ METHODS = list_detectors()
 
 
 def tiny_config() -> MVRConfig:
-    """tests/test_detector.py's tiny MVR (random tiny ViT, small renders), on the CPU."""
+    """tests/test_detector.py's tiny MVR (random tiny ViT, small renders)."""
     return MVRConfig(
         backbone="tiny_test", weights="random", render=RenderConfig(render_size=112, image_size=56, depth_range="scan"),
         views=3, augment_rotations=1, augment_degrees=20.0, iterations=2, batch_size=4, warmup=1,
-        map_blur_sigma=1.0, device="cpu", train_directions=4, side_candidates=16, calibration_scans=2,
+        map_blur_sigma=1.0, train_directions=4, side_candidates=16, calibration_scans=2,
     )
 
 
@@ -204,7 +204,7 @@ def test_unknown_method_in_detector_json(saved_btf: Path, tmp_path: Path) -> Non
 def test_state_of_the_wrong_shape_is_refused(saved_btf: Path, tmp_path: Path) -> None:
     from safetensors.numpy import load_file, save_file
 
-    from mvr3d.models.weights import sha256_file
+    from mvr3d.models.components.weights import sha256_file
 
     folder = tmp_path / "model"
     folder.mkdir()

@@ -6,7 +6,7 @@ import torch
 
 from mvr3d.errors import ResourceError
 from mvr3d.models import MVRDetector
-from mvr3d.models import detector as detector_module
+from mvr3d.models.mvr import detector as detector_module
 from mvr3d.utils import memory
 from test_detector import sphere, tiny_config
 

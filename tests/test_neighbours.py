@@ -5,7 +5,7 @@ from scipy.spatial import cKDTree
 
 from mvr3d.geometry.field import ClosestPointField
 from mvr3d.geometry.neighbours import NeighbourIndex, brute_force_neighbours, nearest_neighbours
-from mvr3d.models.scoring import fill_unseen, smooth_knn
+from mvr3d.models.components.scoring import fill_unseen, smooth_knn
 
 
 def _cloud(n: int, seed: int, offset: float = 0.0) -> torch.Tensor:
@@ -79,7 +79,7 @@ def test_smooth_knn_averages_over_neighbourhood():
 
 def test_fill_unseen_batch_fills_each_cloud_as_alone():
     """Clouds of other sizes and scales, one without seen points and one fully seen, in one call."""
-    from mvr3d.models.scoring import fill_unseen_batch
+    from mvr3d.models.components.scoring import fill_unseen_batch
 
     rng = np.random.default_rng(4)
     clouds = [rng.normal(size=(800, 3)), 50 + 10 * rng.normal(size=(300, 3)), rng.normal(size=(200, 3)),

@@ -50,7 +50,7 @@ def tiny_config() -> MVRConfig:
     return MVRConfig(
         backbone="tiny_test", weights="random", render=RenderConfig(render_size=112, image_size=56, depth_range="scan"),
         views=3, augment_rotations=1, augment_degrees=20.0, iterations=3, batch_size=4, warmup=1,
-        map_blur_sigma=1.0, device="cpu", train_directions=4, side_candidates=16, calibration_scans=2, seed=0,
+        map_blur_sigma=1.0, train_directions=4, side_candidates=16, calibration_scans=2, seed=0,
     )
 
 

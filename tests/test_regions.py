@@ -7,7 +7,7 @@ import pytest
 
 from mvr3d.engine.results import ScoreRow, read_scores, write_regions, write_scores
 from mvr3d.errors import InputError
-from mvr3d.models.regions import anomalous_regions, point_spacing
+from mvr3d.models.components.regions import anomalous_regions, point_spacing
 
 
 def plate(spacing: float = 0.5, side: int = 80) -> np.ndarray:

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvr3d.models import scoring
-from mvr3d.models.scoring import point_scores, robust_standardise
+from mvr3d.models.components import scoring
+from mvr3d.models.components.scoring import point_scores, robust_standardise
 from mvr3d.render import RenderConfig, paper_poses, render_batch
 
 

@@ -2,9 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvr3d.models.loss import global_cosine_hard_mining
-from mvr3d.models.optim import stable_adamw, warm_cosine
-from mvr3d.models.student import LinearAttention, Student, StudentConfig, fuse_groups
+from mvr3d.models.mvr.loss import global_cosine_hard_mining
+from mvr3d.models.mvr.optim import stable_adamw, warm_cosine
+from mvr3d.models.mvr.student import LinearAttention, Student, StudentConfig, fuse_groups
 
 
 def test_student_shapes_and_order():
@@ -82,7 +82,7 @@ def test_linear_attention_sums_do_not_overflow_float16():
     """Token sums exceed float16's range (65504) for large activations; they must run in float32."""
     import torch
 
-    from mvr3d.models.student import LinearAttention
+    from mvr3d.models.mvr.student import LinearAttention
 
     torch.manual_seed(0)
     attention = LinearAttention(dim=64, num_heads=1)

@@ -19,7 +19,7 @@ from scipy.spatial.transform import Rotation
 from mvr3d.geometry import TemplateAligner
 from mvr3d.geometry.icp import plane_step
 from mvr3d.models import MVRDetector
-from mvr3d.models import detector as detector_module
+from mvr3d.models.mvr import detector as detector_module
 from test_detector import sphere, tiny_config
 
 # ICP is a chain of float64 solves; threads share torch's intra-op pool, whose reductions

@@ -13,7 +13,7 @@ import torch
 
 from mvr3d.errors import CheckpointError
 from mvr3d.models import MVRDetector
-from mvr3d.models import detector as detector_module
+from mvr3d.models.mvr import detector as detector_module
 from test_detector import sphere, tiny_config
 
 SCANS = [sphere(1500, s) for s in range(2)]
@@ -64,7 +64,7 @@ def test_state_from_other_settings_or_data_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="lr"):
         MVRDetector(tiny_config(iterations=2, lr=1e-3)).fit(SCANS, progress=False, state_file=state)
     # How the run executes is not a setting of the run: it resumes on another device or batch.
-    MVRDetector(tiny_config(iterations=2, view_batch=5, score_dtype="float32")).fit(SCANS, progress=False, state_file=state)
+    MVRDetector(tiny_config(iterations=2), view_batch=5, score_dtype="float32").fit(SCANS, progress=False, state_file=state)
     with pytest.raises(CheckpointError, match="other training scans"):
         MVRDetector(tiny_config(iterations=2)).fit(SCANS[:1], progress=False, state_file=state)
     state.write_bytes(b"not a torch file")
@@ -72,11 +72,19 @@ def test_state_from_other_settings_or_data_is_refused(tmp_path: Path) -> None:
         MVRDetector(tiny_config(iterations=2)).fit(SCANS, progress=False, state_file=state)
 
 
+# The child's loss sleeps 30 ms a step (same arithmetic): 40 steps then outlast the parent's
+# polling and random wait even on a loaded machine, so the kill lands mid-training.
 _FIT_CHILD = """
-import sys
+import sys, time
 sys.path.insert(0, sys.argv[2])
 from test_detector import sphere, tiny_config
 from mvr3d.models import MVRDetector
+from mvr3d.models.mvr import detector
+loss = detector.global_cosine_hard_mining
+def slow_loss(*args, **kwargs):
+    time.sleep(0.03)
+    return loss(*args, **kwargs)
+detector.global_cosine_hard_mining = slow_loss
 scans = [sphere(1500, s) for s in range(2)]
 MVRDetector(tiny_config(iterations=int(sys.argv[3]))).fit(scans, progress=False, state_file=sys.argv[1], save_every=1)
 """

@@ -11,6 +11,7 @@ from mvr3d.cli.common import (
     check_method_options,
     config_from_args,
     output_lock,
+    runtime_from_args,
 )
 from mvr3d.cli.predict import add_scaleout_options
 from mvr3d.engine.benchmark import run_benchmark
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_method_options(args)
-    config = config_from_args(args)
+    config, runtime = config_from_args(args), runtime_from_args(args)
     if args.ray_workers is not None and args.ray is None:
         raise InputError("--ray-workers needs --ray")
     if args.ray is not None:
@@ -42,11 +43,11 @@ def run(args: argparse.Namespace) -> int:
     with output_lock(args.out):
         if args.ray is not None:
             summary = benchmark_on_ray(args.data, args.out, config, args.method, args.classes, address=args.ray or None,
-                                       workers=args.ray_workers, device=args.device,
-                                       false_alarm_rate=args.false_alarm_rate)
+                                       workers=args.ray_workers, device=runtime.device,
+                                       false_alarm_rate=args.false_alarm_rate, runtime=runtime)
         else:
             summary = run_benchmark(args.data, args.out, config, args.method, args.classes,
-                                    false_alarm_rate=args.false_alarm_rate)
+                                    false_alarm_rate=args.false_alarm_rate, runtime=runtime)
     print((args.out / "results.md").read_text())
     print(f"mean O-ROC {summary.mean_of('o_roc'):.3f}  P-ROC {summary.mean_of('p_roc'):.3f}; results in {args.out}")
     return 0

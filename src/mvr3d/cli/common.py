@@ -16,8 +16,8 @@ from mvr3d.cli.options import add_dataclass_options, field_flag, given_values, s
 from mvr3d.detectors import list_detectors
 from mvr3d.errors import InputError, MVR3DError
 from mvr3d.models import MVRConfig
-from mvr3d.models.config import RUNTIME_FIELDS, Runtime
-from mvr3d.models.config_check import config_problems
+from mvr3d.models.mvr.config import Runtime, split_runtime
+from mvr3d.models.mvr.config_check import config_problems
 from mvr3d.models.registry import DEFAULT_METHOD
 from mvr3d.render import RenderConfig
 from mvr3d.render.poses import views_spec
@@ -28,7 +28,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     runtime ones (where and how a run executes, not what it computes) in their own group."""
     group = parser.add_argument_group("MVR model (--method mvr)")
     group.add_argument("--config", type=Path, help="JSON file with MVRConfig fields (flags override it)")
-    add_dataclass_options(group, MVRConfig, exclude=RUNTIME_FIELDS, parsers={"views": views_spec})
+    add_dataclass_options(group, MVRConfig, parsers={"views": views_spec})
     render = parser.add_argument_group("MVR rendering (--method mvr)")
     add_dataclass_options(render, RenderConfig, defaults=MVRConfig().render)
     runtime = parser.add_argument_group("runtime (not part of the results' config key)")
@@ -45,6 +45,7 @@ def add_method_option(parser: argparse.ArgumentParser) -> None:
 
 _CONFIG_FIELDS = [f.name for f in scalar_fields(MVRConfig)]
 _RENDER_FIELDS = [f.name for f in scalar_fields(RenderConfig)]
+_RUNTIME_FIELDS = [f.name for f in scalar_fields(Runtime)]
 # Options of add_model_options (and fit's --save-every) that only MVR reads; every method
 # takes --seed and --device.
 MVR_ONLY = tuple(
@@ -65,18 +66,8 @@ def check_method_options(args: argparse.Namespace) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> MVRConfig:
-    data: dict = {}
-    source = args.config
-    if source is not None:
-        try:
-            data = json.loads(Path(source).read_bytes())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InputError(f"cannot read config ({error})", source) from error
-        if isinstance(data, dict) and isinstance(data.get("config"), dict):
-            data = data["config"]  # a checkpoint's config.json works too
-        problems = config_problems(data)
-        if problems:
-            raise InputError(f"invalid configuration: {'; '.join(problems)}", source)
+    """MVR's config: the ``--config`` file's fields, overridden by the flags given."""
+    data, _ = split_runtime(_config_file(args.config))
     data.update(given_values(args, _CONFIG_FIELDS))
     render = {**data.get("render", {}), **given_values(args, _RENDER_FIELDS)}
     if render:
@@ -90,6 +81,30 @@ def config_from_args(args: argparse.Namespace) -> MVRConfig:
         if isinstance(error, InputError):
             raise
         raise InputError(f"invalid configuration: {error}") from error
+
+
+def runtime_from_args(args: argparse.Namespace) -> Runtime:
+    """How to run: the runtime fields of a ``--config`` file (a checkpoint's config.json
+    saved before :class:`Runtime` was its own object has them), overridden by the flags."""
+    _, data = split_runtime(_config_file(args.config))
+    data.update(given_values(args, _RUNTIME_FIELDS))
+    return Runtime(**data)
+
+
+def _config_file(source: Path | None) -> dict:
+    """The fields of a ``--config`` JSON file (or of a checkpoint's config.json), type-checked."""
+    if source is None:
+        return {}
+    try:
+        data = json.loads(Path(source).read_bytes())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read config ({error})", source) from error
+    if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = data["config"]  # a checkpoint's config.json works too
+    problems = config_problems(data)
+    if problems:
+        raise InputError(f"invalid configuration: {'; '.join(problems)}", source)
+    return data
 
 
 LOCK_NAME = ".mvr3d.lock"

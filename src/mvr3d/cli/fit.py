@@ -15,14 +15,16 @@ from mvr3d.cli.common import (
     check_method_options,
     config_from_args,
     output_lock,
+    runtime_from_args,
 )
 from mvr3d.data import open_dataset
 from mvr3d.engine.benchmark import make_detector
 from mvr3d.errors import InputError, MVR3DError
-from mvr3d.models import MVRConfig, checkpoint, persistence
+from mvr3d.models import MVRConfig, persistence
 from mvr3d.models.base import Detector
+from mvr3d.models.mvr import checkpoint
+from mvr3d.models.mvr.training_state import STATE_NAME
 from mvr3d.models.thresholds import DEFAULT_FALSE_ALARM_RATE, check_rate
-from mvr3d.models.training_state import STATE_NAME
 
 log = logging.getLogger(__name__)
 # Out of disk, quota, read-only: the user's environment, not a bug.
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace, config: MVRConfig, train: object, state: Path) -> Detector:
     """The ``--method`` detector fitted on ``train``; MVR saves its training state as it goes."""
-    detector = make_detector(args.method, config)
+    detector = make_detector(args.method, config, runtime_from_args(args))
     if args.method != "mvr":
         return detector.fit(train)
     if state.is_file():

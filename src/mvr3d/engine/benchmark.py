@@ -8,6 +8,7 @@ import json
 import logging
 import resource
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from mvr3d.errors import InputError
 from mvr3d.metrics import PooledScores, aupr, auroc
 from mvr3d.metrics.nuisance import NUISANCES as NUISANCE_ORDER
 from mvr3d.metrics.nuisance import nuisance_correlations, nuisance_values, pooled_nuisance
-from mvr3d.models import MVRConfig
+from mvr3d.models import MVRConfig, Runtime
 from mvr3d.models.base import ArrayStateDetector
 from mvr3d.models.thresholds import Threshold, check_rate
 from mvr3d.utils.atomic import atomic_write_text
@@ -30,17 +31,19 @@ from mvr3d.utils.provenance import provenance
 log = logging.getLogger(__name__)
 
 
-def make_detector(method: str, config: MVRConfig) -> Detector:
+def make_detector(method: str, config: MVRConfig, runtime: Runtime | None = None) -> Detector:
     """The registered detector ``method`` (:class:`InputError` listing the names if none):
-    one that takes a ``config`` (MVR) gets ``config``; the others its seed, and its device
-    where they run on one (CUDA when available and the config's device is "auto")."""
+    one that takes a ``config`` (MVR) gets ``config`` and ``runtime``; the others the
+    config's seed, and the runtime's device where they run on one (CUDA when available and
+    the device is "auto")."""
     cls = detector_class(method)
+    runtime = runtime or Runtime()
     parameters = inspect.signature(cls).parameters
     if "config" in parameters:
-        return cls(config=config)
+        return cls(config=config, runtime=runtime)
     kwargs: dict[str, object] = {"seed": config.seed}
-    if "device" in parameters and config.device != "auto":
-        kwargs["device"] = config.device
+    if "device" in parameters and runtime.device != "auto":
+        kwargs["device"] = runtime.device
     elif "device" in parameters and torch.cuda.is_available():
         kwargs["device"] = "cuda"
     return cls(**kwargs)
@@ -56,14 +59,14 @@ def config_key(config: MVRConfig, method: str = "mvr") -> str:
     return _short_hash({"method": method, "seed": config.seed, "params": params})
 
 
-def _legacy_config_key(config: MVRConfig, method: str) -> str | None:
+def _legacy_config_key(config: MVRConfig, method: str, runtime: Runtime | None = None) -> str | None:
     """The key of runs written before runtime settings (MVR) or parameters (the others) were
     part of it; None for a method whose results changed since (it has legacy parameters)."""
     if method != "mvr":
         if detector_class(method).__dict__.get("legacy_params"):
             return None
         return _short_hash({"method": method, "seed": config.seed})
-    data = config.to_dict()
+    data = {**config.to_dict(), **asdict(runtime or Runtime())}  # MVRConfig held the runtime fields then
     data.pop("device", None)
     return _short_hash(data)
 
@@ -75,12 +78,13 @@ def _short_hash(data: dict) -> str:
 def evaluate_class(
     root: Path, category: str, config: MVRConfig, progress: bool = True,
     checkpoint: Path | None = None, method: str = "mvr", false_alarm_rate: float | None = None,
+    *, runtime: Runtime | None = None,
 ) -> ClassResult:
     """Fit on the class's templates, score its test scans, and measure; with a
     ``false_alarm_rate``, also calibrate a threshold as ``fit`` does and count its decisions."""
     train, test = class_splits(root, category)
     started = time.perf_counter()
-    detector = make_detector(method, config).fit(train, progress=progress)
+    detector = make_detector(method, config, runtime).fit(train, progress=progress)
     fit_seconds = time.perf_counter() - started
     if checkpoint is not None:
         detector.save(checkpoint, overwrite=True)
@@ -202,13 +206,14 @@ def _peak_memory_mb() -> dict:
 def run_benchmark(
     root: Path, out: Path, config: MVRConfig, method: str = "mvr",
     classes: list[str] | None = None, progress: bool = True, save_models: bool = False,
-    false_alarm_rate: float | None = None,
+    false_alarm_rate: float | None = None, *, runtime: Runtime | None = None,
 ) -> BenchmarkResults:
     """Evaluate each class, saving it as soon as it is done so a rerun resumes; with a
     ``false_alarm_rate``, each class also calibrates a threshold and counts its verdicts."""
-    make_detector(method, config)  # fail on an unknown method before any work
+    runtime = runtime or Runtime()
+    make_detector(method, config, runtime)  # fail on an unknown method before any work
     # Taken now: the git hash of the code this process runs, not of a later checkout.
-    record = provenance()
+    record = {**provenance(), "runtime": asdict(runtime)}
     if false_alarm_rate:
         check_rate(false_alarm_rate)
     classes = classes or benchmark_classes(root)
@@ -222,7 +227,7 @@ def run_benchmark(
         path = done_dir / f"{category}.json"
         if path.is_file():
             saved = json.loads(path.read_text())
-            if saved.get("config_key") not in (key, _legacy_config_key(config, method)):
+            if saved.get("config_key") not in (key, _legacy_config_key(config, method, runtime)):
                 raise InputError(
                     f"{path} was made with other settings (config {saved.get('config_key')} vs {key}); "
                     "use another --out folder"
@@ -231,7 +236,8 @@ def run_benchmark(
             results.append(ClassResult.from_dict(saved["result"], path))
             continue
         checkpoint = out / "models" / category if save_models else None
-        result = evaluate_class(root, category, config, progress, checkpoint, method, false_alarm_rate)
+        result = evaluate_class(root, category, config, progress, checkpoint, method, false_alarm_rate,
+                                runtime=runtime)
         log.info("%s: O-ROC %.3f P-ROC %.3f", category, result.o_roc, result.p_roc)
         atomic_write_text(path, json.dumps({"config_key": key, "result": result.to_dict()}, indent=2))
         results.append(result)

@@ -15,8 +15,8 @@ from mvr3d.engine.predict import predict_files
 from mvr3d.engine.results import BenchmarkResults
 from mvr3d.errors import WeightsNotFoundError
 from mvr3d.models import MVRConfig
-from mvr3d.models.backbones import create_backbone
 from mvr3d.models.base import load_detector
+from mvr3d.models.components.backbones import create_backbone
 from mvr3d.models.registry import DEFAULT_METHOD
 from mvr3d.render import RenderConfig
 

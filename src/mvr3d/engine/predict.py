@@ -242,8 +242,9 @@ def _write_record(path: Path, detector: Detector, inputs: Path, checkpoint: Path
         settings = detector.config.to_dict()
     else:
         settings = detector.get_params() if hasattr(detector, "get_params") else {}
+    runtime = getattr(detector, "runtime", None)
     record = {
-        "method": detector.name, "settings": settings, "checkpoint": None if checkpoint is None else str(checkpoint),
+        "method": detector.name, "settings": settings, "runtime": None if runtime is None else asdict(runtime), "checkpoint": None if checkpoint is None else str(checkpoint),
         "inputs": str(inputs), "scans": scans, "threshold": None if threshold is None else asdict(threshold),
         "provenance": provenance(),
     }

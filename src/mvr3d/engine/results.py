@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mvr3d.errors import InputError
-from mvr3d.models.regions import Region
+from mvr3d.models.components.regions import Region
 from mvr3d.utils.atomic import atomic_write_text
 
 METRICS = ("o_roc", "p_roc", "o_aupr", "p_aupr")
@@ -194,7 +194,7 @@ def write_scores(path: Path, rows: list[ScoreRow]) -> None:
 
 def write_regions(path: Path, regions: list[tuple[str, list[Region]]]) -> None:
     """``regions.csv``: one line per anomalous region of each scan, numbered from 1 in the
-    order of :func:`~mvr3d.models.regions.anomalous_regions` (highest peak first)."""
+    order of :func:`~mvr3d.models.components.regions.anomalous_regions` (highest peak first)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(REGION_COLUMNS)

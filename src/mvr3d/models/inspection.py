@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mvr3d.models.regions import Region, anomalous_regions
+from mvr3d.models.components.regions import Region, anomalous_regions
 from mvr3d.models.thresholds import Threshold
 from mvr3d.scans import ScanScore
 

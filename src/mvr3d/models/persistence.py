@@ -5,7 +5,7 @@ A folder holds ``state.safetensors`` (the fitted arrays, exact dtypes) and
 state file). Both are written atomically and ``detector.json`` last, so a folder is a
 complete detector or is refused with an error naming the file. No pickle: loading
 a folder runs no code from it. MVR keeps its own format (``config.json`` and weight
-files, :mod:`mvr3d.models.checkpoint`); :func:`checkpoint_method` tells the two apart.
+files, :mod:`mvr3d.models.mvr.checkpoint`); :func:`checkpoint_method` tells the two apart.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from safetensors.numpy import save as encode
 
 from mvr3d import __version__
 from mvr3d.errors import CheckpointError
-from mvr3d.models import checkpoint
-from mvr3d.models.weights import sha256_file
+from mvr3d.models.components.weights import sha256_file
+from mvr3d.models.mvr import checkpoint
 from mvr3d.utils.atomic import atomic_write_bytes, atomic_write_text
 from mvr3d.utils.provenance import provenance
 

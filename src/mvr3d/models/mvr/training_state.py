@@ -20,8 +20,8 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from mvr3d.errors import CheckpointError
-from mvr3d.models.config import RUNTIME_FIELDS
-from mvr3d.models.weights import torch_load_problem
+from mvr3d.models.components.weights import torch_load_problem
+from mvr3d.models.mvr.config import RUNTIME_FIELDS
 from mvr3d.utils.atomic import atomic_write_bytes
 
 log = logging.getLogger(__name__)

@@ -12,16 +12,16 @@ import torch
 from tqdm.auto import tqdm
 
 from mvr3d.geometry import random_rotations
-from mvr3d.models import training_state
-from mvr3d.models.backbones import create_backbone, get_spec
-from mvr3d.models.calibration import LocationStats
-from mvr3d.models.config import MVRConfig
-from mvr3d.models.mvr import MVRNet
-from mvr3d.models.optim import stable_adamw, warm_cosine_scheduler
-from mvr3d.models.placement import Placed, Placement, bounding_frame, on_device
-from mvr3d.models.sides import SideFinder, facing_rotation, turn_to_views
-from mvr3d.models.simulation import Scanner
-from mvr3d.models.student import StudentConfig
+from mvr3d.models.components.backbones import create_backbone, get_spec
+from mvr3d.models.mvr import training_state
+from mvr3d.models.mvr.calibration import LocationStats
+from mvr3d.models.mvr.config import MVRConfig
+from mvr3d.models.mvr.network import MVRNet
+from mvr3d.models.mvr.optim import stable_adamw, warm_cosine_scheduler
+from mvr3d.models.mvr.placement import Placed, Placement, bounding_frame, on_device
+from mvr3d.models.mvr.sides import SideFinder, facing_rotation, turn_to_views
+from mvr3d.models.mvr.simulation import Scanner
+from mvr3d.models.mvr.student import StudentConfig
 from mvr3d.render import RenderConfig, render_views, to_rgb
 from mvr3d.render.poses import fibonacci_directions
 from mvr3d.utils.seeding import seed_everything
@@ -133,7 +133,7 @@ def train(net: MVRNet, pool: torch.Tensor, config: MVRConfig, device: torch.devi
 def calibrate(clouds: Sequence[np.ndarray], held_out: list[np.ndarray], config: MVRConfig, placement: Placement,
               scanner: Scanner, raw_scores: RawScores) -> tuple[LocationStats, LocationStats]:
     """Score simulated normal scans of every template; per-location statistics of the
-    error and of the template distance (see :mod:`mvr3d.models.calibration`)."""
+    error and of the template distance (see :mod:`mvr3d.models.mvr.calibration`)."""
     rng = np.random.default_rng([config.seed, 0xCA1])  # its own stream: a resumed fit calibrates alike
     templates = placement.aligner.references
     scores = LocationStats(templates, config.calibration_neighbours)

@@ -33,7 +33,17 @@ class Runtime:
     compile: bool = option(False, "torch.compile the network and renderer for scoring: faster on a GPU after a "
                                   "one-off compile of ~45 s")
     view_batch: int = option(27, "views per network batch when scoring")
+    # Network precision when scoring on CUDA with amp: float16 keeps scores within 1e-3 of
+    # float32 (bfloat16 drifts to ~2.5e-3; benchmarks/consistency_cuda.md) at the same speed.
     score_dtype: str = option("float16", "network precision when scoring on CUDA", SCORE_DTYPES)
+
+    def __post_init__(self) -> None:
+        bad = [name for name, ok in (("view_batch", isinstance(self.view_batch, int) and self.view_batch >= 1),
+                                     ("score_dtype", self.score_dtype in SCORE_DTYPES),
+                                     ("device", isinstance(self.device, str) and bool(self.device)),
+                                     ("compile", isinstance(self.compile, bool))) if not ok]
+        if bad:
+            raise InputError(f"invalid Runtime field(s) {bad}: {[getattr(self, n) for n in bad]}")
 
 
 @dataclass
@@ -61,7 +71,7 @@ class MVRConfig:
     scanner_cone_deg: float = 90.0
     # Experimental, off until measured on the realistic preset (docs/accuracy.md):
     # "scan": each registered scan is turned so that the side it was scanned from (found
-    # from its template's visibility, models/sides.py) faces the views, and templates are
+    # from its template's visibility, models/mvr/sides.py) faces the views, and templates are
     # trained from ``train_directions`` sides; "fixed": views as given, in the template
     # frame (the old behaviour, which scored the side a scan came from). Needs ``align``.
     view_selection: str = option("fixed", "views in the template frame, or turned to the scanned side", ("fixed", "scan"))
@@ -71,7 +81,7 @@ class MVRConfig:
     # line of sight with a standard deviation of about this fraction of the object's
     # diagonal (each copy draws 0.5-1.5x it), as test scans are noisier than templates.
     augment_noise: float = 0.0
-    # Per-location calibration (models/calibration.py): ``calibration_scans`` simulated
+    # Per-location calibration (models/mvr/calibration.py): ``calibration_scans`` simulated
     # normal scans per template, rotated by up to ``calibration_degrees``, give each
     # template point the mean and spread of normal scores there, pooled over
     # ``calibration_neighbours`` template points; scores become z-scores against them.
@@ -99,22 +109,12 @@ class MVRConfig:
     smoothing_k: int = option(0, "k-NN smoothing of point scores (0 = off)")
     object_score: str = option("top1", "max, or top1: the mean of the top top_fraction of points", ("max", "top1"))
     top_fraction: float = 0.01
-    view_batch: int = 27  # views per network batch at scoring time
     # Scans with more points are voxel-downsampled to about this many before scoring; every
     # original point then takes its voxel's score. None scores every point directly.
     max_points: int | None = option(None, "voxel-downsample scans with more points to about this many before "
                                     "scoring; every original point still gets a score")
     seed: int = option(0, "random seed (every method takes it)")
-    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...")
     amp: bool = True  # autocast on CUDA (training in bfloat16); False = float32 throughout
-    # Network precision when scoring on CUDA with amp: float16 keeps scores within 1e-3 of
-    # float32 (bfloat16 drifts to ~2.5e-3; benchmarks/consistency_cuda.md) at the same speed.
-    score_dtype: str = option("float16", "network precision when scoring on CUDA", SCORE_DTYPES)
-    # torch.compile the network and the renderer's image operations for scoring: about
-    # 1.2-1.5x more scans/s on an H100 after a one-off compile of ~45 s (and one more per
-    # new batch shape), so it pays for long runs, not for scoring a few files.
-    compile: bool = option(False, "torch.compile the network and renderer for scoring: faster on a GPU after a "
-                                  "one-off compile of ~45 s")
 
     def __post_init__(self) -> None:
         if isinstance(self.render, dict):
@@ -131,10 +131,8 @@ class MVRConfig:
             "easy_fraction": 0 <= self.easy_fraction < 1,
             "object_score": self.object_score in ("max", "top1"),
             "top_fraction": 0 < self.top_fraction <= 1,
-            "view_batch": self.view_batch >= 1,
             "smoothing_k": self.smoothing_k >= 0,
             "max_points": self.max_points is None or self.max_points >= 100,
-            "score_dtype": self.score_dtype in SCORE_DTYPES,
             "deviation_weight": self.deviation_weight >= 0,
             "view_selection": self.view_selection in ("scan", "fixed"),
             "side_candidates": self.side_candidates >= 1,
@@ -156,22 +154,26 @@ class MVRConfig:
         data["render"] = dataclasses.asdict(self.render)
         return data
 
-    @property
-    def runtime(self) -> Runtime:
-        return Runtime(**{name: getattr(self, name) for name in RUNTIME_FIELDS})
-
-    def with_runtime(self, runtime: Runtime) -> MVRConfig:
-        """This config run another way (same results within float tolerance)."""
-        return dataclasses.replace(self, **dataclasses.asdict(runtime))
-
     def result_dict(self) -> dict:
-        """The settings that define results: ``to_dict`` without the runtime fields."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+        """The settings that define results (every field: runtime settings live in :class:`Runtime`)."""
+        return self.to_dict()
 
     @classmethod
     def from_dict(cls, data: dict) -> MVRConfig:
+        """The config in ``data`` (files saved before :class:`Runtime` was its own object
+        also hold runtime fields: :func:`split_runtime` separates them first)."""
+        config, runtime = split_runtime(data)
+        if runtime:
+            raise InputError(f"{sorted(runtime)} are Runtime settings, not MVRConfig fields: pass them as "
+                             "MVRDetector(config, Runtime(...)) or MVRDetector(config, device=...)")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(config) - known)
         if unknown:
             raise InputError(f"unknown MVRConfig field(s): {unknown}")
-        return cls(**data)
+        return cls(**config)
+
+
+def split_runtime(data: dict) -> tuple[dict, dict]:
+    """``data`` as (config fields, runtime fields)."""
+    config = {k: v for k, v in data.items() if k not in RUNTIME_FIELDS}
+    return config, {k: v for k, v in data.items() if k in RUNTIME_FIELDS}

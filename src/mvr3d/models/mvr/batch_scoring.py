@@ -11,16 +11,16 @@ import torch
 from torch.profiler import record_function
 
 from mvr3d.geometry import voxel_downsample
-from mvr3d.models.calibration import LocationStats
-from mvr3d.models.config import MVRConfig
-from mvr3d.models.placement import Placed
-from mvr3d.models.scoring import (
+from mvr3d.models.components.scoring import (
     fill_unseen_batch,
     fuse_deviation,
     point_scores,
     smooth_knn,
     upsample_maps,
 )
+from mvr3d.models.mvr.calibration import LocationStats
+from mvr3d.models.mvr.config import MVRConfig
+from mvr3d.models.mvr.placement import Placed
 from mvr3d.render import render_batch, to_rgb
 from mvr3d.scans import ScanScore, object_score
 
@@ -51,14 +51,14 @@ def expand(result: ScanScore, inverse: np.ndarray | None) -> ScanScore:
 
 def raw_scores(placed: list[Placed], poses: torch.Tensor, config: MVRConfig, radius: float,
                view_maps: Callable[[torch.Tensor], torch.Tensor],
-               each: Each) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+               each: Each, compile: bool = False) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
     """Reconstruction error of every point of every placed scan (concatenated), the share
     of each scan the views see, and the point counts; ``each`` runs the per-scan smoothing
     (on a few threads on a GPU)."""
     points = [p.cloud for p in placed]
     with record_function("mvr3d.render"):
         batch = render_batch(points, poses, config.render, centres=[p.centre for p in placed],
-                             radius=radius, compile=config.compile)
+                             radius=radius, compile=compile)
     with record_function("mvr3d.network"):
         token_maps = view_maps(to_rgb(batch.images))
     with record_function("mvr3d.point_scores"):

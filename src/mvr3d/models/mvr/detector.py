@@ -1,14 +1,15 @@
 """MVRDetector: ``fit(normal_scans)``, ``score(scan)``, ``save(dir)``, ``load(dir)``.
 
-A facade over the modules that do the work: :mod:`~mvr3d.models.training` (network,
-training images, training loop, calibration), :mod:`~mvr3d.models.simulation` (simulated
-scans), :mod:`~mvr3d.models.placement` (scans in their template's frame),
-:mod:`~mvr3d.models.batch_scoring` (scoring scans together) and
-:mod:`~mvr3d.models.scoring_pool` (scoring threads and the memory guard).
+A facade over the modules that do the work: :mod:`~mvr3d.models.mvr.training` (network,
+training images, training loop, calibration), :mod:`~mvr3d.models.mvr.simulation` (simulated
+scans), :mod:`~mvr3d.models.mvr.placement` (scans in their template's frame),
+:mod:`~mvr3d.models.mvr.batch_scoring` (scoring scans together) and
+:mod:`~mvr3d.models.mvr.scoring_pool` (scoring threads and the memory guard).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -22,14 +23,14 @@ from torch.profiler import record_function
 
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.geometry import TemplateAligner
-from mvr3d.models import batch_scoring, checkpoint, scoring_pool, training, training_state
 from mvr3d.models.base import Detector
-from mvr3d.models.batch_scoring import expand, reduce_points
-from mvr3d.models.calibration import LocationStats
-from mvr3d.models.config import MVRConfig
-from mvr3d.models.loss import global_cosine_hard_mining
-from mvr3d.models.mvr import MVRNet
-from mvr3d.models.placement import (
+from mvr3d.models.mvr import batch_scoring, checkpoint, scoring_pool, training, training_state
+from mvr3d.models.mvr.batch_scoring import expand, reduce_points
+from mvr3d.models.mvr.calibration import LocationStats
+from mvr3d.models.mvr.config import MVRConfig, Runtime, split_runtime
+from mvr3d.models.mvr.loss import global_cosine_hard_mining
+from mvr3d.models.mvr.network import MVRNet
+from mvr3d.models.mvr.placement import (
     Placed,
     Placement,
     bounding_frame,
@@ -37,9 +38,9 @@ from mvr3d.models.placement import (
     on_device,
     warn_if_unlike_training,
 )
+from mvr3d.models.mvr.sides import SideFinder
+from mvr3d.models.mvr.simulation import Scanner, held_out
 from mvr3d.models.registry import register_detector
-from mvr3d.models.sides import SideFinder
-from mvr3d.models.simulation import Scanner, held_out
 from mvr3d.models.thresholds import Threshold
 from mvr3d.render import make_poses, render_views, to_rgb
 from mvr3d.scans import ScanLike, ScanScore, as_points, training_points
@@ -65,18 +66,26 @@ class MVRDetector(Detector):
 
     calibrate_leave_one_out = False  # one fit per left-out template would cost minutes on a GPU
 
-    def unfitted_copy(self) -> MVRDetector:
-        return MVRDetector(self.config)
+    @property
+    def calibrate_posed(self) -> bool:  # type: ignore[override]
+        return self.config.align  # only a registering MVR finds the pose of a turned view
 
-    def __init__(self, config: MVRConfig | None = None, **overrides: object) -> None:
-        config = config or MVRConfig()
+    def unfitted_copy(self) -> MVRDetector:
+        return MVRDetector(self.config, self.runtime)
+
+    def __init__(self, config: MVRConfig | None = None, runtime: Runtime | None = None, **overrides: object) -> None:
+        """``overrides`` name fields of the config or of the runtime (``device="cpu"``)."""
+        config, runtime = config or MVRConfig(), runtime or Runtime()
         if overrides:
-            config = MVRConfig.from_dict({**config.to_dict(), **overrides})
+            config_fields, runtime_fields = split_runtime(overrides)
+            config = MVRConfig.from_dict({**config.to_dict(), **config_fields})
+            runtime = dataclasses.replace(runtime, **runtime_fields)
         patch = 14
         if config.render.image_size % patch:
             raise InputError(f"render.image_size must be a multiple of {patch}, got {config.render.image_size}")
         self.config = config
-        self.device = _pick_device(config.device)
+        self.runtime = runtime
+        self.device = _pick_device(runtime.device)
         self.net: MVRNet | None = None
         self.radius_: float | None = None
         self.history_: list[float] = []
@@ -181,7 +190,7 @@ class MVRDetector(Detector):
     @torch.no_grad()
     def view_maps(self, images: torch.Tensor) -> torch.Tensor:
         """(V, gh, gw) token-level anomaly maps for model-ready images."""
-        dtype = self.config.score_dtype if self.config.amp and self.device.type == "cuda" else "float32"
+        dtype = self.runtime.score_dtype if self.config.amp and self.device.type == "cuda" else "float32"
         maps = self._maps(images, dtype)
         if dtype == "float16" and not bool(torch.isfinite(maps).all()):
             if not self._warned_overflow_:
@@ -193,14 +202,14 @@ class MVRDetector(Detector):
 
     def _maps(self, images: torch.Tensor, dtype: str) -> torch.Tensor:
         maps = []
-        for chunk in images.split(self.config.view_batch):
+        for chunk in images.split(self.runtime.view_batch):
             with self._autocast(dtype):
                 maps.append(self._network_maps(chunk.to(self.device)).float())
         return torch.cat(maps)
 
     def _network_maps(self, images: torch.Tensor) -> torch.Tensor:
         net = self._check_fitted()
-        if not self.config.compile:
+        if not self.runtime.compile:
             return net.anomaly_maps(images)
         if self._compiled_maps_ is None:
             self._compiled_maps_ = torch.compile(net.anomaly_maps)
@@ -235,7 +244,8 @@ class MVRDetector(Detector):
         return batch_scoring.results(host, counts, self.config)
 
     def _raw_scores(self, placed: list[Placed]) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
-        return batch_scoring.raw_scores(placed, self._poses(), self.config, self.radius_, self.view_maps, self._each)
+        return batch_scoring.raw_scores(placed, self._poses(), self.config, self.radius_, self.view_maps, self._each,
+                                        compile=self.runtime.compile)
 
     def _each(self, function: Callable, items: list[tuple]) -> list:
         """``function(*item)`` for every item, on a few threads on a GPU (see :mod:`scoring_pool`)."""
@@ -274,13 +284,13 @@ class MVRDetector(Detector):
     @classmethod
     def load(cls, directory: str | Path, device: str | None = None) -> MVRDetector:
         config, state, teacher, student, templates = checkpoint.load(Path(directory))
-        if device is not None:
-            config["device"] = device
+        config, saved_runtime = split_runtime(config)  # checkpoints saved before Runtime kept it
+        runtime = {**saved_runtime, **({} if device is None else {"device": device})}
         if isinstance(config, dict) and "calibrate" not in config:
             # Saved before sides and calibration existed: score as it was fitted.
             config.update(calibrate=False, view_selection="fixed")
         try:
-            detector = cls(MVRConfig.from_dict(config))
+            detector = cls(MVRConfig.from_dict(config), Runtime(**runtime))
             detector.net = detector._build(teacher_state=teacher)
             detector.net.student.load_state_dict(student, strict=True)
         except (InputError, RuntimeError, KeyError) as error:

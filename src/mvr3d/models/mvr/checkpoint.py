@@ -16,10 +16,10 @@ from safetensors.torch import save as encode_tensors
 
 from mvr3d import __version__
 from mvr3d.errors import CheckpointError
-from mvr3d.models.config import MVRConfig
-from mvr3d.models.config_check import config_problems
-from mvr3d.models.training_state import STATE_NAME
-from mvr3d.models.weights import sha256_file
+from mvr3d.models.components.weights import sha256_file
+from mvr3d.models.mvr.config import MVRConfig, split_runtime
+from mvr3d.models.mvr.config_check import config_problems
+from mvr3d.models.mvr.training_state import STATE_NAME
 from mvr3d.utils.atomic import atomic_write, atomic_write_text
 from mvr3d.utils.provenance import provenance
 
@@ -196,7 +196,7 @@ def _validated(record: dict, path: Path) -> tuple[dict, dict, dict]:
     if problems:
         raise CheckpointError(f"{path}: config: {'; '.join(problems)}")
     try:
-        MVRConfig.from_dict({k: v for k, v in config.items() if k != "device"})
+        MVRConfig.from_dict(split_runtime(config)[0])  # older checkpoints saved their runtime settings too
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"{path}: config: {error}") from None
     if not isinstance(state, dict):

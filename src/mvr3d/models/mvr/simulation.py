@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mvr3d.models.config import MVRConfig
-from mvr3d.models.placement import bounding_frame, on_device
-from mvr3d.models.sides import sphere_direction
+from mvr3d.models.mvr.config import MVRConfig
+from mvr3d.models.mvr.placement import bounding_frame, on_device
+from mvr3d.models.mvr.sides import sphere_direction
 from mvr3d.render import render_views
 from mvr3d.render.poses import cone_direction, look_from
 

@@ -12,7 +12,7 @@ from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from mvr3d.errors import WeightsNotFoundError
-from mvr3d.models import weights as wsrc
+from mvr3d.models.components import weights as wsrc
 
 log = logging.getLogger(__name__)
 

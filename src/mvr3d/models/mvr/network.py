@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mvr3d.models.student import Student, StudentConfig, fuse_groups
+from mvr3d.models.mvr.student import Student, StudentConfig, fuse_groups
 
 
 class MVRNet(nn.Module):

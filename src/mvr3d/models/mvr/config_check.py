@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from mvr3d.models.config import MVRConfig
+from mvr3d.models.mvr.config import MVRConfig, Runtime, split_runtime
 from mvr3d.render import RenderConfig
 
 _TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "None": (type(None),)}
@@ -56,7 +56,9 @@ def config_problems(data: object) -> list[str]:
     """What is wrong with ``data`` as MVRConfig fields (empty when the types are right)."""
     if not isinstance(data, dict):
         return [f"the configuration must be a JSON object of MVRConfig fields, got {type(data).__name__}"]
-    problems = _check_fields(data, MVRConfig, "")
+    # Runtime fields may sit beside the config (files saved before Runtime was its own object).
+    config, runtime = split_runtime(data)
+    problems = _check_fields(config, MVRConfig, "") + _check_fields(runtime, Runtime, "")
     if "render" in data:
         render = data["render"]
         if isinstance(render, dict):

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from mvr3d.geometry import TemplateAligner
-from mvr3d.models.config import MVRConfig
-from mvr3d.models.sides import SideFinder, facing_rotation, turn_to_views
+from mvr3d.models.mvr.config import MVRConfig
+from mvr3d.models.mvr.sides import SideFinder, facing_rotation, turn_to_views
 from mvr3d.scans import ScanLike
 
 
