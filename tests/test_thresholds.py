@@ -11,7 +11,7 @@ import pytest
 from mvr3d.cli import main
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.io import write_points
-from mvr3d.models.thresholds import Threshold, estimate, normal_views
+from mvr3d.models.thresholds import VIEWS_PER_TEMPLATE, Threshold, estimate, normal_views
 from shapes import blob, bulged
 
 
@@ -66,6 +66,40 @@ def test_normal_views_are_partial_and_differ() -> None:
     assert len({len(v) for v in views}) > 1 or not np.array_equal(views[0], views[1])
 
 
+def test_posed_views_are_the_same_views_turned() -> None:
+    """With a generator each view is rigidly turned about its centre: the same points, the
+    same shape (pairwise distances), another pose."""
+    from scipy.spatial.distance import pdist
+
+    cloud = blob(2000, 2)
+    plain = normal_views(cloud, 3)
+    posed = normal_views(cloud, 3, np.random.default_rng(0))
+    for a, b in zip(plain, posed, strict=True):
+        assert len(a) == len(b) and not np.allclose(a, b)
+        np.testing.assert_allclose(b.mean(axis=0), a.mean(axis=0), atol=1e-9)
+        np.testing.assert_allclose(pdist(b[:300]), pdist(a[:300]), rtol=1e-9, atol=1e-9)
+
+
+def test_registering_detectors_calibrate_on_posed_views(monkeypatch) -> None:
+    from mvr3d.detectors import create_detector
+    from mvr3d.models import MVRConfig, MVRDetector, thresholds
+
+    seen = []
+
+    def recording(cloud, count, rng=None):
+        seen.append(rng is not None)
+        return [cloud[:400]]
+
+    monkeypatch.setattr(thresholds, "normal_views", recording)
+    clouds = [blob(1500, s) for s in range(2)]
+    for method, posed in (("template", True), ("registration", True), ("btf_raw", False)):
+        seen.clear()
+        create_detector(method).fit(clouds).calibrate(clouds, 0.01)
+        assert seen and all(s == posed for s in seen), method
+    assert MVRDetector(MVRConfig(align=True)).calibrate_posed
+    assert not MVRDetector(MVRConfig(align=False)).calibrate_posed
+
+
 def test_fit_calibrates_and_predict_decides(tmp_path, capsys) -> None:
     """The plumbing: fit writes a leave-one-out threshold, predict writes and prints the
     verdicts, --fail-exit-code turns a failed part into exit status 1, and a refit without a
@@ -78,7 +112,7 @@ def test_fit_calibrates_and_predict_decides(tmp_path, capsys) -> None:
     assert main(["fit", "--method", "btf_raw", "--data", str(data), "--out", str(model),
                  "--false-alarm-rate", "0.05"]) == 0
     threshold = Threshold.load(model)
-    assert threshold is not None and threshold.strategy == "leave-one-out" and threshold.normal_scans == 12
+    assert threshold is not None and threshold.strategy == "leave-one-out" and threshold.normal_scans == 3 * VIEWS_PER_TEMPLATE
     assert main(["predict", "--checkpoint", str(model), "--input", str(scans), "--output", str(tmp_path / "o"),
                  "--no-heatmaps"]) == 0
     table = (tmp_path / "o" / "scores.csv").read_text().splitlines()

@@ -50,6 +50,8 @@ class RegistrationDetector(ArrayStateDetector):
     for its parameters, which this constructor passes on).
     """
 
+    calibrate_posed = True  # it finds each scan's pose, so calibration views come in random poses
+
     def __init__(
         self,
         voxel_size_ratio: float = 0.004,

@@ -33,9 +33,9 @@ from mvr3d.errors import CheckpointError, InputError
 from mvr3d.geometry import SurfaceReference, TemplateAligner, fuse_templates
 from mvr3d.geometry.surface import anchor_points, smoothed_offset
 from mvr3d.models.base import ArrayStateDetector
+from mvr3d.models.components.scoring import robust_standardise
 from mvr3d.models.persistence import check_array
 from mvr3d.models.registry import register_detector
-from mvr3d.models.scoring import robust_standardise
 from mvr3d.scans import ScanScore, as_points, load_clouds, object_score
 
 
@@ -46,6 +46,8 @@ def default_device() -> torch.device:
 @register_detector("template")
 class TemplateDetector(ArrayStateDetector):
     """Distance to the fused template surface in robust noise units per scan."""
+
+    calibrate_posed = True  # it finds each scan's pose, so calibration views come in random poses
 
     # Saved before smoothing existed (off), before anchored smoothing (exact), or before
     # the dense pose search (the aligner's sparse default).

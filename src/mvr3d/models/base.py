@@ -32,6 +32,9 @@ class Detector(ABC):
     threshold_: Threshold | None = None
     # Whether calibrate() refits a copy per left-out scan by default (off where a fit is costly).
     calibrate_leave_one_out: ClassVar[bool] = True
+    # Whether calibrate() shows the detector its normal views in random poses: for methods
+    # that register each scan, so that failures of the pose search count as normal scores.
+    calibrate_posed: ClassVar[bool] = False
 
     @abstractmethod
     def fit(self, scans: Iterable[ScanLike], progress: bool = True) -> Detector:
@@ -66,7 +69,7 @@ class Detector(ABC):
         if leave_one_out is None:
             leave_one_out = self.calibrate_leave_one_out
         self.threshold_ = calibrate(self.unfitted_copy, self, load_clouds(normal_scans), false_alarm_rate,
-                                    leave_one_out=leave_one_out)
+                                    leave_one_out=leave_one_out, posed=self.calibrate_posed)
         return self.threshold_
 
     def unfitted_copy(self) -> Detector:
