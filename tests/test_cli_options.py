@@ -91,3 +91,34 @@ def test_only_the_requested_sub_command_is_built() -> None:
     assert _requested(["fitt"]) is None  # a typo: the full parser names the choices
     parser = build_parser("predict")
     assert parser.parse_args(["predict", "--checkpoint", "c", "--input", "i", "--output", "o"]).func
+
+
+def test_cpu_preset_sets_the_demo_settings_and_flags_override_it(tmp_path) -> None:
+    from mvr3d.engine.demo import demo_config
+
+    base = ["fit", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--method", "mvr", "--preset", "cpu"]
+    assert config_from_args(build_parser().parse_args(base)) == demo_config(None, 0)
+    tuned = config_from_args(build_parser().parse_args([*base, "--iterations", "7", "--render-size", "448"]))
+    assert tuned.iterations == 7 and tuned.render.render_size == 448 and tuned.render.image_size == 112
+    assert config_from_args(build_parser().parse_args(base[:-2])) == MVRConfig()
+
+
+def test_one_render_flag_keeps_the_other_mvr_render_defaults(tmp_path) -> None:
+    argv = ["fit", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--method", "mvr", "--render-size", "448"]
+    render = config_from_args(build_parser().parse_args(argv)).render
+    assert render == dataclasses.replace(MVRConfig().render, render_size=448)
+
+
+def test_preset_is_refused_for_other_methods(tmp_path, capsys) -> None:
+    assert main(["fit", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--preset", "cpu"]) == 2
+    assert "--preset only apply to --method mvr" in capsys.readouterr().err
+
+
+def test_full_size_mvr_on_the_cpu_points_to_the_cpu_preset(tmp_path, capsys) -> None:
+    from mvr3d.cli.fit import _hint_cpu_preset
+
+    base = ["fit", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--method", "mvr", "--device", "cpu"]
+    for extra, hinted in (([], True), (["--preset", "cpu"], False), (["--image-size", "112"], False)):
+        args = build_parser().parse_args([*base, *extra])
+        _hint_cpu_preset(args, config_from_args(args))
+        assert ("--preset cpu fits in about 2 minutes" in capsys.readouterr().err) == hinted, extra

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import json
 import logging
@@ -18,6 +19,7 @@ from mvr3d.errors import InputError, MVR3DError
 from mvr3d.models import MVRConfig
 from mvr3d.models.mvr.config import Runtime, split_runtime
 from mvr3d.models.mvr.config_check import config_problems
+from mvr3d.models.mvr.presets import PRESETS, preset_fields
 from mvr3d.models.registry import DEFAULT_METHOD
 from mvr3d.render import RenderConfig
 from mvr3d.render.poses import views_spec
@@ -28,6 +30,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     runtime ones (where and how a run executes, not what it computes) in their own group."""
     group = parser.add_argument_group("MVR model (--method mvr)")
     group.add_argument("--config", type=Path, help="JSON file with MVRConfig fields (flags override it)")
+    group.add_argument("--preset", choices=sorted(PRESETS),
+                       help="starting settings: 'default' (full size, for a GPU) or 'cpu' (the demo's 112 px views "
+                            "and 80 iterations: a class fits in about 2 minutes on 2 cores); --config and flags "
+                            "override it")
     add_dataclass_options(group, MVRConfig, parsers={"views": views_spec})
     render = parser.add_argument_group("MVR rendering (--method mvr)")
     add_dataclass_options(render, RenderConfig, defaults=MVRConfig().render)
@@ -49,7 +55,7 @@ _RUNTIME_FIELDS = [f.name for f in scalar_fields(Runtime)]
 # Options of add_model_options (and fit's --save-every) that only MVR reads; every method
 # takes --seed and --device.
 MVR_ONLY = tuple(
-    ["config", *(n for n in _CONFIG_FIELDS + _RENDER_FIELDS if n not in ("seed", "device")), "save_every"]
+    ["config", "preset", *(n for n in _CONFIG_FIELDS + _RENDER_FIELDS if n not in ("seed", "device")), "save_every"]
 )
 
 
@@ -67,11 +73,13 @@ def check_method_options(args: argparse.Namespace) -> None:
 
 def config_from_args(args: argparse.Namespace) -> MVRConfig:
     """MVR's config: the ``--config`` file's fields, overridden by the flags given."""
+    preset = preset_fields(getattr(args, "preset", None) or "default")
     data, _ = split_runtime(_config_file(args.config))
+    render = {**preset.get("render", {}), **data.get("render", {}), **given_values(args, _RENDER_FIELDS)}
+    data = {**preset, **data}
     data.update(given_values(args, _CONFIG_FIELDS))
-    render = {**data.get("render", {}), **given_values(args, _RENDER_FIELDS)}
-    if render:
-        data["render"] = render
+    if render:  # on top of MVR's render defaults, not RenderConfig's (depth_range differs)
+        data["render"] = {**dataclasses.asdict(MVRConfig().render), **render}
     problems = config_problems(data)
     if problems:
         raise InputError(f"invalid configuration: {'; '.join(problems)}")

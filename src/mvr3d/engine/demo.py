@@ -17,8 +17,8 @@ from mvr3d.errors import WeightsNotFoundError
 from mvr3d.models import MVRConfig
 from mvr3d.models.base import load_detector
 from mvr3d.models.components.backbones import create_backbone
+from mvr3d.models.mvr.presets import preset_fields
 from mvr3d.models.registry import DEFAULT_METHOD
-from mvr3d.render import RenderConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +32,8 @@ class DemoRun:
 
 
 def demo_config(weights: str | None, seed: int) -> MVRConfig:
-    """Small enough for a 2-core CPU; full-size settings are the MVRConfig defaults."""
-    return MVRConfig(
-        weights=weights,
-        render=RenderConfig(render_size=336, image_size=112, depth_range="scan"),
-        views="paper3",
-        augment_rotations=2,
-        iterations=80,
-        batch_size=8,
-        lr=1e-3,
-        warmup=10,
-        map_blur_sigma=2.0,
-        seed=seed,
-    )
+    """The ``cpu`` preset: small enough for a 2-core CPU (full size: the MVRConfig defaults)."""
+    return MVRConfig.from_dict({**preset_fields("cpu"), "weights": weights, "seed": seed})
 
 
 def resolve_weights(requested: str | None) -> str | None:

@@ -28,8 +28,8 @@ from mvr3d.engine.scaleout.journal import JOURNAL_NAME, Journal, regions_of, run
 from mvr3d.engine.scaleout.scorer import Batches, ScoredBatch, WorkerSpec
 from mvr3d.errors import InputError
 
-if TYPE_CHECKING:  # through predict: models' own modules are being moved
-    from mvr3d.engine.predict import Threshold
+if TYPE_CHECKING:
+    from mvr3d.models.thresholds import Threshold
 
 log = logging.getLogger(__name__)
 

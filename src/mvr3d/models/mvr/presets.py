@@ -1,0 +1,30 @@
+"""Named starting points for an MVRConfig: the full-size defaults, or settings sized for a CPU."""
+
+from __future__ import annotations
+
+from mvr3d.errors import InputError
+
+# 112 px model input from 336 px renders, 3 views, 80 iterations at a higher learning rate:
+# the demo's settings, which fit a class in about 2 minutes on 2 CPU cores (the full-size
+# defaults take ~25 s an iteration there, about 2 hours).
+CPU = {
+    "render": {"render_size": 336, "image_size": 112, "depth_range": "scan"},
+    "views": "paper3",
+    "augment_rotations": 2,
+    "iterations": 80,
+    "batch_size": 8,
+    "lr": 1e-3,
+    "warmup": 10,
+    "map_blur_sigma": 2.0,
+}
+PRESETS: dict[str, dict] = {"default": {}, "cpu": CPU}
+
+
+def preset_fields(name: str) -> dict:
+    """The MVRConfig fields preset ``name`` sets (a copy: callers may update it)."""
+    if name not in PRESETS:
+        raise InputError(f"unknown MVR preset {name!r}; choose one of {sorted(PRESETS)}")
+    fields = dict(PRESETS[name])
+    if "render" in fields:
+        fields["render"] = dict(fields["render"])
+    return fields
