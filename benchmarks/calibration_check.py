@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tag", default="cpu")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     rows = ["| class | views | model | calibration scores (min / median / max) | threshold | good failed | "
             "defective failed | seconds |", "|---|---|---|---|---:|---:|---:|---:|"]
@@ -67,7 +68,8 @@ def main() -> None:
         train, _ = class_splits(args.data, category)
         clouds = load_clouds(train)
         good, bad = test_scores(args.scores, category)
-        for name, variant in VARIANTS.items():
+        for name in args.variants:
+            variant = VARIANTS[name]
             started = time.perf_counter()
             scores = calibration_scores(args.method, clouds, seed=args.seed, **variant)
             seconds = time.perf_counter() - started
