@@ -24,6 +24,7 @@ from mvr3d.models.components.weights import sha256_file
 from mvr3d.models.mvr import checkpoint
 from mvr3d.utils.atomic import atomic_write_bytes, atomic_write_text
 from mvr3d.utils.provenance import provenance
+from mvr3d.utils.records import read_versioned_json
 
 FORMAT = "mvr3d-detector-state"
 FORMAT_VERSION = 1
@@ -106,20 +107,11 @@ def _remove_temps(folder: Path) -> None:
 def read_record(folder: Path) -> dict:
     """``detector.json`` of ``folder``, checked like user input (anyone may edit it)."""
     path = folder / DETECTOR_NAME
-    if not path.is_file():
-        raise CheckpointError(f"{folder}: not a saved detector ({DETECTOR_NAME} missing)")
-    try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path}: corrupted JSON ({error})") from error
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an mvr3d detector (field 'format' is not {FORMAT!r})")
-    version = record.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: detector format version {version} (written by mvr3d {record.get('mvr3d_version')}); "
-            f"this mvr3d {__version__} reads version {FORMAT_VERSION}"
-        )
+    record = read_versioned_json(
+        path, FORMAT, FORMAT_VERSION, kind="detector",
+        missing=f"{folder}: not a saved detector ({DETECTOR_NAME} missing)",
+        wrong_format=f"not an mvr3d detector (field 'format' is not {FORMAT!r})",
+    )
     if not isinstance(record.get("method"), str):
         raise CheckpointError(f"{path}: field 'method' must be a method name, got {record.get('method')!r}"[:300])
     if not isinstance(record.get("params"), dict):

@@ -22,6 +22,7 @@ from mvr3d.models.mvr.config_check import config_problems
 from mvr3d.models.mvr.training_state import STATE_NAME
 from mvr3d.utils.atomic import atomic_write, atomic_write_text
 from mvr3d.utils.provenance import provenance
+from mvr3d.utils.records import read_versioned_json
 
 FORMAT = "mvr3d-detector"
 FORMAT_VERSION = 1
@@ -138,22 +139,11 @@ def remove_stale_temps(directory: Path) -> list[str]:
 
 
 def _read_record(directory: Path) -> dict:
-    path = directory / CONFIG_NAME
-    if not path.is_file():
-        raise CheckpointError(f"{directory}: not a checkpoint ({CONFIG_NAME} missing)")
-    try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path}: corrupted JSON ({error})") from error
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an mvr3d detector checkpoint")
-    version = record.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format version {version} (written by mvr3d "
-            f"{record.get('mvr3d_version')}); this mvr3d {__version__} reads version {FORMAT_VERSION}"
-        )
-    return record
+    return read_versioned_json(
+        directory / CONFIG_NAME, FORMAT, FORMAT_VERSION, kind="checkpoint",
+        missing=f"{directory}: not a checkpoint ({CONFIG_NAME} missing)",
+        wrong_format="not an mvr3d detector checkpoint",
+    )
 
 
 def _read_tensors(path: Path, expected_sha: str | None, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
