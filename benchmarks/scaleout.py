@@ -43,12 +43,12 @@ from mvr3d.render import RenderConfig
 from mvr3d.utils.atomic import atomic_write_text
 
 
-def tiny_mvr(device: str) -> MVRConfig:
+def tiny_mvr() -> MVRConfig:
     """tests' tiny MVR (random tiny ViT): seconds per scan on a CPU, no weights to fetch."""
     return MVRConfig(
         backbone="tiny_test", weights="random", render=RenderConfig(render_size=112, image_size=56, depth_range="scan"),
         views=3, augment_rotations=1, augment_degrees=20.0, iterations=2, batch_size=4, warmup=1,
-        map_blur_sigma=1.0, device=device, train_directions=4, side_candidates=16, calibration_scans=2,
+        map_blur_sigma=1.0, train_directions=4, side_candidates=16, calibration_scans=2,
     )
 
 
@@ -58,7 +58,7 @@ def synthetic(folder: Path, method: str, scans: int, points: int, device: str) -
         write_points(folder / "scans" / f"scan_{i:03d}.pcd", ellipsoid(points, 100 + i, bump=0.1 if i % 3 == 0 else 0))
     train = [ellipsoid(points, seed) for seed in range(3)]
     if method == "mvr":
-        detector = create_detector("mvr", config=tiny_mvr(device))
+        detector = create_detector("mvr", config=tiny_mvr(), device=device)
     else:
         detector = create_detector(method)
     detector.fit(train, progress=False).save(folder / "model")
@@ -133,8 +133,9 @@ def run(args: argparse.Namespace, method: str, work: Path) -> list[list[str]]:
     reference = runs[-1][3]
     runs.append((f"--devices {args.devices}", len(devices), scaled(
         checkpoint, scans, work / "devices", lambda spec: device_batches(spec, devices), args.batch), work / "devices"))
-    runs.append((f"--ray, {args.ray_workers} workers", args.ray_workers,
-                 ray_run(args, checkpoint, scans, work / "ray"), work / "ray"))
+    if not args.no_ray:
+        runs.append((f"--ray, {args.ray_workers} workers", args.ray_workers,
+                     ray_run(args, checkpoint, scans, work / "ray"), work / "ray"))
     count = len(read_scores(reference))
     base = next(timing for _, _, timing, out in runs if out == reference)
     rows = []
@@ -168,6 +169,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="plain predict's device; Ray workers take GPUs with cuda")
     parser.add_argument("--devices", default="cpu,cpu", help="the --devices run's list")
     parser.add_argument("--ray-workers", type=int, default=2)
+    parser.add_argument("--no-ray", action="store_true", help="leave out the Ray run (where ray is not installed)")
     parser.add_argument("--ray-cpus", type=int, help="CPUs of the local Ray cluster (default: all)")
     parser.add_argument("--method", nargs="+", default=["btf_raw"], help="methods fitted on the synthetic part")
     parser.add_argument("--scans", type=int, default=48)
