@@ -11,7 +11,13 @@ import pytest
 from mvr3d.cli import main
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.io import write_points
-from mvr3d.models.thresholds import VIEWS_PER_TEMPLATE, Threshold, estimate, normal_views
+from mvr3d.models.thresholds import (
+    DEFAULT_FALSE_ALARM_RATE,
+    VIEWS_PER_TEMPLATE,
+    Threshold,
+    estimate,
+    normal_views,
+)
 from shapes import blob, bulged
 
 
@@ -142,6 +148,14 @@ def test_fit_calibrates_and_predict_decides(tmp_path, capsys) -> None:
     assert "needs a threshold" in capsys.readouterr().err
 
 
+def test_fit_calibrates_at_one_percent_by_default(tmp_path) -> None:
+    data, _ = part_and_scans(tmp_path)
+    model = tmp_path / "model"
+    assert main(["fit", "--method", "btf_raw", "--data", str(data), "--out", str(model)]) == 0
+    threshold = Threshold.load(model)
+    assert threshold is not None and threshold.false_alarm_rate == DEFAULT_FALSE_ALARM_RATE == 0.01
+
+
 def test_heatmaps_share_one_scale_with_a_threshold() -> None:
     """A good part's hottest point is only red when it is far above the threshold, as on a
     defective part; without a threshold each scan spans the whole map (the old behaviour)."""
@@ -177,7 +191,7 @@ def test_benchmark_counts_the_verdicts_of_a_calibrated_threshold(tmp_path, capsy
     assert "other settings" in capsys.readouterr().err
 
 
-def test_predict_report_shows_verdicts_regions_and_heatmaps(tmp_path) -> None:
+def test_predict_report_shows_verdicts_regions_and_heatmaps(tmp_path, capsys) -> None:
     pytest.importorskip("plotly")  # the 'report' extra; installed by `make test`
     data, scans = part_and_scans(tmp_path, "scans <&>", "bad<b>")
     model = tmp_path / "model"
@@ -196,9 +210,10 @@ def test_predict_report_shows_verdicts_regions_and_heatmaps(tmp_path) -> None:
     assert "<script src=" not in page and len(page) > 1_000_000  # plotly.js embedded: the page works offline
 
     plain = tmp_path / "plain"
-    assert main(["fit", "--method", "btf_raw", "--data", str(data), "--out", str(plain)]) == 0
+    assert main(["fit", "--method", "btf_raw", "--data", str(data), "--out", str(plain), "--false-alarm-rate", "0"]) == 0
     assert main(["predict", "--checkpoint", str(plain), "--input", str(scans), "--output", str(tmp_path / "o2"),
                  "--report", "--no-txt"]) == 0
+    assert "each PLY heatmap spans its own scan's score range" in capsys.readouterr().err
     written = sorted(p.name for p in (tmp_path / "o2").iterdir() if not p.name.startswith("."))
     assert written == ["bad<b>.ply", "good.ply", "predict.json", "report.html", "scores.csv"]
     page = (tmp_path / "o2" / "report.html").read_text()

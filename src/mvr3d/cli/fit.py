@@ -47,10 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"run again with the same arguments resumes from it (default {SAVE_EVERY}; MVR only)",
     )
     parser.add_argument(
-        "--false-alarm-rate", type=float, metavar="RATE",
-        help="calibrate a pass/fail threshold that a normal part exceeds with this probability, e.g. "
-        f"{DEFAULT_FALSE_ALARM_RATE}, from views of the training scans each scored by a detector fitted on the "
-        "others (costs about 8 scans scored per training scan; default: no threshold)",
+        "--false-alarm-rate", type=float, metavar="RATE", default=DEFAULT_FALSE_ALARM_RATE,
+        help="calibrate a pass/fail threshold that a normal part exceeds with this probability, from views of "
+        "the training scans each scored by a detector fitted on the others (costs about 8 scans scored per "
+        f"training scan); 0: no threshold (default {DEFAULT_FALSE_ALARM_RATE})",
     )
     add_model_options(parser)
     parser.set_defaults(func=run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import sys
 from pathlib import Path
 
 from mvr3d.cli.common import output_lock
@@ -73,7 +74,11 @@ def run(args: argparse.Namespace) -> int:
     threshold = detector.threshold_
     if threshold is None and args.fail_exit_code:
         raise InputError("--fail-exit-code needs a threshold; this checkpoint has none (fit it with "
-                         "--false-alarm-rate)", args.checkpoint)
+                         "--false-alarm-rate, the default)", args.checkpoint)
+    if threshold is None and not args.no_heatmaps:
+        print("note: this checkpoint has no threshold, so each PLY heatmap spans its own scan's score range and "
+              "colours do not compare across parts; fit with --false-alarm-rate (the default) for one scale",
+              file=sys.stderr)
     with output_lock(args.output):
         if devices or args.ray is not None:
             rows = _predict_scaled(detector, threshold, devices, args)
