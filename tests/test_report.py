@@ -185,3 +185,16 @@ def test_missing_plotting_packages(
     monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)  # import now fails
     with pytest.raises(MVR3DError, match=r"pip install 'mvr3d\[report\]'"):
         write_report(results, tmp_path / "out")
+
+
+def test_inspection_histogram_goes_logarithmic_when_scores_span_decades() -> None:
+    go = pytest.importorskip("plotly.graph_objects")
+    from mvr3d.engine.results import ScoreRow
+    from mvr3d.visualization.inspection import _histogram
+
+    threshold = {"object_threshold": 4.0}
+    wide = [ScoreRow("good", 2.0, verdict="pass"), ScoreRow("bad", 200.0, verdict="fail")]
+    narrow = [ScoreRow("good", 2.0, verdict="pass"), ScoreRow("bad", 5.0, verdict="fail")]
+    assert "object score (log scale)" in _histogram(go, wide, threshold)
+    assert "log scale" not in _histogram(go, narrow, threshold)
+    assert "log scale" not in _histogram(go, [ScoreRow("a", 0.0), ScoreRow("b", 100.0)], None)  # zero: no log

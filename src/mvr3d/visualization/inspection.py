@@ -27,6 +27,8 @@ from mvr3d.visualization.charts import require_plotting
 
 # Points drawn per part: enough to see a region, few enough for a page of many parts.
 MAX_PART_POINTS = 20_000
+# Largest / smallest object score from which the histogram's axis is logarithmic.
+LOG_AXIS_SPAN = 30.0
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;
@@ -101,18 +103,29 @@ def _header(record: dict, rows: list[ScoreRow], threshold: dict | None) -> str:
 
 
 def _histogram(go: ModuleType, rows: list[ScoreRow], threshold: dict | None) -> str:
+    """Object scores of passed and failed parts against the threshold; on a log axis when they
+    span more than a decade and a half (good parts at 2, defective ones at 200 both stay visible)."""
+    scores = np.array([row.object_score for row in rows], dtype=np.float64)
+    log_axis = bool(len(scores)) and bool(np.isfinite(scores).all()) and scores.min() > 0 and (
+        scores.max() / scores.min() >= LOG_AXIS_SPAN)
+    shown = np.log10 if log_axis else (lambda v: v)
     figure = go.Figure()
     groups = {"pass": [], "fail": [], "": []}
     for row in rows:
         groups.setdefault(row.verdict, []).append(row.object_score)
     for verdict, colour in (("pass", "#1b7f3b"), ("fail", "#b00020"), ("", "#555")):
         if groups[verdict]:
-            figure.add_trace(go.Histogram(x=groups[verdict], name=verdict or "scored", marker_color=colour,
-                                          opacity=0.75, nbinsx=30))
-    if threshold is not None:
-        figure.add_vline(x=float(threshold["object_threshold"]), line_dash="dash", annotation_text="threshold")
+            figure.add_trace(go.Histogram(x=shown(np.asarray(groups[verdict])), name=verdict or "scored",
+                                          marker_color=colour, opacity=0.75, nbinsx=30))
+    if threshold is not None and (not log_axis or float(threshold["object_threshold"]) > 0):
+        figure.add_vline(x=float(shown(float(threshold["object_threshold"]))), line_dash="dash",
+                         annotation_text="threshold")
+    axis: dict = {"title": {"text": "object score (log scale)" if log_axis else "object score"}}
+    if log_axis:
+        decades = np.arange(np.floor(np.log10(scores.min())), np.ceil(np.log10(scores.max())) + 1)
+        axis |= {"tickvals": decades.tolist(), "ticktext": [f"{10 ** d:g}" for d in decades]}
     figure.update_layout(barmode="overlay", height=320, margin={"l": 40, "r": 10, "t": 10, "b": 40},
-                         template="plotly_white", xaxis_title="object score", yaxis_title="parts")
+                         template="plotly_white", xaxis=axis, yaxis_title="parts")
     return figure.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
 
 
