@@ -50,6 +50,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DOCS, help="folder for report_screenshot.png and .md")
     args = parser.parse_args()
+    code = git_hash()  # before this run rewrites the tracked screenshot
     with tempfile.TemporaryDirectory() as work:
         out = inspected_batch(Path(work))
         failed = sum(row.verdict == "fail" for row in read_scores(out))
@@ -63,7 +64,7 @@ def main() -> int:
     rows = [[str(i), f.kind, f"{f.width} x {f.height}", f"{f.drawn_share:.1%}", str(f.colours), f"{f.hot_share:.2%}"]
             for i, f in enumerate(check.figures)]
     text = (f"Inspection report in headless {check.browser} ({time.strftime('%Y-%m-%d')}, {machine('cpu')}, code "
-            f"{git_hash()}): {failed} of 6 synthetic parts failed the default 1 % threshold; page drawn and "
+            f"{code}): {failed} of 6 synthetic parts failed the default 1 % threshold; page drawn and "
             f"measured in {seconds:.1f} s. Figure 0 is the score histogram, figure 1 the 3D heatmap of the first "
             "part listed (the worst failed one); hot: drawn pixels at the red end of the colour map.\n\n")
     text += markdown_table(["figure", "kind", "pixels", "drawn", "colours", "hot"], rows) + "\n"
