@@ -331,3 +331,26 @@ def test_threaded_scoring_path_matches_serial(fitted, monkeypatch):
     threaded = fitted.score_many(scans)
     for a, b in zip(serial, threaded, strict=True):
         np.testing.assert_array_equal(a.point_scores, b.point_scores)
+
+
+def test_scans_completed_from_their_template_score_only_their_own_points():
+    """complete_with_template draws the template where the scan has no points: a half sphere
+    gets the other half as fill (never within fill_gap spacings of the scan), and still gets
+    one score per own point."""
+    from scipy.spatial import cKDTree
+
+    detector = MVRDetector(tiny_config(complete_with_template=True)).fit([sphere(3000, s) for s in range(2)],
+                                                                       progress=False)
+    whole = sphere(4000, 5)
+    half = whole[whole[:, 2] > 0]
+    placed = detector._placed(half)
+    reference = detector.aligner_.references[placed.template].cpu().numpy()
+    fill = placed.fill.cpu().numpy()
+    assert 0.3 < len(fill) / len(reference) < 0.7
+    cloud = placed.cloud.cpu().numpy()
+    spacing = np.median(cKDTree(cloud).query(cloud, k=2)[0][:, 1])
+    assert cKDTree(cloud).query(fill)[0].min() > detector.config.fill_gap * spacing * 0.99
+    result = detector.score(half)
+    assert result.point_scores.shape == (len(half),) and np.isfinite(result.point_scores).all()
+    with pytest.raises(InputError, match="needs align"):
+        tiny_config(complete_with_template=True, align=False)

@@ -56,8 +56,9 @@ def raw_scores(placed: list[Placed], poses: torch.Tensor, config: MVRConfig, rad
     of each scan the views see, and the point counts; ``each`` runs the per-scan smoothing
     (on a few threads on a GPU)."""
     points = [p.cloud for p in placed]
+    drawn = [p.rendered for p in placed]
     with record_function("mvr3d.render"):
-        batch = render_batch(points, poses, config.render, centres=[p.centre for p in placed],
+        batch = render_batch(drawn, poses, config.render, centres=[p.centre for p in placed],
                              radius=radius, compile=compile)
     with record_function("mvr3d.network"):
         token_maps = view_maps(to_rgb(batch.images))
@@ -66,13 +67,20 @@ def raw_scores(placed: list[Placed], poses: torch.Tensor, config: MVRConfig, rad
         scores, seen = point_scores(maps, batch)
     with record_function("mvr3d.complete"):
         cloud = batch.cloud_of_point()
-        finished = fill_unseen_batch(torch.cat(points), scores, seen, cloud, len(batch))
+        finished = fill_unseen_batch(torch.cat(drawn), scores, seen, cloud, len(batch))
+        if any(p.fill is not None for p in placed):  # the template's fill is drawn, not scored
+            own = torch.cat([torch.arange(len(p.cloud), device=seen.device) + start
+                             for p, start in zip(placed, np.cumsum((0, *batch.counts[:-1])), strict=True)])
+            finished, seen, cloud = finished[own], seen[own], cloud[own]
+            batch_counts = tuple(len(p.cloud) for p in placed)
+        else:
+            batch_counts = batch.counts
         if config.smoothing_k > 1:
-            pieces = zip(points, finished.split(batch.counts), strict=True)
+            pieces = zip(points, finished.split(batch_counts), strict=True)
             finished = torch.cat(each(partial(smooth_knn, k=config.smoothing_k), list(pieces)))
         coverage = torch.zeros(len(batch), device=seen.device).index_add_(0, cloud, seen.float())
-        coverage /= torch.tensor(batch.counts, device=seen.device)
-    return finished, coverage, batch.counts
+        coverage /= torch.tensor(batch_counts, device=seen.device)
+    return finished, coverage, batch_counts
 
 
 def final_scores(scores: torch.Tensor, placed: list[Placed], counts: tuple[int, ...], weight: float,

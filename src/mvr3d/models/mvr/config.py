@@ -77,6 +77,13 @@ class MVRConfig:
     view_selection: str = option("fixed", "views in the template frame, or turned to the scanned side", ("fixed", "scan"))
     side_candidates: int = 64
     train_directions: int = 26
+    # Experimental, off until measured (docs/accuracy.md): each registered scan is completed
+    # with its template's points where the scan has none (farther than ``fill_gap`` of the
+    # scan's point spacings), so that every view shows a whole part whichever side was
+    # scanned; only the scan's own points are scored. Training completes its simulated scans
+    # alike. Needs ``align``.
+    complete_with_template: bool = False
+    fill_gap: float = 3.0
     # Scanner noise on the augmented and calibration copies: Gaussian offsets along the
     # line of sight with a standard deviation of about this fraction of the object's
     # diagonal (each copy draws 0.5-1.5x it), as test scans are noisier than templates.
@@ -139,10 +146,14 @@ class MVRConfig:
             "train_directions": self.train_directions >= 1,
             "calibration_scans": self.calibration_scans >= 1,
             "calibration_neighbours": self.calibration_neighbours >= 1,
+            "fill_gap": self.fill_gap > 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise InputError(f"invalid MVRConfig field(s) {bad}: {[getattr(self, n) for n in bad]}")
+        if self.complete_with_template and not self.align:
+            raise InputError("MVRConfig.complete_with_template needs align=True: scans are completed from the "
+                             "template they are registered to")
         if self.deviation_weight > 0 and not self.align:
             raise InputError(
                 f"MVRConfig.deviation_weight={self.deviation_weight} needs align=True: the deviation "

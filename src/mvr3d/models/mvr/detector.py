@@ -114,7 +114,8 @@ class MVRDetector(Detector):
         return views, to_rgb(views.images)
 
     def _placement(self) -> Placement:
-        return Placement(self.device, self.template_centres_, self.aligner_, self.sides_)
+        fill_gap = self.config.fill_gap if self.config.complete_with_template else None
+        return Placement(self.device, self.template_centres_, self.aligner_, self.sides_, fill_gap)
 
     def _scanner(self) -> Scanner:
         return Scanner(self.config, self.radius_, self.device)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from mvr3d.geometry import TemplateAligner
+from mvr3d.geometry.neighbours import SPACING_SAMPLE, NeighbourIndex
 from mvr3d.models.mvr.config import MVRConfig
 from mvr3d.models.mvr.sides import SideFinder, facing_rotation, turn_to_views
 from mvr3d.scans import ScanLike
@@ -28,6 +29,12 @@ class Placed:
     template: int | None = None
     nearest: torch.Tensor | None = None  # each point's nearest template point
     deviation: torch.Tensor | None = None  # each point's distance to it
+    fill: torch.Tensor | None = None  # template points where the scan has none (drawn, not scored)
+
+    @property
+    def rendered(self) -> torch.Tensor:
+        """What the views draw: the scan, then its fill (scores of the first ``len(cloud)`` count)."""
+        return self.cloud if self.fill is None else torch.cat([self.cloud, self.fill.to(self.cloud.dtype)])
 
 
 def bounding_frame(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -57,18 +64,32 @@ class Placement:
     centres: Sequence[np.ndarray]
     aligner: TemplateAligner | None
     sides: SideFinder | None
+    fill_gap: float | None = None  # complete scans from their template (None: do not)
 
     def in_template(self, cloud: np.ndarray, template: int) -> Placed:
-        """A scan already in ``template``'s frame, matched and turned to face the views."""
+        """A scan already in ``template``'s frame, matched, completed from its template when
+        asked, and turned to face the views."""
         points = on_device(cloud, self.device)
         centre = self.centres[template]
         if self.aligner is None:
             return Placed(points, centre)
         distances, nearest = self.aligner.match(template, points)
+        fill = None if self.fill_gap is None else self._fill(template, points)
         if self.sides is not None:
             turn = facing_rotation(self.sides.direction(template, nearest))
             points = turn_to_views(points, centre, turn)
-        return Placed(points, centre, template, nearest, distances)
+            fill = None if fill is None else turn_to_views(fill, centre, turn)
+        return Placed(points, centre, template, nearest, distances, fill)
+
+    def _fill(self, template: int, points: torch.Tensor) -> torch.Tensor:
+        """The template's points farther than ``fill_gap`` scan spacings from every scan point."""
+        offset = torch.as_tensor(self.aligner.offsets_[template], dtype=torch.float64, device=self.device)
+        reference = self.aligner.references[template] + offset
+        index = NeighbourIndex(points.double())
+        sample = points[torch.linspace(0, len(points) - 1, min(len(points), SPACING_SAMPLE), device=points.device).long()]
+        spacing = index.query(sample.double(), k=2)[0][:, 1].median()
+        distances = index.query(reference, k=1)[0][:, 0]
+        return reference[distances > self.fill_gap * spacing].to(points.dtype)
 
     def place(self, points: np.ndarray) -> Placed:
         """The scan on the device in the frame it is drawn in (registered to its nearest

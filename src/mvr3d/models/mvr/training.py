@@ -90,7 +90,7 @@ def training_images(clouds: Sequence[np.ndarray], poses: torch.Tensor, config: M
         for rotation in random_rotations(config.augment_rotations, config.augment_degrees, rng):
             moved = scanner.scan(points, centre, rotation, rng)[0]
             if config.align:  # aligned scans are drawn about their template's centre
-                pool.append(images(placement.in_template(moved, j).cloud, centre))
+                pool.append(images(placement.in_template(moved, j).rendered, centre))
             else:
                 pool.append(images(moved, bounding_frame(moved)[0]))
     return torch.cat(pool)
