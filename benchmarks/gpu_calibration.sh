@@ -40,6 +40,7 @@ for seed in 0 3; do
       --json $json && touch $json.done" > "runs/logs/cal-s$seed-$g.log" 2>&1 &
   done
 done
+sleep 5  # let the setsid jobs appear to pgrep before waiting on them
 while [ "$(date +%s)" -lt "$deadline" ] && pgrep -f "mvr3d benchmark|calibration_check" >/dev/null; do sleep 5; done
 tar czf "$OUT/runs.tgz" runs/template-s3-*/classes runs/template-s3-*/results.* runs/cal runs/logs runs/data_s*/meta.json 2>/dev/null
 ls runs/cal; for d in runs/template-s3-*/; do echo "$d $(ls $d/classes 2>/dev/null | tr '\n' ' ')"; done
