@@ -77,7 +77,7 @@ class MVRConfig:
     view_selection: str = option("fixed", "views in the template frame, or turned to the scanned side", ("fixed", "scan"))
     side_candidates: int = 64
     train_directions: int = 26
-    # Experimental, off (no gain at --preset cpu on the dev seed, docs/accuracy.md): each registered scan is completed
+    # Experimental, off (worse on the dev seed, full size and --preset cpu; docs/accuracy.md): each registered scan is completed
     # with its template's points where the scan has none (farther than ``fill_gap`` of the
     # scan's point spacings), so that every view shows a whole part whichever side was
     # scanned; only the scan's own points are scored. Training completes its simulated scans
