@@ -115,3 +115,18 @@ def test_fit_killed_with_sigkill_resumes_to_identical_weights(tmp_path: Path) ->
     for name, value in student_weights(straight).items():
         torch.testing.assert_close(resumed.net.student.state_dict()[name], value, rtol=0, atol=0)
     assert resumed.history_ == straight.history_
+
+
+def test_an_old_timm_gets_a_clear_error(monkeypatch) -> None:
+    """timm before 1.0.31 has no clipping_threshold: say which timm is needed, not a TypeError."""
+    import torch
+
+    from mvr3d.errors import MVR3DError
+    from mvr3d.models.mvr import optim
+
+    def old_adamw(params, lr, betas, eps, weight_decay, amsgrad):  # timm 1.0.29's signature, in short
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(optim, "AdamWLegacy", old_adamw)
+    with pytest.raises(MVR3DError, match=r"timm >= 1\.0\.31"):
+        optim.stable_adamw([torch.nn.Parameter(torch.zeros(2))], lr=1e-3, weight_decay=0.0)
