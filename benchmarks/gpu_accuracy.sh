@@ -9,17 +9,8 @@
 set -u
 deadline=$(( $(date +%s) + ${1:-540} ))
 seeds=${3:-"0 1"}
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >/dev/null 2>&1
-export PYTHONPATH=/tmp/site:$PWD/src MVR3D_CACHE=$PWD/weights PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
-mkdir -p runs/logs
-running() { pgrep -f -- "$1" >/dev/null; }
-for seed in $seeds; do
-  complete=$(python3 -c "import json; print(json.load(open('runs/data_s$seed/meta.json')).get('complete', False))" 2>/dev/null)
-  if [ "$complete" != "True" ] && ! running "out runs/data_s$seed "; then
-    setsid python3 -m mvr3d make-benchmark --out runs/data_s$seed --preset standard --shapes .shapes --seed $seed --workers 8 > runs/logs/data_s$seed.log 2>&1 &
-  fi
-done
-while pgrep -f "make-benchmark" >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 3; done
+source benchmarks/gpu_common.sh
+build_data "$seeds" "$deadline"
 for spec in $2; do
   IFS=: read -r name method config <<< "$spec"
   for seed in $seeds; do

@@ -9,22 +9,14 @@
 # and waits again.   usage: benchmarks/gpu_calibration.sh DEADLINE_SECONDS [skip-load]
 set -u
 deadline=$(( $(date +%s) + ${1:-540} ))
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >/dev/null 2>&1
-export PYTHONPATH=/tmp/site:$PWD/src:$PWD/benchmarks PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
-mkdir -p runs/logs runs/cal "$OUT/benchmarks"
-running() { pgrep -f -- "$1" >/dev/null; }
+source benchmarks/gpu_common.sh
+mkdir -p runs/cal "$OUT/benchmarks"
 if [ "${2:-}" != "skip-load" ] && [ ! -f runs/load.done ]; then
   python3 benchmarks/serve_load.py --method template --points 100000 --requests 32 --concurrency 1 4 8 \
     --device cuda --out "$OUT/benchmarks/serve_load_template_cuda.md" 2>&1 | tail -12
   touch runs/load.done
 fi
-for seed in 0 3; do
-  complete=$(python3 -c "import json; print(json.load(open('runs/data_s$seed/meta.json')).get('complete', False))" 2>/dev/null)
-  if [ "$complete" != "True" ] && ! running "out runs/data_s$seed "; then
-    setsid python3 -m mvr3d make-benchmark --out runs/data_s$seed --preset standard --shapes .shapes --seed $seed --workers 8 > runs/logs/data_s$seed.log 2>&1 &
-  fi
-done
-while pgrep -f "make-benchmark" >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 3; done
+build_data "0 3" "$deadline"
 halves=("angle_block busted cow cycloidal fandisk" "featuretype fertility idler_riser plate_holes rocker_arm")
 thirds=("angle_block busted cow cycloidal" "fandisk featuretype fertility" "idler_riser plate_holes rocker_arm")
 for g in 0 1; do

@@ -9,10 +9,8 @@
 set -u
 deadline=$(( $(date +%s) + ${1:-540} ))
 seeds=${2:-"1 2"}
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >/dev/null 2>&1
-export PYTHONPATH=/tmp/site:$PWD/src:$PWD/benchmarks MVR3D_CACHE=$PWD/weights PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
-mkdir -p runs/logs "$OUT/benchmarks"
-running() { pgrep -f -- "$1" >/dev/null; }
+source benchmarks/gpu_common.sh
+mkdir -p "$OUT/benchmarks"
 if [ "${3:-}" != "skip-load" ] && [ ! -f runs/load.done ]; then
   python3 benchmarks/serve_load.py --method template --points 100000 --requests 32 --concurrency 1 4 8 \
     --device cuda --out "$OUT/benchmarks/serve_load_template_cuda.md" 2>&1 | tail -20
@@ -20,13 +18,7 @@ if [ "${3:-}" != "skip-load" ] && [ ! -f runs/load.done ]; then
     --scans 48 --points 100000 --batch 4 --out "$OUT/benchmarks/scaleout_cuda.md" 2>&1 | tail -12
   touch runs/load.done
 fi
-for seed in $seeds; do
-  complete=$(python3 -c "import json; print(json.load(open('runs/data_s$seed/meta.json')).get('complete', False))" 2>/dev/null)
-  if [ "$complete" != "True" ] && ! running "out runs/data_s$seed "; then
-    setsid python3 -m mvr3d make-benchmark --out runs/data_s$seed --preset standard --shapes .shapes --seed $seed --workers 8 > runs/logs/data_s$seed.log 2>&1 &
-  fi
-done
-while pgrep -f "make-benchmark" >/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 3; done
+build_data "$seeds" "$deadline"
 groups=("angle_block busted cow cycloidal fandisk" "featuretype fertility idler_riser plate_holes rocker_arm")
 for seed in $seeds; do
   for g in 0 1; do

@@ -1,0 +1,19 @@
+# Sourced by the benchmarks/gpu_*.sh device scripts: installs the carried wheels (.whl),
+# sets the environment, and builds the realistic `standard` benchmark for given seeds.
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl >/dev/null 2>&1
+export PYTHONPATH=/tmp/site:$PWD/src:$PWD/benchmarks MVR3D_CACHE=$PWD/weights PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+mkdir -p runs/logs
+running() { pgrep -f -- "$1" >/dev/null; }
+
+# build_data "SEEDS" DEADLINE: runs/data_s<seed> for every seed not complete yet (started with
+# setsid, so a later call finds a build still running), then waits for the builds or DEADLINE.
+build_data() {
+  local seed complete
+  for seed in $1; do
+    complete=$(python3 -c "import json; print(json.load(open('runs/data_s$seed/meta.json')).get('complete', False))" 2>/dev/null)
+    if [ "$complete" != "True" ] && ! running "out runs/data_s$seed "; then
+      setsid python3 -m mvr3d make-benchmark --out runs/data_s$seed --preset standard --shapes .shapes --seed $seed --workers 8 > runs/logs/data_s$seed.log 2>&1 &
+    fi
+  done
+  while pgrep -f "make-benchmark" >/dev/null && [ "$(date +%s)" -lt "$2" ]; do sleep 3; done
+}
