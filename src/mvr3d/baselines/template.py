@@ -22,7 +22,7 @@ classes measured, O-ROC unchanged at 100.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -93,20 +93,37 @@ class TemplateDetector(ArrayStateDetector):
     def point_deviation(self, points: np.ndarray) -> torch.Tensor:
         """Each point's distance to the fused surface, smoothed over ``smoothing_k`` scan
         neighbours, in the scan's own units (float32)."""
+        return self.point_deviations([points])[0]
+
+    def point_deviations(self, clouds: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """:meth:`point_deviation` of several scans: their pose searches run as one batch
+        and their distances to the fused surface as one query."""
         self.check_is_fitted()
-        j, moved = self.aligner_.to_template_frame(points.astype(np.float64))
-        moved = torch.from_numpy(self.reference_.from_template(j, moved))
-        signed, normals = self.reference_.signed_distance(moved)
-        anchors = anchor_points(points, self.anchor_stride, self.seed)
-        return smoothed_offset(moved.to(signed.device), signed, normals, self.smoothing_k, anchors).float()
+        clouds = [np.asarray(points, dtype=np.float64) for points in clouds]
+        moved = [self.reference_.from_template(j, points @ rotation.T + shift)
+                 for points, (j, rotation, shift) in zip(clouds, self.aligner_.pose_many(clouds), strict=True)]
+        signed, normals = self.reference_.signed_distance(torch.from_numpy(np.concatenate(moved)))
+        moved_all = torch.from_numpy(np.concatenate(moved)).to(signed.device)
+        sizes = [len(points) for points in clouds]
+        pieces = zip(moved_all.split(sizes), signed.split(sizes), normals.split(sizes), clouds, strict=True)
+        return [smoothed_offset(points, offset, normal, self.smoothing_k,
+                                anchor_points(cloud, self.anchor_stride, self.seed)).float()
+                for points, offset, normal, cloud in pieces]
 
     def score(self, scan: object) -> ScanScore:
-        points = as_points(scan)
-        deviation = self.point_deviation(points)
+        return self.score_many([scan])[0]
+
+    def score_many(self, scans: Sequence[object]) -> list[ScanScore]:
+        points = [as_points(scan) for scan in scans]
+        if not points:
+            return []
+        deviations = self.point_deviations(points)
+        sizes = [len(deviation) for deviation in deviations]
+        merged = torch.cat(deviations)
         if self.standardise:
-            deviation = robust_standardise(deviation, [len(deviation)])
-        scores = deviation.float().cpu().numpy()
-        return ScanScore(scores, object_score(scores, "top1", self.top_fraction), 1.0)
+            merged = robust_standardise(merged, sizes)
+        return [ScanScore(scores, object_score(scores, "top1", self.top_fraction), 1.0)
+                for scores in np.split(merged.float().cpu().numpy(), np.cumsum(sizes)[:-1])]
 
     # ------------------------------------------------------------- persistence
     def state_arrays(self) -> dict[str, np.ndarray]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import json
 import logging
 import resource
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,6 +31,9 @@ from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.provenance import provenance
 
 log = logging.getLogger(__name__)
+
+# Test scans scored per score_many call: registration and the networks batch across scans.
+SCORE_BATCH = 8
 
 
 def make_detector(method: str, config: MVRConfig, runtime: Runtime | None = None) -> Detector:
@@ -96,8 +101,7 @@ def evaluate_class(
     by_stem, facts = {}, _scan_facts(root, category)
     started = time.perf_counter()
     unlabelled = 0
-    for sample in test:
-        result = detector.score(sample.points)
+    for sample, result in _scored(detector, test):
         object_scores.append(result.object_score)
         object_labels.append(sample.label)
         name = sample.name if isinstance(test, Real3DAD) else f"{sample.defect}/{sample.name}"
@@ -129,6 +133,13 @@ def evaluate_class(
         object_scores=by_stem,
         decisions=tally.summary(),
     )
+
+
+def _scored(detector: Detector, samples: Iterable) -> Iterator[tuple[object, object]]:
+    """(sample, score) pairs, the samples scored ``SCORE_BATCH`` at a time as predict does."""
+    samples = iter(samples)
+    while chunk := list(itertools.islice(samples, SCORE_BATCH)):
+        yield from zip(chunk, detector.score_many([sample.points for sample in chunk]), strict=True)
 
 
 class DecisionTally:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.geometry.field import ClosestPointField
-from mvr3d.geometry.icp import candidate_rotations, icp_batch, start_shifts, to_tensor
+from mvr3d.geometry.icp import candidate_rotations, icp_batch, pad_stack, start_shifts, to_tensor
 from mvr3d.geometry.neighbours import NeighbourIndex
 from mvr3d.geometry.normals import estimate_normals
 from mvr3d.geometry.voxels import bounding_diagonal, voxel_downsample
@@ -179,69 +179,95 @@ class TemplateAligner:
     def pose(self, points: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         """Best-matching template ``j`` and the rigid motion (R, t) taking ``points`` into
         its frame: ``points @ R.T + t``."""
-        self._check_fitted()
-        mean = points.mean(axis=0)
-        j, rot, trans = self.align(points - mean)
-        return j, rot, trans + self.offsets_[j] - mean @ rot.T
+        return self.pose_many([points])[0]
+
+    def pose_many(self, clouds: Sequence[np.ndarray]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """:meth:`pose` of several scans, searched together: one ICP batch holds every
+        scan's candidate poses on a template, so a GPU runs a few large kernels instead of
+        many small ones per scan. Each scan's result does not depend on the others."""
+        means = [np.asarray(points, dtype=np.float64).mean(axis=0) for points in clouds]
+        found = self.align_many([np.asarray(points, dtype=np.float64) - mean for points, mean in zip(clouds, means, strict=True)])
+        return [(j, rot, trans + self.offsets_[j] - mean @ rot.T) for (j, rot, trans), mean in zip(found, means, strict=True)]
 
     def align(self, centred: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         """Best (template index, R, t) for a centred cloud, into that template's centred frame."""
+        return self.align_many([centred])[0]
+
+    def align_many(self, clouds: Sequence[np.ndarray]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """:meth:`align` of several centred clouds at once."""
         self._check_fitted()
-        rng = np.random.default_rng(self.seed)
-        coarse, fine = self._subsamples(centred, rng)
-        best = self._refine(fine, *self._coarse_search(coarse, self._tensor(candidate_rotations(self.n_random, self.seed))))
-        return best.template, best.rotation.cpu().numpy(), best.translation.cpu().numpy()
+        if not clouds:
+            return []
+        subsets = [self._subsamples(cloud, np.random.default_rng(self.seed)) for cloud in clouds]
+        coarse = pad_stack([coarse for coarse, _ in subsets], self.device)
+        fine = pad_stack([fine for _, fine in subsets], self.device)
+        ranked, poses = self._coarse_search(coarse, self._tensor(candidate_rotations(self.n_random, self.seed)))
+        best = self._refine(fine, ranked, poses)
+        return [(pose.template, pose.rotation.cpu().numpy(), pose.translation.cpu().numpy()) for pose in best]
 
-    def _refine(self, fine: Tensor, found: list[tuple[float, int, int]], poses: list[tuple[Tensor, Tensor]]) -> Pose:
-        """The best of the ``keep_best`` best coarse poses after fine ICP: one batch per
-        template holds all of its kept candidates; ties go to the better coarse rank."""
-        kept = found[: self.keep_best]
-        best = None
-        for j in sorted({j for _, j, _ in kept}):
-            ranks = [rank for rank, (_, t, _) in enumerate(kept) if t == j]
-            columns = torch.tensor([kept[rank][2] for rank in ranks], device=self.device)
-            r, t, res = icp_batch(fine, self.templates_[j], poses[j][0][columns], poses[j][1][columns],
-                                  self.fine_iterations, self.trim, self.normals_[j], cap=SELECTION_CAP * self.voxel_)
-            for row, (rank, residual) in enumerate(zip(ranks, res.tolist(), strict=True)):
-                if best is None or (residual, rank) < (best.residual, best.rank):
-                    best = Pose(residual, rank, j, r[row], t[row])
-        assert best is not None
-        return best
+    def _refine(self, fine: tuple[Tensor, Tensor], ranked: Tensor, poses: list[tuple[Tensor, Tensor]]) -> list[Pose]:
+        """Per scan, the best of its ``keep_best`` best coarse poses after fine ICP: one
+        batch per template holds every scan's candidates on it; ties go to the better
+        coarse rank. ``ranked`` (B, keep) holds (template, candidate) codes, best first."""
+        points, valid = fine
+        survivors = poses[0][0].shape[1]
+        templates, columns = ranked // survivors, ranked % survivors
+        residual = torch.full(ranked.shape, torch.inf, dtype=points.dtype, device=self.device)
+        rot = torch.empty((*ranked.shape, 3, 3), dtype=points.dtype, device=self.device)
+        trans = torch.empty((*ranked.shape, 3), dtype=points.dtype, device=self.device)
+        for j in templates.unique().tolist():
+            scans, ranks = torch.nonzero(templates == j, as_tuple=True)
+            start_rot, start_trans = poses[j][0][scans, columns[scans, ranks]], poses[j][1][scans, columns[scans, ranks]]
+            r, t, res = icp_batch(points[scans], self.templates_[j], start_rot, start_trans, self.fine_iterations,
+                                  self.trim, self.normals_[j], cap=SELECTION_CAP * self.voxel_, valid=valid[scans])
+            residual[scans, ranks], rot[scans, ranks], trans[scans, ranks] = res, r, t
+        pick = residual.argmin(dim=1)  # the first of equal residuals: the better coarse rank
+        rows = torch.arange(len(ranked), device=self.device)
+        chosen = templates[rows, pick].tolist()
+        return [Pose(float(residual[b, k]), int(k), chosen[b], rot[b, k], trans[b, k])
+                for b, k in enumerate(pick.tolist())]
 
-    def _coarse_search(self, coarse: Tensor, base: Tensor) -> tuple[list[tuple[float, int, int]], list[tuple[Tensor, Tensor]]]:
-        """Every rotation in ``base`` from every start position on every coarse template:
-        (residual, template, candidate) sorted best first, and each template's refined poses.
+    def _coarse_search(self, coarse: tuple[Tensor, Tensor], base: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """Every rotation in ``base`` from every start position on every coarse template,
+        for every scan: the ``keep_best`` best (template, candidate) codes per scan (B, keep),
+        best first, and each template's refined poses, (B, S, 3, 3) and (B, S, 3).
 
         With ``survivors`` set, all candidates run ``screen_iterations`` first and only the
-        ``survivors`` best per template run the rest: a wrong start is usually plain after
-        a few iterations, and a dense set of starts then costs little more than a sparse one.
+        ``survivors`` best per scan and template run the rest: a wrong start is usually
+        plain after a few iterations, and a dense set of starts then costs little more
+        than a sparse one.
         """
-        found, poses = [], []
+        points, valid = coarse
+        scans = len(points)
         cap = SELECTION_CAP * self.voxel_
+        residuals, poses = [], []
         for j, target in enumerate(self.coarse_templates_):
             shifts = self.shifts_[j]
-            rot = base.repeat(len(shifts), 1, 1)
-            trans = shifts.repeat_interleave(len(base), dim=0)
+            rot = base.repeat(len(shifts), 1, 1).repeat(scans, 1, 1)
+            trans = shifts.repeat_interleave(len(base), dim=0).repeat(scans, 1)
             iterations = self.coarse_iterations
-            if 0 < self.survivors < len(rot) and self.screen_iterations < iterations:
-                rot, trans, res = icp_batch(coarse, target, rot, trans, self.screen_iterations, self.trim,
-                                            self.coarse_normals_[j], cap=cap)
-                keep = torch.topk(res, self.survivors, largest=False, sorted=False).indices.sort().values
-                rot, trans, iterations = rot[keep], trans[keep], iterations - self.screen_iterations
-            rot, trans, res = icp_batch(coarse, target, rot, trans, iterations, self.trim, self.coarse_normals_[j], cap=cap)
-            found += [(residual, j, c) for c, residual in enumerate(res.tolist())]
-            poses.append((rot, trans))
-        found.sort(key=lambda item: item[0])
-        return found, poses
+            if 0 < self.survivors < len(base) * len(shifts) and self.screen_iterations < iterations:
+                rot, trans, res = icp_batch(points, target, rot, trans, self.screen_iterations, self.trim,
+                                            self.coarse_normals_[j], cap=cap, valid=valid)
+                keep = torch.topk(res.view(scans, -1), self.survivors, dim=1, largest=False, sorted=False).indices
+                keep = keep.sort(dim=1).values + torch.arange(scans, device=self.device)[:, None] * (len(rot) // scans)
+                rot, trans, iterations = rot[keep.flatten()], trans[keep.flatten()], iterations - self.screen_iterations
+            rot, trans, res = icp_batch(points, target, rot, trans, iterations, self.trim, self.coarse_normals_[j],
+                                        cap=cap, valid=valid)
+            residuals.append(res.view(scans, -1))
+            poses.append((rot.view(scans, -1, 3, 3), trans.view(scans, -1, 3)))
+        # Codes j * S + c in template-major order; a stable sort keeps that order among ties.
+        flat = torch.cat(residuals, dim=1)
+        keep = min(self.keep_best, flat.shape[1])
+        return flat.sort(dim=1, stable=True).indices[:, :keep], poses
 
-    def _subsamples(self, points: np.ndarray, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+    def _subsamples(self, points: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Coarse and fine random subsets of the scan, after a coarse voxel grid has evened
         out scanner density."""
         sampled = voxel_downsample(points, COARSE_VOXELS * self.voxel_)[0]
         subsets = []
         for count in (self.coarse_points, self.fine_points):
-            pick = sampled if len(sampled) <= count else sampled[np.sort(rng.choice(len(sampled), count, replace=False))]
-            subsets.append(self._tensor(pick))
+            subsets.append(sampled if len(sampled) <= count else sampled[np.sort(rng.choice(len(sampled), count, replace=False))])
         return subsets[0], subsets[1]
 
     # ---------------------------------------------------------------- matching

@@ -75,11 +75,17 @@ def kabsch(src: Tensor, dst: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
     return rot, dst_c - torch.einsum("cij,cj->ci", rot, src_c)
 
 
-def _trim_mask(dist: Tensor, trim: float) -> Tensor:
-    """Per row, the ``trim`` fraction of smallest distances."""
-    keep = max(1, int(round(dist.shape[1] * trim)))
-    threshold = dist.kthvalue(keep, dim=1, keepdim=True).values
-    return dist <= threshold
+def _trim_mask(dist: Tensor, trim: float, valid: Tensor | None = None) -> Tensor:
+    """Per row, the ``trim`` fraction of smallest distances (among the ``valid`` ones)."""
+    if valid is None:
+        keep = max(1, int(round(dist.shape[1] * trim)))
+        threshold = dist.kthvalue(keep, dim=1, keepdim=True).values
+        return dist <= threshold
+    # Rows hold different numbers of real points, so each row has its own rank to cut at.
+    keep = (valid.sum(dim=1, keepdim=True) * trim).round().long().clamp_min(1)
+    padded = dist.masked_fill(~valid, torch.inf)
+    threshold = padded.sort(dim=1).values.gather(1, keep - 1)
+    return padded <= threshold
 
 
 def plane_step(moved: Tensor, matched: Tensor, normals: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
@@ -103,8 +109,13 @@ def icp_batch(
     trim: float = 0.8,
     normals: Tensor | None = None,
     cap: float | None = None,
+    valid: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Trimmed ICP of one (M, 3) source from C initial poses at once (float64, any device).
+
+    Several sources at once: ``source`` (G, M, 3) with C = G x K poses, the k-th pose of
+    group g at row g * K + k; ``valid`` (G, M) marks each group's real points when sources
+    of different sizes were padded to M (padding is ignored by the fit and the residual).
 
     Point-to-point (Kabsch) by default; point-to-plane when the target's ``normals``
     are given, which converges in far fewer iterations (point-to-point crawls along
@@ -115,15 +126,20 @@ def icp_batch(
     which a trimmed mean cannot see.
     """
     rot, trans = rotations.clone(), translations.clone()
+    if valid is not None:
+        valid = _per_pose(valid, len(rot))
+        count = valid.sum(dim=1).to(source.dtype)
     for step in range(iterations + 1):
-        moved = torch.einsum("cij,mj->cmi", rot, source) + trans[:, None]
+        moved = _move(rot, trans, source)
         dist, index = target.query(moved.reshape(-1, 3))
         dist, index = dist.view(len(rot), -1).to(moved.device), index.view(-1).to(moved.device)
-        mask = _trim_mask(dist, trim)
+        mask = _trim_mask(dist, trim, valid)
         if cap is None:
             residual = (dist * mask).sum(dim=1) / mask.sum(dim=1)
-        else:
+        elif valid is None:
             residual = dist.clamp_max(cap).mean(dim=1)
+        else:
+            residual = (dist.clamp_max(cap) * valid).sum(dim=1) / count
         if step == iterations:
             break
         matched = target.reference[index].view(moved.shape)
@@ -135,6 +151,34 @@ def icp_batch(
         rot = step_rot @ rot
         trans = torch.einsum("cij,cj->ci", step_rot, trans) + step_trans
     return rot, trans, residual
+
+
+def _move(rot: Tensor, trans: Tensor, source: Tensor) -> Tensor:
+    """(C, M, 3): one source under C poses, or G sources under K poses each (C = G x K)."""
+    if source.dim() == 2:
+        return torch.einsum("cij,mj->cmi", rot, source) + trans[:, None]
+    groups = len(source)
+    moved = torch.einsum("gkij,gmj->gkmi", rot.view(groups, -1, 3, 3), source)
+    return moved.reshape(len(rot), source.shape[1], 3) + trans[:, None]
+
+
+def _per_pose(valid: Tensor, poses: int) -> Tensor:
+    """A (G, M) mask of each group's points as one row per pose (C = G x K, grouped)."""
+    groups, width = valid.shape
+    return valid[:, None].expand(groups, poses // groups, width).reshape(poses, width)
+
+
+def pad_stack(clouds: list[np.ndarray], device: str | torch.device) -> tuple[Tensor, Tensor]:
+    """(G, M, 3) float64 clouds padded to the longest with copies of their first point, and
+    the (G, M) mask of real points (for :func:`icp_batch`'s ``valid``); one upload."""
+    width = max(len(cloud) for cloud in clouds)
+    stacked = np.empty((len(clouds), width, 3))
+    valid = np.zeros((len(clouds), width), dtype=bool)
+    for row, cloud in enumerate(clouds):
+        stacked[row, : len(cloud)] = cloud
+        stacked[row, len(cloud) :] = cloud[:1]
+        valid[row, : len(cloud)] = True
+    return to_tensor(stacked, device), torch.as_tensor(valid, device=device)
 
 
 def icp(
