@@ -83,3 +83,13 @@ def test_template_score_many_equals_score_of_each_scan(templates: list[np.ndarra
         assert batched.point_scores.shape == (len(scan),)
         np.testing.assert_allclose(batched.point_scores, alone.point_scores, rtol=0, atol=1e-4)
         assert batched.object_score == pytest.approx(alone.object_score, abs=1e-4)
+
+
+def test_host_map_keeps_order_and_runs_inline_for_one_item() -> None:
+    import threading
+
+    from mvr3d.utils.parallel import host_map
+
+    assert host_map(lambda x: x * x, list(range(20)), threads=4) == [x * x for x in range(20)]
+    assert host_map(lambda _: threading.current_thread() is threading.main_thread(), [0]) == [True]
+    assert host_map(len, []) == []

@@ -37,6 +37,7 @@ from mvr3d.models.components.scoring import robust_standardise
 from mvr3d.models.persistence import check_array
 from mvr3d.models.registry import register_detector
 from mvr3d.scans import ScanScore, as_points, load_clouds, object_score
+from mvr3d.utils.parallel import host_map
 
 
 def default_device() -> torch.device:
@@ -100,15 +101,20 @@ class TemplateDetector(ArrayStateDetector):
         and their distances to the fused surface as one query."""
         self.check_is_fitted()
         clouds = [np.asarray(points, dtype=np.float64) for points in clouds]
-        moved = [self.reference_.from_template(j, points @ rotation.T + shift)
-                 for points, (j, rotation, shift) in zip(clouds, self.aligner_.pose_many(clouds), strict=True)]
-        signed, normals = self.reference_.signed_distance(torch.from_numpy(np.concatenate(moved)))
-        moved_all = torch.from_numpy(np.concatenate(moved)).to(signed.device)
+        poses = self.aligner_.pose_many(clouds)
+        moved = host_map(lambda item: self._to_reference(*item), list(zip(clouds, poses, strict=True)))
+        anchors = host_map(lambda cloud: anchor_points(cloud, self.anchor_stride, self.seed), clouds)
+        moved_all = torch.from_numpy(np.concatenate(moved))
+        signed, normals = self.reference_.signed_distance(moved_all)
         sizes = [len(points) for points in clouds]
-        pieces = zip(moved_all.split(sizes), signed.split(sizes), normals.split(sizes), clouds, strict=True)
-        return [smoothed_offset(points, offset, normal, self.smoothing_k,
-                                anchor_points(cloud, self.anchor_stride, self.seed)).float()
-                for points, offset, normal, cloud in pieces]
+        pieces = zip(moved_all.to(signed.device).split(sizes), signed.split(sizes), normals.split(sizes), anchors,
+                     strict=True)
+        return [smoothed_offset(points, offset, normal, self.smoothing_k, anchor).float()
+                for points, offset, normal, anchor in pieces]
+
+    def _to_reference(self, points: np.ndarray, pose: tuple[int, np.ndarray, np.ndarray]) -> np.ndarray:
+        template, rotation, shift = pose
+        return self.reference_.from_template(template, points @ rotation.T + shift)
 
     def score(self, scan: object) -> ScanScore:
         return self.score_many([scan])[0]

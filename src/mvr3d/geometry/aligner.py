@@ -27,6 +27,7 @@ from mvr3d.geometry.icp import candidate_rotations, icp_batch, pad_stack, start_
 from mvr3d.geometry.neighbours import NeighbourIndex
 from mvr3d.geometry.normals import estimate_normals
 from mvr3d.geometry.voxels import bounding_diagonal, voxel_downsample
+from mvr3d.utils.parallel import host_map
 
 # Poses are ranked by the mean of min(distance, this many template voxels) over all points.
 SELECTION_CAP = 10.0
@@ -137,7 +138,10 @@ class TemplateAligner:
         self.voxel_ = float(voxel)
         self.offsets_ = [np.asarray(o, dtype=np.float64) for o in offsets]
         self.centred_ = [np.asarray(c, dtype=np.float64) for c in centred]
-        self.templates_ = [NeighbourIndex(self._tensor(c)) for c in self.centred_]
+        # Fine ICP queries every scan's candidate poses against these at each iteration: on an
+        # accelerator a cell grid beats brute force even for small templates.
+        grid = self.device.type != "cpu"
+        self.templates_ = [NeighbourIndex(self._tensor(c), grid=grid) for c in self.centred_]
         coarse = [voxel_downsample(c, COARSE_VOXELS * self.voxel_)[0] for c in self.centred_]
         self.coarse_templates_ = [self._field(c) for c in coarse]
         self.normals_ = [self._tensor(estimate_normals(c)) for c in self.centred_]
@@ -198,7 +202,7 @@ class TemplateAligner:
         self._check_fitted()
         if not clouds:
             return []
-        subsets = [self._subsamples(cloud, np.random.default_rng(self.seed)) for cloud in clouds]
+        subsets = host_map(lambda cloud: self._subsamples(cloud, np.random.default_rng(self.seed)), clouds)
         coarse = pad_stack([coarse for coarse, _ in subsets], self.device)
         fine = pad_stack([fine for _, fine in subsets], self.device)
         ranked, poses = self._coarse_search(coarse, self._tensor(candidate_rotations(self.n_random, self.seed)))

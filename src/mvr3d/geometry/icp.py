@@ -126,6 +126,8 @@ def icp_batch(
     which a trimmed mean cannot see.
     """
     rot, trans = rotations.clone(), translations.clone()
+    if valid is not None and bool(valid.all()):
+        valid = None  # no padding: the cheaper unmasked path
     if valid is not None:
         valid = _per_pose(valid, len(rot))
         count = valid.sum(dim=1).to(source.dtype)

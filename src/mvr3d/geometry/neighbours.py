@@ -43,6 +43,7 @@ class NeighbourIndex:
             # then recomputed exactly from the original coordinates.
             self._origin = reference.double().mean(dim=0)
             self._centred = (reference.double() - self._origin).float()
+            self._norms = self._centred.square().sum(dim=1)[None]
         if grid is None:
             grid = brute_force and len(reference) >= GRID_MIN_POINTS
         self._grid = CellGrid(reference, max_elements) if grid and len(reference) > 1 else None
@@ -74,7 +75,10 @@ class NeighbourIndex:
         rows = max(1, self.max_elements // self.reference.shape[0])
         indices = []
         for chunk in query.split(rows):
-            squared = torch.cdist((chunk.double() - self._origin).float(), self._centred)
+            # Squared distances as |q|^2 + |r|^2 - 2 q.r: one matrix product, no square root
+            # (they only rank candidates; exact distances follow).
+            centred = (chunk.double() - self._origin).float()
+            squared = torch.addmm(self._norms, centred, self._centred.T, alpha=-2) + centred.square().sum(dim=1, keepdim=True)
             if k == 1:
                 indices.append(squared.argmin(dim=1, keepdim=True))
             else:
