@@ -140,8 +140,7 @@ class TemplateAligner:
         self.centred_ = [np.asarray(c, dtype=np.float64) for c in centred]
         # Fine ICP queries every scan's candidate poses against these at each iteration: on an
         # accelerator a cell grid beats brute force even for small templates.
-        grid = self.device.type != "cpu"
-        self.templates_ = [NeighbourIndex(self._tensor(c), grid=grid) for c in self.centred_]
+        self.templates_ = [NeighbourIndex(self._tensor(c), grid=True) for c in self.centred_]
         coarse = [voxel_downsample(c, COARSE_VOXELS * self.voxel_)[0] for c in self.centred_]
         self.coarse_templates_ = [self._field(c) for c in coarse]
         self.normals_ = [self._tensor(estimate_normals(c)) for c in self.centred_]

@@ -26,7 +26,9 @@ class NeighbourIndex:
     """Nearest points of a fixed reference cloud, queried many times.
 
     On the CPU a k-d tree (built once); on an accelerator an exact chunked brute-force
-    search, which there beats a tree and keeps the points on the device.
+    search, which there beats a tree and keeps the points on the device, or with ``grid``
+    a cell grid for up to ``GRID_MAX_K`` neighbours (default: for references of at least
+    ``GRID_MIN_POINTS``; the tree ignores it).
     """
 
     def __init__(
@@ -45,8 +47,8 @@ class NeighbourIndex:
             self._centred = (reference.double() - self._origin).float()
             self._norms = self._centred.square().sum(dim=1)[None]
         if grid is None:
-            grid = brute_force and len(reference) >= GRID_MIN_POINTS
-        self._grid = CellGrid(reference, max_elements) if grid and len(reference) > 1 else None
+            grid = len(reference) >= GRID_MIN_POINTS
+        self._grid = CellGrid(reference, max_elements) if grid and brute_force and len(reference) > 1 else None
 
     def query(self, query: Tensor, k: int = 1) -> tuple[Tensor, Tensor]:
         """Distances and indices, both (Q, k), nearest first; k is capped at the reference size."""

@@ -93,8 +93,7 @@ def smoothed_offset(points: Tensor, signed: Tensor, normals: Tensor, neighbours:
     anchors = anchors.to(points.device)
     around = neighbourhood_offset(index, points[anchors], signed, normals, neighbours, normals[anchors])
     # Every point asks for its few nearest anchors: a cell grid answers that on an accelerator.
-    grid = points.device.type != "cpu"
-    distances, nearest = NeighbourIndex(points[anchors], grid=grid).query(points, ANCHOR_BLEND)
+    distances, nearest = NeighbourIndex(points[anchors], grid=True).query(points, ANCHOR_BLEND)
     distances = distances.to(points.device, torch.float64)
     # A point that is an anchor takes (almost) its own value; the floor keeps 1/d finite.
     weights = 1.0 / (distances + 1e-3 * distances[:, -1:].mean() + torch.finfo(torch.float64).tiny)
