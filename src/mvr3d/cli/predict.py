@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="skip the x y z score text files (~47 bytes a point; the PLY keeps the scores)")
     parser.add_argument("--device", help="override the checkpoint's device")
     parser.add_argument("--max-points", type=int, help=field_help(MVRConfig, "max_points") + "; MVR only")
-    parser.add_argument("--batch", type=int, default=4, help="scans scored together (default 4)")
+    parser.add_argument("--batch", type=int,
+                        help="scans scored together (default: the method's, 32 for template, 4 for MVR)")
     parser.add_argument("--compile", action="store_true", help=field_help(Runtime, "compile") + "; MVR only")
     parser.add_argument("--report", action="store_true",
                         help="also write OUT/report.html: verdicts, score histogram, regions and 3D heatmaps of "
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     device = "cpu" if devices or args.ray is not None else args.device
     detector = _with_options(load_detector(args.checkpoint, device=device), args)
     threshold = detector.threshold_
+    args.batch = args.batch or detector.score_batch
     if threshold is None and args.fail_exit_code:
         raise InputError("--fail-exit-code needs a threshold; this checkpoint has none (fit it with "
                          "--false-alarm-rate, the default)", args.checkpoint)

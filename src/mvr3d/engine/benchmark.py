@@ -32,9 +32,6 @@ from mvr3d.utils.provenance import provenance
 
 log = logging.getLogger(__name__)
 
-# Test scans scored per score_many call: registration and the networks batch across scans.
-SCORE_BATCH = 8
-
 
 def make_detector(method: str, config: MVRConfig, runtime: Runtime | None = None) -> Detector:
     """The registered detector ``method`` (:class:`InputError` listing the names if none):
@@ -136,9 +133,9 @@ def evaluate_class(
 
 
 def _scored(detector: Detector, samples: Iterable) -> Iterator[tuple[object, object]]:
-    """(sample, score) pairs, the samples scored ``SCORE_BATCH`` at a time as predict does."""
+    """(sample, score) pairs, the samples scored ``score_batch`` at a time as predict does."""
     samples = iter(samples)
-    while chunk := list(itertools.islice(samples, SCORE_BATCH)):
+    while chunk := list(itertools.islice(samples, detector.score_batch)):
         yield from zip(chunk, detector.score_many([sample.points for sample in chunk]), strict=True)
 
 

@@ -167,16 +167,18 @@ def _claim(output: Path, names: list[str]) -> None:
 
 
 def predict_files(
-    detector: Detector, inputs: Path, output: Path, heatmaps: bool = True, batch: int = 4,
+    detector: Detector, inputs: Path, output: Path, heatmaps: bool = True, batch: int | None = None,
     checkpoint: Path | None = None, threshold: Threshold | None = None, txt: bool = True,
 ) -> list[dict]:
     """Score every scan; write ``<name>.txt``, ``<name>.ply``, ``scores.csv`` and
     ``predict.json`` (what made them: detector, settings, ``checkpoint``, versions) under output;
     with a ``threshold`` also verdicts and ``regions.csv`` (connected anomalous points).
 
-    Scans are scored ``batch`` at a time (their views share network batches) while a
+    Scans are scored ``batch`` at a time (default: the method's ``score_batch``; MVR's views
+    share network batches, the template method's pose searches one ICP batch) while a
     background thread reads the next batch, so disk and parsing overlap the scoring.
     """
+    batch = detector.score_batch if batch is None else batch
     if batch < 1:
         raise InputError(f"batch must be a positive number of scans, got {batch}")
     detector.check_is_fitted()  # before any output is claimed

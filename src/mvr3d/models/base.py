@@ -35,6 +35,8 @@ class Detector(ABC):
     # Whether calibrate() shows the detector its normal views in random poses: for methods
     # that register each scan, so that failures of the pose search count as normal scores.
     calibrate_posed: ClassVar[bool] = False
+    # Scans per score_many call that predict and benchmark send unless told otherwise.
+    score_batch: ClassVar[int] = 4
 
     @abstractmethod
     def fit(self, scans: Iterable[ScanLike], progress: bool = True) -> Detector:

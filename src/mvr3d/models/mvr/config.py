@@ -84,6 +84,8 @@ class MVRConfig:
     # alike. Needs ``align``.
     complete_with_template: bool = False
     fill_gap: float = 3.0
+    denoise_k: int = option(0, "draw every scan and template moved onto the plane fitted to each point's k nearest "
+                               "points, so that shading follows shape more than scanner noise (0 = as scanned)")
     # Scanner noise on the augmented and calibration copies: Gaussian offsets along the
     # line of sight with a standard deviation of about this fraction of the object's
     # diagonal (each copy draws 0.5-1.5x it), as test scans are noisier than templates.
@@ -147,6 +149,7 @@ class MVRConfig:
             "calibration_scans": self.calibration_scans >= 1,
             "calibration_neighbours": self.calibration_neighbours >= 1,
             "fill_gap": self.fill_gap > 0,
+            "denoise_k": self.denoise_k == 0 or self.denoise_k >= 3,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

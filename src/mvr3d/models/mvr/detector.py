@@ -115,7 +115,7 @@ class MVRDetector(Detector):
 
     def _placement(self) -> Placement:
         fill_gap = self.config.fill_gap if self.config.complete_with_template else None
-        return Placement(self.device, self.template_centres_, self.aligner_, self.sides_, fill_gap)
+        return Placement(self.device, self.template_centres_, self.aligner_, self.sides_, fill_gap, self.config.denoise_k)
 
     def _scanner(self) -> Scanner:
         return Scanner(self.config, self.radius_, self.device)

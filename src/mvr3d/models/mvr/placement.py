@@ -14,6 +14,7 @@ import torch
 
 from mvr3d.geometry import TemplateAligner
 from mvr3d.geometry.neighbours import SPACING_SAMPLE, NeighbourIndex
+from mvr3d.geometry.surface import project_to_planes
 from mvr3d.models.mvr.config import MVRConfig
 from mvr3d.models.mvr.sides import SideFinder, facing_rotation, turn_to_views
 from mvr3d.scans import ScanLike
@@ -30,11 +31,13 @@ class Placed:
     nearest: torch.Tensor | None = None  # each point's nearest template point
     deviation: torch.Tensor | None = None  # each point's distance to it
     fill: torch.Tensor | None = None  # template points where the scan has none (drawn, not scored)
+    drawn: torch.Tensor | None = None  # the cloud as drawn (denoised), point for point; None: as it is
 
     @property
     def rendered(self) -> torch.Tensor:
         """What the views draw: the scan, then its fill (scores of the first ``len(cloud)`` count)."""
-        return self.cloud if self.fill is None else torch.cat([self.cloud, self.fill.to(self.cloud.dtype)])
+        cloud = self.cloud if self.drawn is None else self.drawn
+        return cloud if self.fill is None else torch.cat([cloud, self.fill.to(cloud.dtype)])
 
 
 def bounding_frame(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -65,21 +68,28 @@ class Placement:
     aligner: TemplateAligner | None
     sides: SideFinder | None
     fill_gap: float | None = None  # complete scans from their template (None: do not)
+    denoise_k: int = 0  # draw scans projected onto their local planes (0: as scanned)
 
     def in_template(self, cloud: np.ndarray, template: int) -> Placed:
         """A scan already in ``template``'s frame, matched, completed from its template when
-        asked, and turned to face the views."""
+        asked, denoised for drawing when asked, and turned to face the views."""
         points = on_device(cloud, self.device)
         centre = self.centres[template]
+        drawn = self.denoised(points)
         if self.aligner is None:
-            return Placed(points, centre)
+            return Placed(points, centre, drawn=drawn)
         distances, nearest = self.aligner.match(template, points)
         fill = None if self.fill_gap is None else self._fill(template, points)
         if self.sides is not None:
             turn = facing_rotation(self.sides.direction(template, nearest))
             points = turn_to_views(points, centre, turn)
             fill = None if fill is None else turn_to_views(fill, centre, turn)
-        return Placed(points, centre, template, nearest, distances, fill)
+            drawn = None if drawn is None else turn_to_views(drawn, centre, turn)
+        return Placed(points, centre, template, nearest, distances, fill, drawn)
+
+    def denoised(self, points: torch.Tensor) -> torch.Tensor | None:
+        """``points`` projected onto their local planes for drawing; None when not asked."""
+        return project_to_planes(points, self.denoise_k) if self.denoise_k else None
 
     def _fill(self, template: int, points: torch.Tensor) -> torch.Tensor:
         """The template's points farther than ``fill_gap`` scan spacings from every scan point."""
@@ -96,7 +106,7 @@ class Placement:
         template when aligning), and the centre the views turn about."""
         if self.aligner is None:
             cloud = on_device(points, self.device)
-            return Placed(cloud, (cloud.amin(dim=0).double() + cloud.amax(dim=0)) / 2)
+            return Placed(cloud, (cloud.amin(dim=0).double() + cloud.amax(dim=0)) / 2, drawn=self.denoised(cloud))
         index, moved = self.aligner.to_template_frame(points.astype(np.float64))
         return self.in_template(moved, index)
 

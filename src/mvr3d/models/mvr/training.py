@@ -85,8 +85,11 @@ def training_images(clouds: Sequence[np.ndarray], poses: torch.Tensor, config: M
 
     pool = []
     for j, (points, centre) in enumerate(zip(clouds, placement.centres, strict=True)):
+        template = on_device(points, device)
+        drawn = placement.denoised(template)
+        whole = template if drawn is None else drawn
         for turn in template_turns(placement.sides, config.train_directions):
-            pool.append(images(points if turn is None else turn_to_views(on_device(points, device), centre, turn), centre))
+            pool.append(images(whole if turn is None else turn_to_views(whole, centre, turn), centre))
         for rotation in random_rotations(config.augment_rotations, config.augment_degrees, rng):
             moved = scanner.scan(points, centre, rotation, rng)[0]
             if config.align:  # aligned scans are drawn about their template's centre
