@@ -321,3 +321,21 @@ def test_benchmark_key_follows_method_parameters(monkeypatch) -> None:
     defaults = TemplateDetector.__init__.__defaults__
     monkeypatch.setattr(TemplateDetector.__init__, "__defaults__", (*defaults[:-1], 8))  # the last one, survivors
     assert config_key(config, "template") != key
+
+
+def test_projection_to_local_planes_removes_noise_and_keeps_a_wide_bump() -> None:
+    """Noise along the normal shrinks about as 1/sqrt(k); a bump several neighbourhoods wide
+    keeps most of its height."""
+    import torch
+
+    from mvr3d.geometry.surface import project_to_planes
+
+    rng = np.random.default_rng(9)
+    xy = rng.uniform(-1, 1, size=(20000, 2))
+    bump = 0.1 * np.exp(-(np.square(xy).sum(axis=1)) / (2 * 0.25**2))
+    noise = rng.normal(scale=0.005, size=len(xy))
+    projected = project_to_planes(torch.from_numpy(np.c_[xy, bump + noise]), 16).numpy()
+    flat = np.linalg.norm(xy, axis=1) > 0.8
+    assert np.std(projected[flat, 2]) < 0.4 * np.std(noise[flat])
+    top = np.linalg.norm(xy, axis=1) < 0.05
+    assert np.median(projected[top, 2]) > 0.9 * 0.1

@@ -354,3 +354,38 @@ def test_scans_completed_from_their_template_score_only_their_own_points():
     assert result.point_scores.shape == (len(half),) and np.isfinite(result.point_scores).all()
     with pytest.raises(InputError, match="needs align"):
         tiny_config(complete_with_template=True, align=False)
+
+
+def test_denoised_drawing_smooths_what_is_drawn_and_scores_every_scan_point():
+    """denoise_k draws each scan projected onto its local planes: the drawn cloud lies closer
+    to the true sphere than the noisy scan, point for point, and scores keep the scan's order."""
+    rng = np.random.default_rng(3)
+    noisy = sphere(4000, 6) + rng.normal(scale=0.15, size=(4000, 3))
+    detector = MVRDetector(tiny_config(denoise_k=16)).fit([sphere(3000, s) for s in range(2)], progress=False)
+    placed = detector._placed(noisy)
+    drawn, cloud = placed.drawn.cpu().numpy(), placed.cloud.cpu().numpy()
+    assert drawn.shape == cloud.shape and placed.rendered.shape == placed.cloud.shape
+    centre = cloud.mean(axis=0)  # a whole sphere: its centroid is its centre
+
+    def radial_spread(points: np.ndarray) -> float:
+        return float(np.std(np.linalg.norm(points - centre, axis=1)))
+
+    assert radial_spread(drawn) < 0.5 * radial_spread(cloud)
+    result = detector.score(noisy)
+    assert result.point_scores.shape == (len(noisy),) and np.isfinite(result.point_scores).all()
+    with pytest.raises(InputError, match="denoise_k"):
+        tiny_config(denoise_k=2)
+
+
+def test_standardised_scores_are_robust_z_scores_of_each_scan():
+    """standardise_scores: each scan's point scores have median 0 and 1.4826 MAD of 1, so a
+    scan's overall error level cannot carry its object score."""
+    detector = MVRDetector(tiny_config(standardise_scores=True)).fit([sphere(3000, s) for s in range(2)], progress=False)
+    for result in detector.score_many([sphere(2000, 7), with_bulge(sphere(2500, 8))[0]]):
+        scores = np.sort(result.point_scores)
+
+        def lower_median(values: np.ndarray) -> float:  # torch.median's: the lower middle value
+            return float(np.sort(values)[(len(values) - 1) // 2])
+
+        assert abs(lower_median(scores)) < 1e-5
+        assert 1.4826 * lower_median(np.abs(scores)) == pytest.approx(1.0, abs=1e-4)

@@ -15,6 +15,7 @@ from mvr3d.models.components.scoring import (
     fill_unseen_batch,
     fuse_deviation,
     point_scores,
+    robust_standardise,
     smooth_knn,
     upsample_maps,
 )
@@ -84,12 +85,14 @@ def raw_scores(placed: list[Placed], poses: torch.Tensor, config: MVRConfig, rad
 
 
 def final_scores(scores: torch.Tensor, placed: list[Placed], counts: tuple[int, ...], weight: float,
-                 score_stats: LocationStats | None, deviation_stats: LocationStats | None) -> torch.Tensor:
+                 score_stats: LocationStats | None, deviation_stats: LocationStats | None,
+                 standardise: bool = False) -> torch.Tensor:
     """Calibrated per template location when fitted so (plus the ``weight``-ed calibrated
-    deviation), else the raw error (plus the deviation, both as robust z-scores per scan)."""
+    deviation), else the raw error (plus the deviation, both as robust z-scores per scan),
+    or with ``standardise`` the error as robust z-scores per scan."""
     if score_stats is None:
         if weight <= 0:
-            return scores
+            return robust_standardise(scores, counts) if standardise else scores
         deviation = torch.cat([p.deviation for p in placed]).to(scores.device)
         return fuse_deviation(scores, deviation, counts, weight)
     out = []

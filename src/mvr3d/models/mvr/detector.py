@@ -240,7 +240,8 @@ class MVRDetector(Detector):
         scores, coverage, counts = self._raw_scores(placed)
         with record_function("mvr3d.calibrate"):
             finished = batch_scoring.final_scores(scores, placed, counts, self.config.deviation_weight,
-                                                  self.score_stats_, self.deviation_stats_)
+                                                  self.score_stats_, self.deviation_stats_,
+                                                  self.config.standardise_scores)
             host = torch.cat([finished.float(), coverage.to(finished.device)]).cpu().numpy()  # the one copy back
         return batch_scoring.results(host, counts, self.config)
 
