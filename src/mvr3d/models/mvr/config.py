@@ -84,6 +84,7 @@ class MVRConfig:
     # alike. Needs ``align``.
     complete_with_template: bool = False
     fill_gap: float = 3.0
+    # Experimental, off (no change beyond the spread on the dev seed, --preset cpu; docs/accuracy.md).
     denoise_k: int = option(0, "draw every scan and template moved onto the plane fitted to each point's k nearest "
                                "points, so that shading follows shape more than scanner noise (0 = as scanned)")
     # Scanner noise on the augmented and calibration copies: Gaussian offsets along the
@@ -117,6 +118,8 @@ class MVRConfig:
     map_blur_sigma: float = 4.0  # Gaussian blur of anomaly maps, in model-input pixels
     smoothing_k: int = option(0, "k-NN smoothing of point scores (0 = off)")
     object_score: str = option("top1", "max, or top1: the mean of the top top_fraction of points", ("max", "top1"))
+    # Experimental, off (dev seed, --preset cpu: nuisance correlations fall, cycloidal gains, angle_block
+    # loses; not measured at full size; docs/accuracy.md).
     standardise_scores: bool = option(False, "point scores as robust z-scores against the scan's own scores (median, "
                                              "1.4826 MAD), so that a scan's overall error level drops out")
     top_fraction: float = 0.01
