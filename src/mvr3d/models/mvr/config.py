@@ -86,7 +86,7 @@ class MVRConfig:
     fill_gap: float = 3.0
     # Experimental, off (no change beyond the spread on the dev seed, --preset cpu; docs/accuracy.md).
     denoise_k: int = option(0, "draw every scan and template moved onto the plane fitted to each point's k nearest "
-                               "points, so that shading follows shape more than scanner noise (0 = as scanned)")
+                               "points, so that shading follows shape more than scanner noise (0 or 1 = as scanned)")
     # Scanner noise on the augmented and calibration copies: Gaussian offsets along the
     # line of sight with a standard deviation of about this fraction of the object's
     # diagonal (each copy draws 0.5-1.5x it), as test scans are noisier than templates.
@@ -154,7 +154,7 @@ class MVRConfig:
             "calibration_scans": self.calibration_scans >= 1,
             "calibration_neighbours": self.calibration_neighbours >= 1,
             "fill_gap": self.fill_gap > 0,
-            "denoise_k": self.denoise_k == 0 or self.denoise_k >= 3,
+            "denoise_k": self.denoise_k in (0, 1) or self.denoise_k >= 3,  # two points fit no plane
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -68,7 +68,7 @@ class Placement:
     aligner: TemplateAligner | None
     sides: SideFinder | None
     fill_gap: float | None = None  # complete scans from their template (None: do not)
-    denoise_k: int = 0  # draw scans projected onto their local planes (0: as scanned)
+    denoise_k: int = 0  # draw scans projected onto their local planes (0 or 1: as scanned)
 
     def in_template(self, cloud: np.ndarray, template: int) -> Placed:
         """A scan already in ``template``'s frame, matched, completed from its template when
@@ -89,7 +89,7 @@ class Placement:
 
     def denoised(self, points: torch.Tensor) -> torch.Tensor | None:
         """``points`` projected onto their local planes for drawing; None when not asked."""
-        return project_to_planes(points, self.denoise_k) if self.denoise_k else None
+        return project_to_planes(points, self.denoise_k) if self.denoise_k > 1 else None
 
     def _fill(self, template: int, points: torch.Tensor) -> torch.Tensor:
         """The template's points farther than ``fill_gap`` scan spacings from every scan point."""
