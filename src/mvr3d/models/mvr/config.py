@@ -118,8 +118,7 @@ class MVRConfig:
     map_blur_sigma: float = 4.0  # Gaussian blur of anomaly maps, in model-input pixels
     smoothing_k: int = option(0, "k-NN smoothing of point scores (0 = off)")
     object_score: str = option("top1", "max, or top1: the mean of the top top_fraction of points", ("max", "top1"))
-    # Experimental, off (dev seed, --preset cpu: nuisance correlations fall, cycloidal gains, angle_block
-    # loses; not measured at full size; docs/accuracy.md).
+    # Experimental, off (dev seed, --preset cpu, 5 classes: level with plain scores; docs/accuracy.md).
     standardise_scores: bool = option(False, "point scores as robust z-scores against the scan's own scores (median, "
                                              "1.4826 MAD), so that a scan's overall error level drops out")
     top_fraction: float = 0.01
