@@ -22,7 +22,4 @@ for spec in $2; do
     setsid python3 -m mvr3d benchmark "${args[@]}" > "runs/logs/$name-s$seed.log" 2>&1 &
   done
 done
-while [ "$(date +%s)" -lt "$deadline" ] && pgrep -f "mvr3d benchmark" >/dev/null; do sleep 5; done
-tar czf "$OUT/runs.tgz" runs/*-s*/classes runs/*-s*/results.* runs/logs runs/data_s*/meta.json 2>/dev/null
-for d in runs/*-s*/; do echo "$d $(ls $d/classes 2>/dev/null | tr '\n' ' ')"; done
-nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv
+collect_runs "$deadline"

@@ -17,3 +17,12 @@ build_data() {
   done
   while pgrep -f "make-benchmark" >/dev/null && [ "$(date +%s)" -lt "$2" ]; do sleep 3; done
 }
+
+# collect_runs DEADLINE: wait for the benchmark runs (or DEADLINE), pack their results into
+# $OUT/runs.tgz and list the classes each run finished.
+collect_runs() {
+  while [ "$(date +%s)" -lt "$1" ] && pgrep -f "mvr3d benchmark" >/dev/null; do sleep 5; done
+  tar czf "$OUT/runs.tgz" runs/*-s*/classes runs/*-s*/results.* runs/logs runs/data_s*/meta.json 2>/dev/null
+  for d in runs/*-s*/; do echo "$d $(ls $d/classes 2>/dev/null | tr '\n' ' ')"; done
+  nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv
+}

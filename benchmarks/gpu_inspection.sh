@@ -29,7 +29,4 @@ for seed in $seeds; do
       --classes ${groups[$g]} > "runs/logs/fa-s$seed-$g.log" 2>&1 &
   done
 done
-while [ "$(date +%s)" -lt "$deadline" ] && pgrep -f "mvr3d benchmark" >/dev/null; do sleep 5; done
-tar czf "$OUT/runs.tgz" runs/*-s*/classes runs/*-s*/results.* runs/logs runs/data_s*/meta.json 2>/dev/null
-for d in runs/*-s*/; do echo "$d $(ls $d/classes 2>/dev/null | tr '\n' ' ')"; done
-nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv
+collect_runs "$deadline"
