@@ -389,3 +389,42 @@ def test_standardised_scores_are_robust_z_scores_of_each_scan():
 
         assert abs(lower_median(scores)) < 1e-5
         assert 1.4826 * lower_median(np.abs(scores)) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_template_reference_finds_a_bulge_without_training(monkeypatch, tmp_path):
+    """reference='template' compares each view's teacher tokens with those of the registered
+    template cut to the scan: no student is trained, the cut covers the scan's side only,
+    and a bulge (absent from the template) stands out even to a random-init ViT."""
+    from scipy.spatial import cKDTree
+
+    import mvr3d.models.mvr.detector as detector_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the student was trained")
+
+    monkeypatch.setattr(detector_module, "global_cosine_hard_mining", no_training)
+    # Denser than the other tests' spheres: the reference is another sample of the surface,
+    # and at 3000 points the two samplings alone move a random ViT's tokens as much as a bulge.
+    scans = [sphere(8000, s) for s in range(2)]
+    detector = MVRDetector(tiny_config(reference="template", view_selection="scan")).fit(scans, progress=False)
+    assert detector.history_ == []
+    whole = sphere(8000, 5)
+    half = whole[whole[:, 2] > 0]
+    placed = detector._placed(half)
+    cut, cloud = placed.reference.cpu().numpy(), placed.cloud.cpu().numpy()
+    assert 0.4 < len(cut) / len(detector.aligner_.references[placed.template]) < 0.7
+    spacing = np.median(cKDTree(cloud).query(cloud, k=2)[0][:, 1])
+    # 5 %: the detector takes the median spacing from a sample of the scan, not from all of it.
+    assert cKDTree(cloud).query(cut)[0].max() <= detector.config.reference_gap * spacing * 1.05
+    bumped, _ = with_bulge(sphere(8000, 9), height=2.0)
+    labels = np.linalg.norm(bumped, axis=1) > 10.4  # as in the deviation test above
+    result = detector.score(bumped)
+    assert auroc(result.point_scores, labels) > 0.9
+    good = detector.score(sphere(8000, 10))
+    assert result.object_score > 2 * good.object_score
+    detector.save(tmp_path / "model")
+    loaded = MVRDetector.load(tmp_path / "model")
+    assert loaded.config.reference == "template"
+    np.testing.assert_array_equal(good.point_scores, loaded.score(sphere(8000, 10)).point_scores)
+    with pytest.raises(InputError, match="reference='template' needs align"):
+        tiny_config(reference="template", align=False)

@@ -51,18 +51,23 @@ def expand(result: ScanScore, inverse: np.ndarray | None) -> ScanScore:
 
 
 def raw_scores(placed: list[Placed], poses: torch.Tensor, config: MVRConfig, radius: float,
-               view_maps: Callable[[torch.Tensor], torch.Tensor],
+               view_maps: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
                each: Each, compile: bool = False) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
     """Reconstruction error of every point of every placed scan (concatenated), the share
     of each scan the views see, and the point counts; ``each`` runs the per-scan smoothing
     (on a few threads on a GPU)."""
     points = [p.cloud for p in placed]
     drawn = [p.rendered for p in placed]
+    centres = [p.centre for p in placed]
     with record_function("mvr3d.render"):
-        batch = render_batch(drawn, poses, config.render, centres=[p.centre for p in placed],
-                             radius=radius, compile=compile)
+        batch = render_batch(drawn, poses, config.render, centres=centres, radius=radius, compile=compile)
+        references = None
+        if config.reference == "template":
+            cuts = [p.reference for p in placed]
+            references = to_rgb(render_batch(cuts, poses, config.render, centres=centres, radius=radius,
+                                             compile=compile).images)
     with record_function("mvr3d.network"):
-        token_maps = view_maps(to_rgb(batch.images))
+        token_maps = view_maps(to_rgb(batch.images), references)
     with record_function("mvr3d.point_scores"):
         maps = upsample_maps(token_maps, config.render.image_size, config.map_blur_sigma)
         scores, seen = point_scores(maps, batch)

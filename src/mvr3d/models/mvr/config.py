@@ -87,6 +87,16 @@ class MVRConfig:
     # Experimental, off (no change beyond the spread on the dev seed, --preset cpu; docs/accuracy.md).
     denoise_k: int = option(0, "draw every scan and template moved onto the plane fitted to each point's k nearest "
                                "points, so that shading follows shape more than scanner noise (0 or 1 = as scanned)")
+    # What each view's teacher tokens are compared with. "student": the Dinomaly student's
+    # reconstruction (the paper). "template": the teacher's tokens of the template the scan is
+    # registered to, cut to the scan's footprint (its points within ``reference_gap`` scan
+    # spacings of the scan) and drawn from the same views, so that the reference shows the
+    # same side, extent and pose as the scan and only a defect differs; no student is trained.
+    # Needs ``align``. Why: with a perfect reference the teacher and renderer separate the
+    # realistic preset's defects (benchmarks/mvr_oracle.py); the student is what fails.
+    reference: str = option("student", "what the teacher's tokens are compared with: the student's reconstruction, "
+                            "or the teacher's tokens of the registered template cut to the scan", ("student", "template"))
+    reference_gap: float = 3.0
     # Scanner noise on the augmented and calibration copies: Gaussian offsets along the
     # line of sight with a standard deviation of about this fraction of the object's
     # diagonal (each copy draws 0.5-1.5x it), as test scans are noisier than templates.
@@ -153,6 +163,8 @@ class MVRConfig:
             "calibration_scans": self.calibration_scans >= 1,
             "calibration_neighbours": self.calibration_neighbours >= 1,
             "fill_gap": self.fill_gap > 0,
+            "reference": self.reference in ("student", "template"),
+            "reference_gap": self.reference_gap > 0,
             "denoise_k": self.denoise_k in (0, 1) or self.denoise_k >= 3,  # two points fit no plane
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -161,6 +173,9 @@ class MVRConfig:
         if self.complete_with_template and not self.align:
             raise InputError("MVRConfig.complete_with_template needs align=True: scans are completed from the "
                              "template they are registered to")
+        if self.reference == "template" and not self.align:
+            raise InputError("MVRConfig.reference='template' needs align=True: the reference is the template "
+                             "each scan is registered to")
         if self.deviation_weight > 0 and not self.align:
             raise InputError(
                 f"MVRConfig.deviation_weight={self.deviation_weight} needs align=True: the deviation "

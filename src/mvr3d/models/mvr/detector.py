@@ -114,8 +114,11 @@ class MVRDetector(Detector):
         return views, to_rgb(views.images)
 
     def _placement(self) -> Placement:
-        fill_gap = self.config.fill_gap if self.config.complete_with_template else None
-        return Placement(self.device, self.template_centres_, self.aligner_, self.sides_, fill_gap, self.config.denoise_k)
+        cfg = self.config
+        fill_gap = cfg.fill_gap if cfg.complete_with_template else None
+        reference_gap = cfg.reference_gap if cfg.reference == "template" else None
+        return Placement(self.device, self.template_centres_, self.aligner_, self.sides_, fill_gap, cfg.denoise_k,
+                         reference_gap)
 
     def _scanner(self) -> Scanner:
         return Scanner(self.config, self.radius_, self.device)
@@ -154,16 +157,24 @@ class MVRDetector(Detector):
         if cfg.align:
             held = self._align(clouds)
         self.net = self._build()
-        pool = training.training_images(clouds, self._poses(), cfg, self._placement(), self._scanner(), rng)
-        saver = None if state_file is None else training_state.StateSaver(Path(state_file), cfg.to_dict(), clouds, save_every)
         self.history_ = []
-        # The loss is looked up here, at call time: tests count iterations by replacing it.
-        training.train(self.net, pool, cfg, self.device, rng, self.history_, global_cosine_hard_mining,
-                       progress=progress, saver=saver)
+        if cfg.reference == "student":
+            self._train(clouds, rng, progress, state_file, save_every)
+        else:
+            self.net.eval()  # the template is the reference: the student is never used
         if cfg.calibrate and self.aligner_ is not None:
             self.score_stats_, self.deviation_stats_ = training.calibrate(
                 clouds, held, cfg, self._placement(), self._scanner(), self._raw_scores)
         return self
+
+    def _train(self, clouds: list[np.ndarray], rng: np.random.Generator, progress: bool,
+               state_file: str | Path | None, save_every: int) -> None:
+        cfg = self.config
+        pool = training.training_images(clouds, self._poses(), cfg, self._placement(), self._scanner(), rng)
+        saver = None if state_file is None else training_state.StateSaver(Path(state_file), cfg.to_dict(), clouds, save_every)
+        # The loss is looked up here, at call time: tests count iterations by replacing it.
+        training.train(self.net, pool, cfg, self.device, rng, self.history_, global_cosine_hard_mining,
+                       progress=progress, saver=saver)
 
     def _align(self, clouds: list[np.ndarray]) -> list[np.ndarray]:
         """Fit the aligner (and sides); returns each template's held-out points.
@@ -189,27 +200,33 @@ class MVRDetector(Detector):
         return self.net
 
     @torch.no_grad()
-    def view_maps(self, images: torch.Tensor) -> torch.Tensor:
-        """(V, gh, gw) token-level anomaly maps for model-ready images."""
+    def view_maps(self, images: torch.Tensor, references: torch.Tensor | None = None) -> torch.Tensor:
+        """(V, gh, gw) token-level anomaly maps for model-ready images: against the student's
+        reconstruction, or with ``references`` (images of the same views) against theirs."""
         dtype = self.runtime.score_dtype if self.config.amp and self.device.type == "cuda" else "float32"
-        maps = self._maps(images, dtype)
+        maps = self._maps(images, references, dtype)
         if dtype == "float16" and not bool(torch.isfinite(maps).all()):
             if not self._warned_overflow_:
                 log.warning("float16 overflowed in the network; scoring this batch in float32 (slower). "
                             "score_dtype='bfloat16' avoids the overflow at float16's speed, within ~3e-3.")
                 self._warned_overflow_ = True
-            maps = self._maps(images, "float32")
+            maps = self._maps(images, references, "float32")
         return maps
 
-    def _maps(self, images: torch.Tensor, dtype: str) -> torch.Tensor:
+    def _maps(self, images: torch.Tensor, references: torch.Tensor | None, dtype: str) -> torch.Tensor:
         maps = []
-        for chunk in images.split(self.runtime.view_batch):
+        pairs = images.split(self.runtime.view_batch)
+        others = [None] * len(pairs) if references is None else references.split(self.runtime.view_batch)
+        for chunk, other in zip(pairs, others, strict=True):
             with self._autocast(dtype):
-                maps.append(self._network_maps(chunk.to(self.device)).float())
+                args = (chunk.to(self.device),) if other is None else (chunk.to(self.device), other.to(self.device))
+                maps.append(self._network_maps(*args).float())
         return torch.cat(maps)
 
-    def _network_maps(self, images: torch.Tensor) -> torch.Tensor:
+    def _network_maps(self, images: torch.Tensor, references: torch.Tensor | None = None) -> torch.Tensor:
         net = self._check_fitted()
+        if references is not None:
+            return net.reference_maps(images, references)
         if not self.runtime.compile:
             return net.anomaly_maps(images)
         if self._compiled_maps_ is None:

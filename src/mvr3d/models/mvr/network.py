@@ -52,7 +52,19 @@ class MVRNet(nn.Module):
     def anomaly_maps(self, images: torch.Tensor) -> torch.Tensor:
         """(B, gh, gw) mean over groups of 1 - cos(teacher, student) on the token grid."""
         teacher, student = self(images)
+        return self._distance(teacher, student, images)
+
+    @torch.no_grad()
+    def reference_maps(self, images: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+        """(B, gh, gw) mean over groups of 1 - cos(teacher of ``images``, teacher of ``references``):
+        the anomaly maps against reference images of the same views instead of the student."""
+        groups = self.student.config.groups
+        both = fuse_groups(self.teacher_layers(torch.cat([images, references])), groups)
+        count = len(images)
+        return self._distance([g[:count] for g in both], [g[count:] for g in both], images)
+
+    def _distance(self, ours: list[torch.Tensor], theirs: list[torch.Tensor], images: torch.Tensor) -> torch.Tensor:
         distance = torch.stack(
-            [1 - F.cosine_similarity(t.float(), s.float(), dim=-1) for t, s in zip(teacher, student, strict=True)]
+            [1 - F.cosine_similarity(a.float(), b.float(), dim=-1) for a, b in zip(ours, theirs, strict=True)]
         ).mean(dim=0)
         return distance.reshape(images.shape[0], *self.token_grid(images))

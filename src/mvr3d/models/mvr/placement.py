@@ -19,6 +19,9 @@ from mvr3d.models.mvr.config import MVRConfig
 from mvr3d.models.mvr.sides import SideFinder, facing_rotation, turn_to_views
 from mvr3d.scans import ScanLike
 
+# Fewer template points under a scan than this mean it was not matched to its template.
+MIN_REFERENCE_POINTS = 64
+
 
 @dataclass
 class Placed:
@@ -32,6 +35,7 @@ class Placed:
     deviation: torch.Tensor | None = None  # each point's distance to it
     fill: torch.Tensor | None = None  # template points where the scan has none (drawn, not scored)
     drawn: torch.Tensor | None = None  # the cloud as drawn (denoised), point for point; None: as it is
+    reference: torch.Tensor | None = None  # template points under the scan, turned alike (the template reference)
 
     @property
     def rendered(self) -> torch.Tensor:
@@ -69,6 +73,7 @@ class Placement:
     sides: SideFinder | None
     fill_gap: float | None = None  # complete scans from their template (None: do not)
     denoise_k: int = 0  # draw scans projected onto their local planes (0 or 1: as scanned)
+    reference_gap: float | None = None  # cut the template to the scan as its reference (None: do not)
 
     def in_template(self, cloud: np.ndarray, template: int) -> Placed:
         """A scan already in ``template``'s frame, matched, completed from its template when
@@ -79,27 +84,33 @@ class Placement:
         if self.aligner is None:
             return Placed(points, centre, drawn=drawn)
         distances, nearest = self.aligner.match(template, points)
-        fill = None if self.fill_gap is None else self._fill(template, points)
+        fill = reference = None
+        if self.fill_gap is not None or self.reference_gap is not None:
+            candidates, gaps = self._template_gaps(template, points)
+            fill = None if self.fill_gap is None else candidates[gaps > self.fill_gap]
+            reference = None if self.reference_gap is None else candidates[gaps <= self.reference_gap]
+            if reference is not None and len(reference) < MIN_REFERENCE_POINTS:
+                reference = candidates  # the scan lies off its template (a failed match): compare with all of it
         if self.sides is not None:
             turn = facing_rotation(self.sides.direction(template, nearest))
-            points = turn_to_views(points, centre, turn)
-            fill = None if fill is None else turn_to_views(fill, centre, turn)
-            drawn = None if drawn is None else turn_to_views(drawn, centre, turn)
-        return Placed(points, centre, template, nearest, distances, fill, drawn)
+            points, fill, drawn, reference = (None if cloud is None else turn_to_views(cloud, centre, turn)
+                                              for cloud in (points, fill, drawn, reference))
+        return Placed(points, centre, template, nearest, distances, fill, drawn, reference)
 
     def denoised(self, points: torch.Tensor) -> torch.Tensor | None:
         """``points`` projected onto their local planes for drawing; None when not asked."""
         return project_to_planes(points, self.denoise_k) if self.denoise_k > 1 else None
 
-    def _fill(self, template: int, points: torch.Tensor) -> torch.Tensor:
-        """The template's points farther than ``fill_gap`` scan spacings from every scan point."""
+    def _template_gaps(self, template: int, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The template's points (in the scan's dtype) and each one's distance to the scan, in
+        the scan's median point spacings: far ones fill the scan, near ones are its reference."""
         offset = torch.as_tensor(self.aligner.offsets_[template], dtype=torch.float64, device=self.device)
         reference = self.aligner.references[template] + offset
         index = NeighbourIndex(points.double())
         sample = points[torch.linspace(0, len(points) - 1, min(len(points), SPACING_SAMPLE), device=points.device).long()]
         spacing = index.query(sample.double(), k=2)[0][:, 1].median()
         distances = index.query(reference, k=1)[0][:, 0]
-        return reference[distances > self.fill_gap * spacing].to(points.dtype)
+        return reference.to(points.dtype), distances / spacing
 
     def place(self, points: np.ndarray) -> Placed:
         """The scan on the device in the frame it is drawn in (registered to its nearest
