@@ -428,3 +428,16 @@ def test_template_reference_finds_a_bulge_without_training(monkeypatch, tmp_path
     np.testing.assert_array_equal(good.point_scores, loaded.score(sphere(8000, 10)).point_scores)
     with pytest.raises(InputError, match="reference='template' needs align"):
         tiny_config(reference="template", align=False)
+
+
+def test_template_reference_calibrates_leaving_each_template_out(caplog):
+    """Views of a template compared with that same template would match themselves, so the
+    template reference (which trains nothing) calibrates on detectors fitted without them;
+    the student MVR keeps its own templates (a student fit per template costs minutes)."""
+    scans = [sphere(3000, s) for s in range(2)]
+    student = MVRDetector(tiny_config())
+    assert student.calibrate_leave_one_out is False
+    detector = MVRDetector(tiny_config(reference="template")).fit(scans, progress=False)
+    threshold = detector.calibrate(scans, 0.05)
+    assert threshold.strategy == "leave-one-out" and threshold.normal_scans == 16
+    assert "own templates" not in caplog.text

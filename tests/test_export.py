@@ -16,7 +16,7 @@ from mvr3d.cli import main
 from mvr3d.detectors import create_detector, load_detector
 from mvr3d.engine import export
 from mvr3d.engine.export import TRACE_BATCH, VERIFY_BATCH, AnomalyMaps, export_network, tolerance
-from mvr3d.errors import ExportError
+from mvr3d.errors import ExportError, InputError
 from mvr3d.models import MVRConfig, MVRDetector
 from mvr3d.render import RenderConfig
 
@@ -131,3 +131,12 @@ def test_without_onnxruntime_the_error_says_how_to_install_it(checkpoint: Path, 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes ``import onnxruntime`` fail
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "net.onnx")]) == 2
     assert "pip install 'mvr3d[export]'" in capsys.readouterr().err
+
+
+def test_a_template_reference_detector_is_refused(tmp_path: Path) -> None:
+    """reference='template' scores without the student: there is no reconstruction to export."""
+    config = MVRConfig.from_dict({**tiny_config().to_dict(), "reference": "template", "align": True})
+    detector = MVRDetector(config).fit([blob(600, 1)], progress=False)
+    with pytest.raises(InputError, match="no reconstruction network to export"):
+        export_network(detector, tmp_path / "net.pt", "torchscript")
+    assert list(tmp_path.iterdir()) == []

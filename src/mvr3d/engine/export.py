@@ -134,6 +134,9 @@ def _network(detector: Detector, format: str, path: Path) -> AnomalyMaps:
     if not isinstance(detector, MVRDetector):
         label = detector.name or type(detector).__name__
         raise InputError(f"only MVR detectors have a network to export; this is a {label} detector")
+    if detector.config.reference != "student":
+        raise InputError(f"this MVR detector compares views with its template (reference={detector.config.reference!r}), "
+                         "not with a student: it has no reconstruction network to export")
     if path.is_dir():
         raise InputError("is a folder; give the file to write", path)
     detector.check_is_fitted()

@@ -1,0 +1,137 @@
+"""Post-processing variants of MVR with the template reference, scored from one pass per scan.
+
+Each test scan is registered, rendered and compared with its template's tokens once
+(``MVRConfig(reference="template", view_selection="scan")``, no smoothing, raw errors);
+every variant then turns the same point errors into point and object scores, so the
+table compares scoring rules, not registration luck. Per class and variant: O-ROC, P-ROC
+and the largest good-scan nuisance correlation (metrics/nuisance.py).
+
+Variants (the MVRConfig fields they stand for):
+  raw          the point errors as they are (smoothing_k 0)
+  smoothK      mean error over each point's K nearest scan points (smoothing_k K)
+  ..._z        as robust z-scores of the scan's own scores (standardise_scores)
+
+  usage: python benchmarks/mvr_reference_variants.py --data ROOT --out DIR [--classes ...]
+Writes DIR/classes/<class>.json (a rerun skips finished classes), DIR/table.md and
+DIR/run.json (settings, versions, git hash, machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from common import machine
+from mvr3d.data.real3d import Real3DAD, list_categories
+from mvr3d.metrics.nuisance import nuisance_correlations
+from mvr3d.metrics.ranking import PooledScores, auroc
+from mvr3d.models import MVRConfig, MVRDetector
+from mvr3d.models.components.scoring import robust_standardise
+from mvr3d.scans import object_score
+from mvr3d.utils.atomic import atomic_write_text
+from mvr3d.utils.provenance import provenance
+
+SMOOTHING = (32, 128)
+
+
+def config(seed: int) -> MVRConfig:
+    return MVRConfig(reference="template", view_selection="scan", smoothing_k=0, seed=seed)
+
+
+def variant_scores(points: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarray]:
+    """Every variant's point scores from one scan's raw point errors."""
+    _, neighbours = cKDTree(points).query(points, k=max(SMOOTHING), workers=-1)
+    out = {"raw": errors}
+    out.update({f"smooth{k}": errors[neighbours[:, :k]].mean(axis=1) for k in SMOOTHING})
+    for name in list(out):
+        out[f"{name}_z"] = robust_standardise(torch.from_numpy(out[name]), [len(points)]).numpy()
+    return out
+
+
+def facts_of(root: Path, category: str) -> dict[str, dict]:
+    meta = json.loads((root / "meta.json").read_text())
+    return {stem: dict(entry) for stem, entry in meta["classes"][category]["scans"].items()}
+
+
+def run_class(root: Path, category: str, seed: int) -> dict:
+    started = time.perf_counter()
+    detector = MVRDetector(config(seed)).fit(Real3DAD(root, category, "train"), progress=False)
+    fit_seconds = time.perf_counter() - started
+    pooled: dict[str, PooledScores] = {}
+    objects: dict[str, dict[str, float]] = {}
+    labels, stems = [], []
+    started = time.perf_counter()
+    for sample in Real3DAD(root, category, "test"):
+        errors = detector.score(sample.points).point_scores
+        point_labels = sample.point_labels if sample.point_labels is not None else np.zeros(len(sample.points))
+        for name, values in variant_scores(sample.points.astype(np.float64), errors).items():
+            pooled.setdefault(name, PooledScores()).add(values, point_labels)
+            objects.setdefault(name, {})[sample.name] = object_score(values, "top1", 0.01)
+        labels.append(sample.label)
+        stems.append(sample.name)
+        print(category, sample.name, f"{objects['raw'][sample.name]:.4f}", flush=True)
+    seconds = (time.perf_counter() - started) / len(stems)
+    facts = facts_of(root, category)
+    good = {stem for stem, label in zip(stems, labels, strict=True) if label == 0}
+    result = {"category": category, "fit_seconds": fit_seconds, "seconds_per_object": seconds, "variants": {}}
+    for name, by_stem in objects.items():
+        correlations = nuisance_correlations({s: v for s, v in by_stem.items() if s in good}, facts)
+        worst = max(correlations, key=lambda c: abs(c.rho), default=None)
+        result["variants"][name] = {
+            "o_roc": auroc(np.array([by_stem[s] for s in stems]), np.array(labels)),
+            "p_roc": pooled[name].auroc(),
+            "nuisance": [c.to_dict() for c in correlations],
+            "worst_nuisance": None if worst is None else [worst.nuisance, worst.rho],
+            "object_scores": by_stem,
+        }
+    return result
+
+
+def table(results: list[dict]) -> str:
+    names = list(results[0]["variants"])
+    lines = ["| variant | " + " | ".join(r["category"] for r in results) + " | mean | max abs(rho) |",
+             "|---" * (len(results) + 3) + "|"]
+    for name in names:
+        cells = [r["variants"][name] for r in results]
+        mean_o = np.mean([c["o_roc"] for c in cells]) * 100
+        mean_p = np.mean([c["p_roc"] for c in cells]) * 100
+        worst = max((abs(c["worst_nuisance"][1]) for c in cells if c["worst_nuisance"]), default=float("nan"))
+        row = [f"{c['o_roc'] * 100:.1f}/{c['p_roc'] * 100:.1f}" for c in cells]
+        lines.append(f"| {name} | " + " | ".join(row) + f" | {mean_o:.1f}/{mean_p:.1f} | {worst:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--classes", nargs="*")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    folder = args.out / "classes"
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "run.json", json.dumps({
+        "config": config(args.seed).to_dict(), "smoothing": SMOOTHING, "data": str(args.data),
+        "machine": machine(), "provenance": provenance()}, indent=1) + "\n")
+    results = []
+    for category in args.classes or list_categories(args.data):
+        target = folder / f"{category}.json"
+        if not target.exists():
+            result = run_class(args.data, category, args.seed)
+            atomic_write_text(target, json.dumps(result))
+            print(category, {n: (round(v["o_roc"], 3), round(v["p_roc"], 3)) for n, v in result["variants"].items()},
+                  flush=True)
+        results.append(json.loads(target.read_text()))
+    text = table(results)
+    atomic_write_text(args.out / "table.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
