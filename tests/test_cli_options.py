@@ -118,7 +118,8 @@ def test_full_size_mvr_on_the_cpu_points_to_the_cpu_preset(tmp_path, capsys) -> 
     from mvr3d.cli.fit import _hint_cpu_preset
 
     base = ["fit", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--method", "mvr", "--device", "cpu"]
-    for extra, hinted in (([], True), (["--preset", "cpu"], False), (["--image-size", "112"], False)):
+    for extra, hinted in (([], True), (["--preset", "cpu"], False), (["--image-size", "112"], False),
+                          (["--reference", "template"], False)):  # nothing to train
         args = build_parser().parse_args([*base, *extra])
         _hint_cpu_preset(args, config_from_args(args))
         assert ("--preset cpu fits in about 2 minutes" in capsys.readouterr().err) == hinted, extra

@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _hint_cpu_preset(args: argparse.Namespace, config: MVRConfig) -> None:
     """Full-size MVR on a CPU runs for hours: say so before it starts, and what fits in minutes."""
-    if args.method != "mvr" or args.preset == "cpu" or config.render.image_size < 224:
-        return
+    if args.method != "mvr" or args.preset == "cpu" or config.render.image_size < 224 or config.reference != "student":
+        return  # the template reference trains nothing
     device = runtime_from_args(args).device
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         print(f"note: full-size MVR ({config.render.image_size} px views, {config.iterations} iterations) on the "
