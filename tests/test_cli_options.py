@@ -123,3 +123,11 @@ def test_full_size_mvr_on_the_cpu_points_to_the_cpu_preset(tmp_path, capsys) -> 
         args = build_parser().parse_args([*base, *extra])
         _hint_cpu_preset(args, config_from_args(args))
         assert ("--preset cpu fits in about 2 minutes" in capsys.readouterr().err) == hinted, extra
+
+
+def test_reference_preset_sets_the_template_reference(tmp_path) -> None:
+    base = ["fit", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--method", "mvr", "--preset", "reference"]
+    config = config_from_args(build_parser().parse_args(base))
+    assert (config.reference, config.view_selection, config.align) == ("template", "scan", True)
+    flagged = config_from_args(build_parser().parse_args([*base, "--view-selection", "fixed"]))
+    assert (flagged.reference, flagged.view_selection) == ("template", "fixed")  # flags override the preset

@@ -31,9 +31,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("MVR model (--method mvr)")
     group.add_argument("--config", type=Path, help="JSON file with MVRConfig fields (flags override it)")
     group.add_argument("--preset", choices=sorted(PRESETS),
-                       help="starting settings: 'default' (full size, for a GPU) or 'cpu' (the demo's 112 px views "
-                            "and 80 iterations: a class fits in about 2 minutes on 2 cores); --config and flags "
-                            "override it")
+                       help="starting settings: 'default' (full size, for a GPU), 'cpu' (the demo's 112 px views "
+                            "and 80 iterations: a class fits in about 2 minutes on 2 cores) or 'reference' (no "
+                            "student: views compared with the registered template's, from the scanned side; "
+                            "nothing to train); --config and flags override it")
     add_dataclass_options(group, MVRConfig, parsers={"views": views_spec})
     render = parser.add_argument_group("MVR rendering (--method mvr)")
     add_dataclass_options(render, RenderConfig, defaults=MVRConfig().render)

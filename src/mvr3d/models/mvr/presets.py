@@ -1,4 +1,5 @@
-"""Named starting points for an MVRConfig: the full-size defaults, or settings sized for a CPU."""
+"""Named starting points for an MVRConfig: the full-size defaults, settings sized for a CPU, or
+the template reference (no student)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ CPU = {
     "warmup": 10,
     "map_blur_sigma": 2.0,
 }
-PRESETS: dict[str, dict] = {"default": {}, "cpu": CPU}
+# MVR without a student: each view's teacher tokens against those of the registered template,
+# cut to the scan and drawn from the same scan-facing views (docs/accuracy.md: on scans taken
+# from any side it finds the defects the student misses). Nothing is trained: at full size a class
+# fits in 9-14 s and a scan scores in 2-4 s on 2 CPU cores (benchmarks/results/realistic/mvrref-*).
+REFERENCE = {"reference": "template", "view_selection": "scan"}
+PRESETS: dict[str, dict] = {"default": {}, "cpu": CPU, "reference": REFERENCE}
 
 
 def preset_fields(name: str) -> dict:
