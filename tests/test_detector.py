@@ -225,7 +225,7 @@ def test_float16_overflow_falls_back_to_float32(fitted, monkeypatch, caplog):
     expected = fitted.view_maps(images)
     calls = []
 
-    def fake_maps(images, dtype):
+    def fake_maps(images, references, dtype):
         calls.append(dtype)
         return torch.full_like(expected, float("inf")) if dtype == "float16" else expected.clone()
 
