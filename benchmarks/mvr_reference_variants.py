@@ -29,13 +29,13 @@ from scipy.spatial import cKDTree
 
 from common import machine
 from mvr3d.data.real3d import Real3DAD, list_categories
-from mvr3d.metrics.nuisance import nuisance_correlations
-from mvr3d.metrics.ranking import PooledScores, auroc
+from mvr3d.metrics.ranking import PooledScores
 from mvr3d.models import MVRConfig, MVRDetector
 from mvr3d.models.components.scoring import robust_standardise
 from mvr3d.scans import object_score
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.provenance import provenance
+from variant_tables import facts_of, table, variant_results
 
 SMOOTHING = (32, 128)
 
@@ -52,11 +52,6 @@ def variant_scores(points: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarr
     for name in list(out):
         out[f"{name}_z"] = robust_standardise(torch.from_numpy(out[name]), [len(points)]).numpy()
     return out
-
-
-def facts_of(root: Path, category: str) -> dict[str, dict]:
-    meta = json.loads((root / "meta.json").read_text())
-    return {stem: dict(entry) for stem, entry in meta["classes"][category]["scans"].items()}
 
 
 def run_class(root: Path, category: str, seed: int) -> dict:
@@ -78,33 +73,7 @@ def run_class(root: Path, category: str, seed: int) -> dict:
         print(category, sample.name, f"{objects['raw'][sample.name]:.4f}", flush=True)
     seconds = (time.perf_counter() - started) / len(stems)
     facts = facts_of(root, category)
-    good = {stem for stem, label in zip(stems, labels, strict=True) if label == 0}
-    result = {"category": category, "fit_seconds": fit_seconds, "seconds_per_object": seconds, "variants": {}}
-    for name, by_stem in objects.items():
-        correlations = nuisance_correlations({s: v for s, v in by_stem.items() if s in good}, facts)
-        worst = max(correlations, key=lambda c: abs(c.rho), default=None)
-        result["variants"][name] = {
-            "o_roc": auroc(np.array([by_stem[s] for s in stems]), np.array(labels)),
-            "p_roc": pooled[name].auroc(),
-            "nuisance": [c.to_dict() for c in correlations],
-            "worst_nuisance": None if worst is None else [worst.nuisance, worst.rho],
-            "object_scores": by_stem,
-        }
-    return result
-
-
-def table(results: list[dict]) -> str:
-    names = list(results[0]["variants"])
-    lines = ["| variant | " + " | ".join(r["category"] for r in results) + " | mean | max abs(rho) |",
-             "|---" * (len(results) + 3) + "|"]
-    for name in names:
-        cells = [r["variants"][name] for r in results]
-        mean_o = np.mean([c["o_roc"] for c in cells]) * 100
-        mean_p = np.mean([c["p_roc"] for c in cells]) * 100
-        worst = max((abs(c["worst_nuisance"][1]) for c in cells if c["worst_nuisance"]), default=float("nan"))
-        row = [f"{c['o_roc'] * 100:.1f}/{c['p_roc'] * 100:.1f}" for c in cells]
-        lines.append(f"| {name} | " + " | ".join(row) + f" | {mean_o:.1f}/{mean_p:.1f} | {worst:.2f} |")
-    return "\n".join(lines) + "\n"
+    return {"category": category, "fit_seconds": fit_seconds, "seconds_per_object": seconds, "variants": variant_results(objects, pooled, stems, labels, facts)}
 
 
 def main() -> None:

@@ -33,10 +33,10 @@ from mvr3d.baselines.template import TemplateDetector
 from mvr3d.data.real3d import Real3DAD, list_categories
 from mvr3d.geometry.surface import smoothed_offset
 from mvr3d.geometry.voxels import bounding_diagonal
-from mvr3d.metrics.nuisance import nuisance_correlations
-from mvr3d.metrics.ranking import PooledScores, auroc
+from mvr3d.metrics.ranking import PooledScores
 from mvr3d.models.components.scoring import robust_standardise
 from mvr3d.scans import object_score
+from variant_tables import facts_of, table, variant_results
 
 SMOOTHING = (16, 64, 256)
 # Neighbourhoods as a share of the scan's points (density-free: a defect covers 1-4.5 %).
@@ -61,11 +61,6 @@ def variant_scores(detector: TemplateDetector, points: np.ndarray, diagonal: flo
     return {name: values.cpu().numpy() for name, values in out.items()}
 
 
-def facts_of(root: Path, category: str) -> dict[str, dict]:
-    meta = json.loads((root / "meta.json").read_text())
-    return {stem: dict(entry) for stem, entry in meta["classes"][category]["scans"].items()}
-
-
 def run_class(root: Path, category: str, seed: int) -> dict:
     train, test = Real3DAD(root, category, "train"), Real3DAD(root, category, "test")
     detector = TemplateDetector(seed=seed).fit(train, progress=False)
@@ -84,33 +79,7 @@ def run_class(root: Path, category: str, seed: int) -> dict:
         stems.append(sample.name)
     seconds = (time.perf_counter() - started) / len(test)
     facts = facts_of(root, category)
-    good = {stem for stem, label in zip(stems, labels, strict=True) if label == 0}
-    result = {"category": category, "seconds_per_object": seconds, "variants": {}}
-    for name, by_stem in objects.items():
-        correlations = nuisance_correlations({s: v for s, v in by_stem.items() if s in good}, facts)
-        worst = max(correlations, key=lambda c: abs(c.rho), default=None)
-        result["variants"][name] = {
-            "o_roc": auroc(np.array([by_stem[s] for s in stems]), np.array(labels)),
-            "p_roc": pooled[name].auroc(),
-            "nuisance": [c.to_dict() for c in correlations],
-            "worst_nuisance": None if worst is None else [worst.nuisance, worst.rho],
-            "object_scores": by_stem,
-        }
-    return result
-
-
-def table(results: list[dict]) -> str:
-    names = list(results[0]["variants"])
-    lines = ["| variant | " + " | ".join(r["category"] for r in results) + " | mean | max abs(rho) |",
-             "|---" * (len(results) + 3) + "|"]
-    for name in names:
-        cells = [r["variants"][name] for r in results]
-        mean_o = np.mean([c["o_roc"] for c in cells]) * 100
-        mean_p = np.mean([c["p_roc"] for c in cells]) * 100
-        worst = max((abs(c["worst_nuisance"][1]) for c in cells if c["worst_nuisance"]), default=float("nan"))
-        row = [f"{c['o_roc'] * 100:.1f}/{c['p_roc'] * 100:.1f}" for c in cells]
-        lines.append(f"| {name} | " + " | ".join(row) + f" | {mean_o:.1f}/{mean_p:.1f} | {worst:.2f} |")
-    return "\n".join(lines) + "\n"
+    return {"category": category, "seconds_per_object": seconds, "variants": variant_results(objects, pooled, stems, labels, facts)}
 
 
 def main() -> None:
