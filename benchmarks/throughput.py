@@ -144,9 +144,17 @@ def score_in_batches(detector: object, clouds: list[np.ndarray], batch: int, dev
     return time.perf_counter() - started
 
 
+def real_detector(method: str, device: str) -> Detector:
+    """An unfitted detector for ``--data`` timing: ``template``, or MVR with the template
+    reference (``--preset reference``, offline DINOv2 weights)."""
+    if method == "template":
+        return create_detector("template", device=device)
+    return MVRDetector(MVRConfig(reference="template", view_selection="scan"), Runtime(device=device))
+
+
 def run_template(data: Path, device: str, classes: list[str] | None, batches: list[int],
-                 show_profile: bool = False) -> list[dict]:
-    """Fit ``template`` per class and time read + score of every test scan: one by one
+                 show_profile: bool = False, method: str = "template") -> list[dict]:
+    """Fit ``method`` per class and time read + score of every test scan: one by one
     and ``batch`` scans per ``score_many`` call, for each of ``batches``."""
     rows = []
     for folder in sorted(p for p in data.iterdir() if (p / "train").is_dir()):
@@ -154,7 +162,7 @@ def run_template(data: Path, device: str, classes: list[str] | None, batches: li
             continue
         sync(device)
         started = time.perf_counter()
-        detector = create_detector("template", device=device).fit(sorted((folder / "train").iterdir()), progress=False)
+        detector = real_detector(method, device).fit(sorted((folder / "train").iterdir()), progress=False)
         sync(device)
         fit_seconds = time.perf_counter() - started
         files = sorted(p for p in (folder / "test").iterdir() if p.suffix in (".pcd", ".ply", ".npy"))
@@ -166,26 +174,32 @@ def run_template(data: Path, device: str, classes: list[str] | None, batches: li
             profile(detector, points[: max(batches)], device)
         rates = {b: len(files) / (read_seconds + score_in_batches(detector, points, b, device)) for b in batches}
         best = max(rates, key=rates.get)
+        stages = template_stages(detector, points[:best], device) if method == "template" else {}
         rows.append({"class": folder.name, "scans": len(files), "mean_points": float(np.mean([len(p) for p in points])),
                      "fit_s": fit_seconds, "read_s_per_object": read_seconds / len(files), "rates": rates,
-                     "stage_batch": best, **template_stages(detector, points[:best], device)})
+                     "stage_batch": best, **stages})
         print(rows[-1], flush=True)
     return rows
 
 
-def template_table(rows: list[dict], device: str, data: Path) -> str:
+TITLES = {"template": "Template detector (default)", "mvr-reference": "MVR with the template reference (`--preset reference`)"}
+
+
+def template_table(rows: list[dict], device: str, data: Path, method: str = "template") -> str:
     batches = sorted(rows[0]["rates"])
-    lines = [f"Template detector (default) on {machine(device)} ({time.strftime('%Y-%m-%d')}), scans of `{data}`; "
-             "objects/s = test scans / (reading every file + scoring them, `score_many` over B scans a call); "
-             "the stage columns are ms per scan at the fastest B, over its first B scans.", ""]
-    columns = ["class", "test scans", "mean points", "fit s", "read ms/object",
-               *[f"objects/s, B = {b}" for b in batches], "register ms", "distance ms", "smoothing ms"]
+    staged = "register_ms" in rows[0]
+    lines = [f"{TITLES[method]} on {machine(device)} ({time.strftime('%Y-%m-%d')}), scans of `{data}`; "
+             "objects/s = test scans / (reading every file + scoring them, `score_many` over B scans a call)"
+             + ("; the stage columns are ms per scan at the fastest B, over its first B scans." if staged else "."), ""]
+    stages = ["register ms", "distance ms", "smoothing ms"] if staged else []
+    columns = ["class", "test scans", "mean points", "fit s", "read ms/object", *[f"objects/s, B = {b}" for b in batches], *stages]
     cells = [[r["class"], str(r["scans"]), f"{r['mean_points']:,.0f}", f"{r['fit_s']:.1f}",
               f"{r['read_s_per_object'] * 1e3:.1f}", *[f"{r['rates'][b]:.2f}" for b in batches],
-              f"{r['register_ms']:.0f}", f"{r['distance_ms']:.0f}", f"{r['smoothing_ms']:.0f}"] for r in rows]
+              *([f"{r['register_ms']:.0f}", f"{r['distance_ms']:.0f}", f"{r['smoothing_ms']:.0f}"] if staged else [])]
+             for r in rows]
     total = sum(r["scans"] for r in rows)
     overall = [f"{total / sum(r['scans'] / r['rates'][b] for r in rows):.2f}" for b in batches]
-    cells.append(["all", str(total), "", "", "", *overall, "", "", ""])
+    cells.append(["all", str(total), "", "", "", *overall, *[""] * len(stages)])
     return "\n".join(lines) + "\n" + markdown_table(columns, cells)
 
 
@@ -224,17 +238,18 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print a per-operator profile of each batch")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network and image operations")
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--method", choices=["mvr", "template"], default="mvr")
+    parser.add_argument("--method", choices=["mvr", "template", "mvr-reference"], default="mvr",
+                        help="mvr: synthetic scans; template, mvr-reference: the scans of --data")
     parser.add_argument("--data", type=Path, help="Real3D-AD-layout folder (--method template)")
     parser.add_argument("--classes", nargs="+", help="only these classes of --data")
     args = parser.parse_args()
-    if args.method == "template":
+    if args.method != "mvr":
         if args.data is None:
-            parser.error("--method template needs --data (a benchmark folder)")
-        text = template_table(run_template(args.data, args.device, args.classes, args.batches, args.profile),
-                              args.device, args.data)
+            parser.error(f"--method {args.method} needs --data (a benchmark folder)")
+        rows = run_template(args.data, args.device, args.classes, args.batches, args.profile, args.method)
+        text = template_table(rows, args.device, args.data, args.method)
         print(text)
-        name = f"throughput_template_{args.device.split(':')[0]}.md"
+        name = f"throughput_{args.method.replace('-', '_')}_{args.device.split(':')[0]}.md"
         atomic_write_text(args.out or Path(__file__).with_name(name), text)
         return
     rows = []
