@@ -10,6 +10,8 @@ Variants (the MVRConfig fields they stand for):
   raw          the point errors as they are (smoothing_k 0)
   smoothK      mean error over each point's K nearest scan points (smoothing_k K)
   ..._z        as robust z-scores of the scan's own scores (standardise_scores)
+  sparseP      raw errors times min(1, median / local point spacing) ** P (sparse_discount P;
+               the product's own function on the same errors)
 
   usage: python benchmarks/mvr_reference_variants.py --data ROOT --out DIR [--classes ...]
 Writes DIR/classes/<class>.json (a rerun skips finished classes), DIR/table.md and
@@ -31,13 +33,14 @@ from common import machine
 from mvr3d.data.real3d import Real3DAD, list_categories
 from mvr3d.metrics.ranking import PooledScores
 from mvr3d.models import MVRConfig, MVRDetector
-from mvr3d.models.components.scoring import robust_standardise
+from mvr3d.models.components.scoring import discount_sparse, robust_standardise
 from mvr3d.scans import object_score
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.provenance import provenance
 from variant_tables import facts_of, table, variant_results
 
 SMOOTHING = (32, 128)
+SPARSE_POWERS = (1.0, 1.5, 2.0)
 
 
 def config(seed: int) -> MVRConfig:
@@ -51,6 +54,8 @@ def variant_scores(points: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarr
     out.update({f"smooth{k}": errors[neighbours[:, :k]].mean(axis=1) for k in SMOOTHING})
     for name in list(out):
         out[f"{name}_z"] = robust_standardise(torch.from_numpy(out[name]), [len(points)]).numpy()
+    for power in SPARSE_POWERS:
+        out[f"sparse{power:g}"] = discount_sparse(torch.from_numpy(points), torch.from_numpy(errors), power).numpy()
     return out
 
 
@@ -86,7 +91,7 @@ def main() -> None:
     folder = args.out / "classes"
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "run.json", json.dumps({
-        "config": config(args.seed).to_dict(), "smoothing": SMOOTHING, "data": str(args.data),
+        "config": config(args.seed).to_dict(), "smoothing": SMOOTHING, "sparse_powers": SPARSE_POWERS, "data": str(args.data),
         "machine": machine(), "provenance": provenance()}, indent=1) + "\n")
     results = []
     for category in args.classes or list_categories(args.data):

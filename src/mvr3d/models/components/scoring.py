@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mvr3d.geometry.neighbours import nearest_neighbours
+from mvr3d.geometry.neighbours import NeighbourIndex, nearest_neighbours
 from mvr3d.render.camera import spacing_from_extent
 from mvr3d.render.zbuffer import RenderedBatch
 from mvr3d.scans import object_score  # noqa: F401  (re-exported: part of the scoring API)
@@ -177,6 +177,24 @@ class _CellSums:
 
 def _cell_key(cloud: Tensor, cells: Tensor, dims: Tensor) -> Tensor:
     return ((cloud * dims[0] + cells[:, 0]) * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
+
+
+# Local spacing is the distance to this many nearest other points: enough to average out
+# the scanner's jitter, few enough to follow a grazing-angle strip.
+SPACING_NEIGHBOURS = 16
+
+
+def discount_sparse(points: Tensor, scores: Tensor, power: float) -> Tensor:
+    """Scores times min(1, median spacing / local spacing) ** ``power``.
+
+    A scanner samples surfaces it sees at a grazing angle sparsely, and sparse points draw
+    views that differ from any reference however normal the surface: their errors are
+    the least reliable. Denser-than-median places keep their scores as they are."""
+    if power <= 0 or len(points) <= SPACING_NEIGHBOURS:
+        return scores
+    spacing = NeighbourIndex(points.double()).query(points.double(), SPACING_NEIGHBOURS + 1)[0][:, -1]
+    ratio = (spacing.median() / spacing.clamp_min(torch.finfo(torch.float64).tiny)).clamp_max(1.0)
+    return scores * ratio.pow(power).to(scores.device, scores.dtype)
 
 
 def smooth_knn(points: Tensor, scores: Tensor, k: int) -> Tensor:

@@ -12,6 +12,7 @@ from torch.profiler import record_function
 
 from mvr3d.geometry import voxel_downsample
 from mvr3d.models.components.scoring import (
+    discount_sparse,
     fill_unseen_batch,
     fuse_deviation,
     point_scores,
@@ -84,6 +85,9 @@ def raw_scores(placed: list[Placed], poses: torch.Tensor, config: MVRConfig, rad
         if config.smoothing_k > 1:
             pieces = zip(points, finished.split(batch_counts), strict=True)
             finished = torch.cat(each(partial(smooth_knn, k=config.smoothing_k), list(pieces)))
+        if config.sparse_discount > 0:
+            pieces = zip(points, finished.split(batch_counts), strict=True)
+            finished = torch.cat(each(partial(discount_sparse, power=config.sparse_discount), list(pieces)))
         coverage = torch.zeros(len(batch), device=seen.device).index_add_(0, cloud, seen.float())
         coverage /= torch.tensor(batch_counts, device=seen.device)
     return finished, coverage, batch_counts

@@ -127,6 +127,11 @@ class MVRConfig:
     dropout: float = 0.2
     map_blur_sigma: float = 4.0  # Gaussian blur of anomaly maps, in model-input pixels
     smoothing_k: int = option(0, "k-NN smoothing of point scores (0 = off)")
+    # Scanners sample grazing-angle surfaces sparsely, and there the views differ from any
+    # reference (on the realistic preset the top scores of good scans sit where points lie
+    # 1.5-1.8x the median spacing apart, a defect's at 1.0x; docs/accuracy.md).
+    sparse_discount: float = option(0.0, "multiply point scores by min(1, median spacing / local spacing) to "
+                                         "this power, so that sparsely sampled places count less (0 = off)")
     object_score: str = option("top1", "max, or top1: the mean of the top top_fraction of points", ("max", "top1"))
     # Experimental, off (dev seed, --preset cpu, 5 classes: level with plain scores; docs/accuracy.md).
     standardise_scores: bool = option(False, "point scores as robust z-scores against the scan's own scores (median, "
@@ -155,6 +160,7 @@ class MVRConfig:
             "object_score": self.object_score in ("max", "top1"),
             "top_fraction": 0 < self.top_fraction <= 1,
             "smoothing_k": self.smoothing_k >= 0,
+            "sparse_discount": self.sparse_discount >= 0,
             "max_points": self.max_points is None or self.max_points >= 100,
             "deviation_weight": self.deviation_weight >= 0,
             "view_selection": self.view_selection in ("scan", "fixed"),

@@ -22,7 +22,7 @@ CPU = {
 # cut to the scan and drawn from the same scan-facing views (docs/accuracy.md: on scans taken
 # from any side it finds the defects the student misses). Nothing is trained: at full size a class
 # fits in 9-14 s and a scan scores in 2-4 s on 2 CPU cores (benchmarks/results/realistic/mvrref-*).
-REFERENCE = {"reference": "template", "view_selection": "scan"}
+REFERENCE = {"reference": "template", "view_selection": "scan", "sparse_discount": 1.5}
 PRESETS: dict[str, dict] = {"default": {}, "cpu": CPU, "reference": REFERENCE}
 
 
