@@ -441,3 +441,25 @@ def test_template_reference_calibrates_leaving_each_template_out(caplog):
     threshold = detector.calibrate(scans, 0.05)
     assert threshold.strategy == "leave-one-out" and threshold.normal_scans == 16
     assert "own templates" not in caplog.text
+
+
+def test_sparse_discount_lowers_scores_where_the_scan_is_sparse():
+    """sparse_discount scales each point's error by its relative sampling density: a scan
+    whose lower half is sampled at a quarter of the density scores lower there than without
+    the discount, and its densely sampled half keeps most of its scores."""
+    from dataclasses import replace
+
+    detector = MVRDetector(tiny_config(reference="template")).fit([sphere(4000, s) for s in range(2)], progress=False)
+    whole = sphere(6000, 3)
+    keep = (whole[:, 2] > 0) | (np.arange(len(whole)) % 4 == 0)
+    scan = whole[keep]
+    raw = detector.score(scan).point_scores
+    detector.config = replace(detector.config, sparse_discount=1.5)
+    discounted = detector.score(scan).point_scores
+    ratio = discounted / np.maximum(raw, 1e-12)
+    assert np.all(discounted <= raw + 1e-6)
+    upper, lower = scan[:, 2] > 1.0, scan[:, 2] < -1.0
+    assert np.median(ratio[upper]) > 0.9
+    assert np.median(ratio[lower]) < 0.5  # spacing ~2x the median: (1/2) ** 1.5 ~ 0.35
+    with pytest.raises(InputError, match="sparse_discount"):
+        tiny_config(sparse_discount=-1.0)

@@ -5,7 +5,7 @@ from scipy.spatial import cKDTree
 
 from mvr3d.geometry.field import ClosestPointField
 from mvr3d.geometry.neighbours import NeighbourIndex, brute_force_neighbours, nearest_neighbours
-from mvr3d.models.components.scoring import fill_unseen, smooth_knn
+from mvr3d.models.components.scoring import discount_sparse, fill_unseen, smooth_knn
 
 
 def _cloud(n: int, seed: int, offset: float = 0.0) -> torch.Tensor:
@@ -75,6 +75,26 @@ def test_smooth_knn_averages_over_neighbourhood():
     scores = torch.tensor([0.0, 2.0, 4.0, 8.0])
     assert smooth_knn(points, scores, 2).tolist() == [1.0, 1.0, 6.0, 6.0]
     assert smooth_knn(points, scores, 1) is scores
+
+
+def test_discount_sparse_scales_scores_by_relative_spacing():
+    """A plane sampled at spacing 1 on one side and 2 on the other (a grazing-angle strip):
+    the dense side keeps its scores, the sparse side's shrink by (1/2) ** power; edges and
+    the seam, where neighbourhoods straddle both, are left out of the exact check."""
+    dense = np.stack(np.meshgrid(np.arange(60.0), np.arange(60.0)), axis=-1).reshape(-1, 2)
+    sparse = np.stack(np.meshgrid(np.arange(62.0, 182.0, 2.0), np.arange(0.0, 100.0, 2.0)), axis=-1).reshape(-1, 2)
+    flat = np.concatenate([dense, sparse])
+    points = torch.from_numpy(np.column_stack([flat, np.zeros(len(flat))]))
+    scores = torch.rand(len(points), generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    assert len(dense) > len(sparse)  # so that the median spacing is the dense side's
+    out = discount_sparse(points, scores, 1.5)
+    assert out.dtype == scores.dtype and out.shape == scores.shape
+    inner_dense = (flat[:, 0] > 5) & (flat[:, 0] < 50) & (flat[:, 1] > 5) & (flat[:, 1] < 50)
+    inner_sparse = (flat[:, 0] > 75) & (flat[:, 0] < 170) & (flat[:, 1] > 10) & (flat[:, 1] < 88)
+    torch.testing.assert_close(out[inner_dense], scores[inner_dense])
+    torch.testing.assert_close(out[inner_sparse], scores[inner_sparse] * 0.5**1.5)
+    assert bool((out <= scores).all())
+    assert discount_sparse(points, scores, 0.0) is scores
 
 
 def test_fill_unseen_batch_fills_each_cloud_as_alone():
