@@ -27,6 +27,7 @@ from common import ellipsoid, machine, markdown_table
 from mvr3d.detectors import Detector
 from mvr3d.io import read_points
 from mvr3d.models import MVRConfig, MVRDetector, Runtime, create_detector
+from mvr3d.models.mvr.presets import preset_fields
 from mvr3d.render import RenderConfig
 from mvr3d.utils.atomic import atomic_write_text
 
@@ -149,7 +150,7 @@ def real_detector(method: str, device: str) -> Detector:
     reference (``--preset reference``, offline DINOv2 weights)."""
     if method == "template":
         return create_detector("template", device=device)
-    return MVRDetector(MVRConfig(reference="template", view_selection="scan"), Runtime(device=device))
+    return MVRDetector(MVRConfig(**preset_fields("reference")), Runtime(device=device))
 
 
 def run_template(data: Path, device: str, classes: list[str] | None, batches: list[int],

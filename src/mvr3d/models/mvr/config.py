@@ -129,7 +129,7 @@ class MVRConfig:
     smoothing_k: int = option(0, "k-NN smoothing of point scores (0 = off)")
     # Scanners sample grazing-angle surfaces sparsely, and there the views differ from any
     # reference (on the realistic preset the top scores of good scans sit where points lie
-    # 1.5-1.8x the median spacing apart, a defect's at 1.0x; docs/accuracy.md).
+    # 1.5-1.8x the median spacing apart, a defect's at 0.9-1.2x; docs/accuracy.md).
     sparse_discount: float = option(0.0, "multiply point scores by min(1, median spacing / local spacing) to "
                                          "this power, so that sparsely sampled places count less (0 = off)")
     object_score: str = option("top1", "max, or top1: the mean of the top top_fraction of points", ("max", "top1"))
