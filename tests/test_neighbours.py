@@ -4,7 +4,12 @@ import torch
 from scipy.spatial import cKDTree
 
 from mvr3d.geometry.field import ClosestPointField
-from mvr3d.geometry.neighbours import NeighbourIndex, brute_force_neighbours, nearest_neighbours
+from mvr3d.geometry.neighbours import (
+    GRID_LEVEL_SHARE,
+    NeighbourIndex,
+    brute_force_neighbours,
+    nearest_neighbours,
+)
 from mvr3d.models.components.scoring import discount_sparse, fill_unseen, smooth_knn
 
 
@@ -139,6 +144,31 @@ def test_cell_grid_matches_the_tree_near_and_far(k: int) -> None:
     np.testing.assert_allclose(distances.numpy().reshape(expected.shape), expected, rtol=1e-6, atol=1e-9)
     # On a random shell exact ties do not occur: the same points are found, in order.
     np.testing.assert_array_equal(found.numpy().reshape(expected.shape)[:800], expected_index[:800])
+
+
+@pytest.mark.parametrize("k", [1, 8])
+def test_coarser_grid_levels_answer_queries_a_few_cells_off_exactly(k: int) -> None:
+    reference = _shell(6000, 16)
+    rng = np.random.default_rng(17)
+    direction = reference[:500]
+    index = NeighbourIndex(reference, brute_force=True, grid=True)
+    # Off the shell by 1-6 finest cells: beyond the finest grid's reach, within the next's.
+    offset = torch.from_numpy(rng.uniform(1.0, 6.0, size=(500, 1))) * index._grids[0].cell
+    query = direction * (1.0 + offset)
+    distances, found = index.query(query, k)
+    assert len(index._grids) >= 2  # the coarser level was built and used
+    expected, expected_index = cKDTree(reference.numpy()).query(query.numpy(), k=k)
+    np.testing.assert_allclose(distances.numpy().reshape(expected.shape), expected, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(found.numpy().reshape(expected.shape), expected_index)
+
+
+def test_grid_levels_stop_where_brute_force_is_cheaper() -> None:
+    index = NeighbourIndex(_shell(3000, 18), brute_force=True, grid=True)
+    far = torch.from_numpy(np.random.default_rng(19).normal(size=(50, 3)) * 40.0)
+    index.query(far)
+    # Every level kept looks at under GRID_LEVEL_SHARE of the reference per query.
+    assert all(grid.candidates <= GRID_LEVEL_SHARE * 3000 for grid in index._grids[1:])
+    assert index._levels_complete
 
 
 def test_cell_grid_handles_duplicate_reference_points() -> None:

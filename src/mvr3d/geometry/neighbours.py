@@ -20,6 +20,13 @@ SPACING_SAMPLE = 2048
 # Most neighbours asked of the grid: a cell edge of a few spacings holds a few dozen
 # samples of a surface, not hundreds.
 GRID_MAX_K = 32
+# Queries the grid is unsure of go to a grid with cells this many times wider, and so on
+# while such a grid looks at under GRID_LEVEL_SHARE of the reference per query; the rest
+# go to brute force. A scan point off its template by a defect, or an ICP candidate pose
+# partly off the part, lies a few cells away: brute force over a 700 k-sample fused
+# template for each of them cost more than all the grid queries together.
+GRID_LEVEL_FACTOR = 4
+GRID_LEVEL_SHARE = 0.25
 
 
 class NeighbourIndex:
@@ -48,7 +55,8 @@ class NeighbourIndex:
             self._norms = self._centred.square().sum(dim=1)[None]
         if grid is None:
             grid = len(reference) >= GRID_MIN_POINTS
-        self._grid = CellGrid(reference, max_elements) if grid and brute_force and len(reference) > 1 else None
+        self._grids = [CellGrid(reference, max_elements)] if grid and brute_force and len(reference) > 1 else []
+        self._levels_complete = not self._grids
 
     def query(self, query: Tensor, k: int = 1) -> tuple[Tensor, Tensor]:
         """Distances and indices, both (Q, k), nearest first; k is capped at the reference size."""
@@ -61,17 +69,36 @@ class NeighbourIndex:
             distances, index = self._tree.query(query.detach().double().numpy(), k=k, workers=workers)
             shape = (query.shape[0], k)
             return torch.from_numpy(distances.reshape(shape)), torch.from_numpy(index.reshape(shape)).long()
-        if k <= GRID_MAX_K and self._grid is not None:
+        if k <= GRID_MAX_K and self._grids:
             return self._from_grid(query, k)
         return self._brute_force(query, k)
 
     def _from_grid(self, query: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """Exact nearest points: from the grid where it is sure, else by brute force."""
-        distances, index = self._grid.nearest(query, k)
-        unsure = torch.nonzero(distances[:, -1] > self._grid.cell).flatten()
+        """Exact nearest points: from the finest grid sure of them, else by brute force."""
+        distances, index = self._grids[0].nearest(query, k)
+        unsure = torch.nonzero(distances[:, -1] > self._grids[0].cell).flatten()
+        level = 1
+        while len(unsure) and (grid := self._grid_level(level)) is not None:
+            distances[unsure], index[unsure] = grid.nearest(query[unsure], k)
+            unsure = unsure[distances[unsure, -1] > grid.cell]
+            level += 1
         if len(unsure):
             distances[unsure], index[unsure] = self._brute_force(query[unsure], k)
         return distances, index
+
+    def _grid_level(self, level: int) -> CellGrid | None:
+        """The grid with cells ``GRID_LEVEL_FACTOR ** level`` times the finest, built on first
+        use; None once a grid would look at too much of the reference to beat brute force."""
+        if level < len(self._grids):
+            return self._grids[level]
+        if self._levels_complete:
+            return None
+        grid = CellGrid(self.reference, self.max_elements, cell=self._grids[-1].cell * GRID_LEVEL_FACTOR)
+        if grid.candidates > GRID_LEVEL_SHARE * len(self.reference):
+            self._levels_complete = True
+            return None
+        self._grids.append(grid)
+        return grid
 
     def _brute_force(self, query: Tensor, k: int) -> tuple[Tensor, Tensor]:
         rows = max(1, self.max_elements // self.reference.shape[0])
@@ -113,10 +140,10 @@ class CellGrid:
     queries again. Distances are float64 from the original coordinates.
     """
 
-    def __init__(self, reference: Tensor, max_elements: int = DEFAULT_MAX_ELEMENTS) -> None:
+    def __init__(self, reference: Tensor, max_elements: int = DEFAULT_MAX_ELEMENTS, cell: float | None = None) -> None:
         self.reference = reference.double()
         self.max_elements = max_elements
-        self.cell = GRID_CELL_SPACINGS * _median_spacing(self.reference)
+        self.cell = GRID_CELL_SPACINGS * _median_spacing(self.reference) if cell is None else float(cell)
         self.origin = self.reference.min(dim=0).values - self.cell
         cells = self._cells(self.reference)
         self.dims = cells.max(dim=0).values + 2
@@ -127,6 +154,11 @@ class CellGrid:
         self.slots = int(counts.max())
         offsets = torch.stack(torch.meshgrid(*[torch.arange(-1, 2)] * 3, indexing="ij"), dim=-1).reshape(-1, 3)
         self.offsets = offsets.to(reference.device)
+
+    @property
+    def candidates(self) -> int:
+        """Reference points a query looks at (padded): its 27 cells of ``slots`` each."""
+        return 27 * self.slots
 
     def nearest(self, query: Tensor, k: int = 1) -> tuple[Tensor, Tensor]:
         """Float64 distances and indices, both (Q, k), nearest first; inf where fewer than
