@@ -49,10 +49,14 @@ class NeighbourIndex:
         self._tree = None if brute_force else cKDTree(reference.double().numpy())
         if brute_force:
             # Centred float32 (fast matrix units) only picks the neighbours; distances are
-            # then recomputed exactly from the original coordinates.
+            # then recomputed exactly from the original coordinates. Rows [-2 r, |r|^2, 1]
+            # against queries' [q, 1, |q|^2] give |q - r|^2 from one matrix product: with
+            # three coordinates the product is bound by writing its output, and separate
+            # passes adding the norms cost as much again.
             self._origin = reference.double().mean(dim=0)
-            self._centred = (reference.double() - self._origin).float()
-            self._norms = self._centred.square().sum(dim=1)[None]
+            centred = (reference.double() - self._origin).float()
+            self._augmented = torch.cat([-2 * centred, centred.square().sum(dim=1, keepdim=True),
+                                         torch.ones_like(centred[:, :1])], dim=1)
         if grid is None:
             grid = len(reference) >= GRID_MIN_POINTS
         self._grids = [CellGrid(reference, max_elements)] if grid and brute_force and len(reference) > 1 else []
@@ -104,10 +108,10 @@ class NeighbourIndex:
         rows = max(1, self.max_elements // self.reference.shape[0])
         indices = []
         for chunk in query.split(rows):
-            # Squared distances as |q|^2 + |r|^2 - 2 q.r: one matrix product, no square root
-            # (they only rank candidates; exact distances follow).
+            # Squared distances, no square root: they only rank candidates; exact distances follow.
             centred = (chunk.double() - self._origin).float()
-            squared = torch.addmm(self._norms, centred, self._centred.T, alpha=-2) + centred.square().sum(dim=1, keepdim=True)
+            augmented = torch.cat([centred, torch.ones_like(centred[:, :1]), centred.square().sum(dim=1, keepdim=True)], dim=1)
+            squared = augmented @ self._augmented.T
             if k == 1:
                 indices.append(squared.argmin(dim=1, keepdim=True))
             else:
