@@ -13,7 +13,7 @@ Variants (the MVRConfig fields they stand for):
   sparseP      raw errors times min(1, median / local point spacing) ** P (sparse_discount P;
                the product's own function on the same errors)
 
-  usage: python benchmarks/mvr_reference_variants.py --data ROOT --out DIR [--classes ...]
+  usage: python benchmarks/mvr_reference_variants.py --data ROOT --out DIR [--classes ...] [--save-errors DIR]
 Writes DIR/classes/<class>.json (a rerun skips finished classes), DIR/table.md and
 DIR/run.json (settings, versions, git hash, machine).
 """
@@ -43,8 +43,8 @@ SMOOTHING = (32, 128)
 SPARSE_POWERS = (1.0, 1.5, 2.0)
 
 
-def config(seed: int) -> MVRConfig:
-    return MVRConfig(reference="template", view_selection="scan", smoothing_k=0, seed=seed)
+def config(seed: int, pose_search: str = "sparse") -> MVRConfig:
+    return MVRConfig(reference="template", view_selection="scan", smoothing_k=0, seed=seed, pose_search=pose_search)
 
 
 def variant_scores(points: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarray]:
@@ -59,9 +59,9 @@ def variant_scores(points: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarr
     return out
 
 
-def run_class(root: Path, category: str, seed: int) -> dict:
+def run_class(root: Path, category: str, seed: int, errors_dir: Path | None = None, pose_search: str = "sparse") -> dict:
     started = time.perf_counter()
-    detector = MVRDetector(config(seed)).fit(Real3DAD(root, category, "train"), progress=False)
+    detector = MVRDetector(config(seed, pose_search)).fit(Real3DAD(root, category, "train"), progress=False)
     fit_seconds = time.perf_counter() - started
     pooled: dict[str, PooledScores] = {}
     objects: dict[str, dict[str, float]] = {}
@@ -69,6 +69,9 @@ def run_class(root: Path, category: str, seed: int) -> dict:
     started = time.perf_counter()
     for sample in Real3DAD(root, category, "test"):
         errors = detector.score(sample.points).point_scores
+        if errors_dir is not None:  # kept to try further scoring rules without rendering again
+            (errors_dir / category).mkdir(parents=True, exist_ok=True)
+            np.save(errors_dir / category / f"{sample.name}.npy", errors.astype(np.float32))
         point_labels = sample.point_labels if sample.point_labels is not None else np.zeros(len(sample.points))
         for name, values in variant_scores(sample.points.astype(np.float64), errors).items():
             pooled.setdefault(name, PooledScores()).add(values, point_labels)
@@ -87,17 +90,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--classes", nargs="*")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pose-search", choices=("sparse", "dense"), default="sparse", help="MVRConfig.pose_search")
+    parser.add_argument("--save-errors", type=Path, help="also save each test scan's raw point errors here (.npy)")
     args = parser.parse_args()
     folder = args.out / "classes"
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "run.json", json.dumps({
-        "config": config(args.seed).to_dict(), "smoothing": SMOOTHING, "sparse_powers": SPARSE_POWERS, "data": str(args.data),
+        "config": config(args.seed, args.pose_search).to_dict(), "smoothing": SMOOTHING, "sparse_powers": SPARSE_POWERS, "data": str(args.data),
         "machine": machine(), "provenance": provenance()}, indent=1) + "\n")
     results = []
     for category in args.classes or list_categories(args.data):
         target = folder / f"{category}.json"
         if not target.exists():
-            result = run_class(args.data, category, args.seed)
+            result = run_class(args.data, category, args.seed, args.save_errors, args.pose_search)
             atomic_write_text(target, json.dumps(result))
             print(category, {n: (round(v["o_roc"], 3), round(v["p_roc"], 3)) for n, v in result["variants"].items()},
                   flush=True)

@@ -31,6 +31,7 @@ import torch
 from mvr3d.baselines.registration import aligner_arrays, restore_aligner
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.geometry import SurfaceReference, TemplateAligner, fuse_templates
+from mvr3d.geometry.aligner import DENSE_POSE_SEARCH
 from mvr3d.geometry.surface import anchor_points, smoothed_offset
 from mvr3d.models.base import ArrayStateDetector
 from mvr3d.models.components.scoring import robust_standardise
@@ -59,7 +60,8 @@ class TemplateDetector(ArrayStateDetector):
 
     def __init__(self, seed: int = 0, top_fraction: float = 0.01, standardise: bool = True,
                  device: str | torch.device | None = None, smoothing_k: int = 256, anchor_stride: int = 16,
-                 random_rotations: int = 200, keep_poses: int = 12, survivors: int = 432) -> None:
+                 random_rotations: int = DENSE_POSE_SEARCH["n_random"], keep_poses: int = DENSE_POSE_SEARCH["keep_best"],
+                 survivors: int = DENSE_POSE_SEARCH["survivors"]) -> None:
         if smoothing_k < 0:
             raise InputError(f"smoothing_k must be 0 (off) or a number of neighbours, got {smoothing_k}")
         if anchor_stride < 1:

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mvr3d.errors import InputError
+from mvr3d.geometry.aligner import DENSE_POSE_SEARCH
 from mvr3d.render import RenderConfig
 
 SCORE_DTYPES = ("float16", "bfloat16", "float32")
+POSE_SEARCHES = ("sparse", "dense")
 
 # Settings that decide how a run executes, not what it computes (scores agree within the
 # float tolerances of benchmarks/consistency_*.md). They stay out of the config key and the
@@ -62,6 +64,10 @@ class MVRConfig:
     # Register each scan to its nearest template (pose search + point-to-plane ICP) before
     # rendering, so scans in any pose are drawn in the templates' frame and position.
     align: bool = True
+    # "dense": the template method's pose search (geometry/aligner.py DENSE_POSE_SEARCH), about
+    # 3x the registration work; "sparse": the aligner's defaults.
+    pose_search: str = option("sparse", "how many start poses registration tries: the aligner's defaults, or the "
+                              "template method's denser search", POSE_SEARCHES)
     augment_rotations: int = 8
     augment_degrees: float = 10.0  # residual pose error to tolerate (30+ without align)
     # Test scans are one-sided and may come from any side. Each augmented copy of a
@@ -164,6 +170,7 @@ class MVRConfig:
             "max_points": self.max_points is None or self.max_points >= 100,
             "deviation_weight": self.deviation_weight >= 0,
             "view_selection": self.view_selection in ("scan", "fixed"),
+            "pose_search": self.pose_search in POSE_SEARCHES,
             "side_candidates": self.side_candidates >= 1,
             "train_directions": self.train_directions >= 1,
             "calibration_scans": self.calibration_scans >= 1,
@@ -187,6 +194,10 @@ class MVRConfig:
                 f"MVRConfig.deviation_weight={self.deviation_weight} needs align=True: the deviation "
                 "is measured to the template each scan is registered to"
             )
+
+    def aligner_params(self) -> dict[str, int]:
+        """TemplateAligner arguments of ``pose_search`` (beyond the seed)."""
+        return dict(DENSE_POSE_SEARCH) if self.pose_search == "dense" else {}
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)

@@ -190,7 +190,7 @@ class MVRDetector(Detector):
         cfg = self.config
         held = [held_out(len(c), j, cfg.seed) if cfg.calibrate else np.zeros(len(c), bool) for j, c in enumerate(clouds)]
         registered = [c[~h] for c, h in zip(clouds, held, strict=True)]
-        self.aligner_ = TemplateAligner(seed=cfg.seed, device=self.device).fit(registered)
+        self.aligner_ = TemplateAligner(seed=cfg.seed, device=self.device, **cfg.aligner_params()).fit(registered)
         self.sides_ = find_sides(self.aligner_, cfg, self.radius_)
         return held
 
@@ -349,7 +349,8 @@ class MVRDetector(Detector):
 
 def _aligner_from(templates: dict, voxel: float | None, detector: MVRDetector, directory: object) -> TemplateAligner:
     try:
-        return TemplateAligner.from_state(templates, voxel, detector.device, seed=detector.config.seed)
+        return TemplateAligner.from_state(templates, voxel, detector.device, seed=detector.config.seed,
+                                          **detector.config.aligner_params())
     except CheckpointError as error:
         raise CheckpointError(f"{directory}: the detector aligns scans but its templates are missing ({error})") from error
 
