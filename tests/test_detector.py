@@ -463,3 +463,21 @@ def test_sparse_discount_lowers_scores_where_the_scan_is_sparse():
     assert np.median(ratio[lower]) < 0.5  # spacing ~2x the median: (1/2) ** 1.5 ~ 0.35
     with pytest.raises(InputError, match="sparse_discount"):
         tiny_config(sparse_discount=-1.0)
+
+
+def test_dense_pose_search_reaches_the_aligner_and_survives_save_load(tmp_path):
+    """pose_search='dense' gives registration the template method's start poses; a loaded
+    detector registers with the same search (the saved config decides, not the defaults)."""
+    from mvr3d.geometry.aligner import DENSE_POSE_SEARCH
+
+    scans = [sphere(3000, s) for s in range(2)]
+    sparse = MVRDetector(tiny_config(reference="template")).fit(scans, progress=False)
+    dense = MVRDetector(tiny_config(reference="template", pose_search="dense")).fit(scans, progress=False)
+    searched = {name: dense.aligner_.params()[name] for name in DENSE_POSE_SEARCH}
+    assert searched == DENSE_POSE_SEARCH
+    assert sparse.aligner_.params()["n_random"] < DENSE_POSE_SEARCH["n_random"]
+    dense.save(tmp_path / "model")
+    loaded = MVRDetector.load(tmp_path / "model")
+    assert loaded.config.pose_search == "dense" and loaded.aligner_.params() == dense.aligner_.params()
+    with pytest.raises(InputError, match="pose_search"):
+        tiny_config(pose_search="exhaustive")
