@@ -4,8 +4,8 @@
 # (benchmarks/mvr_reference_variants.py) under both pose searches, side by side on the one GPU.
 # Each seed's chain runs under setsid, so a second call with the same arguments finds it
 # running, waits for it (or DEADLINE) and packs the tables into $OUT/pose_search.tgz.
-#   usage: benchmarks/gpu_pose_search.sh DEADLINE_SECONDS "SEEDS" ["SEARCHES" (default "sparse dense")]
-#          benchmarks/gpu_pose_search.sh chain SEED "SEARCHES"   (one seed's chain; started by the above)
+#   usage: benchmarks/gpu_pose_search.sh DEADLINE_SECONDS "SEEDS" ["SEARCHES" (default "sparse dense")] ["VARIANT ARGS"]
+#          benchmarks/gpu_pose_search.sh chain SEED "SEARCHES" "VARIANT ARGS"   (one seed's chain; started by the above)
 set -u
 source benchmarks/gpu_common.sh
 if [ "$1" = chain ]; then
@@ -14,7 +14,7 @@ if [ "$1" = chain ]; then
     --workers 6 > runs/logs/data_s$seed.log 2>&1
   for search in $3; do
     python3 benchmarks/mvr_reference_variants.py --data runs/data_s$seed --out runs/mvr$search-s$seed \
-      --pose-search $search > runs/logs/mvr$search-s$seed.log 2>&1 &
+      --pose-search $search ${4:-} > runs/logs/mvr$search-s$seed.log 2>&1 &
   done
   wait
   exit
@@ -22,7 +22,7 @@ fi
 deadline=$(( $(date +%s) + ${1:-560} ))
 git log -1 --format='code %H' 2>/dev/null; nvidia-smi --query-gpu=name --format=csv,noheader
 for seed in $2; do
-  running "gpu_pose_search.sh chain $seed" || setsid bash benchmarks/gpu_pose_search.sh chain "$seed" "${3:-sparse dense}" >/dev/null 2>&1 &
+  running "gpu_pose_search.sh chain $seed" || setsid bash benchmarks/gpu_pose_search.sh chain "$seed" "${3:-sparse dense}" "${4:-}" >/dev/null 2>&1 &
 done
 sleep 5
 while [ "$(date +%s)" -lt "$deadline" ] && running "gpu_pose_search.sh chain"; do sleep 5; done

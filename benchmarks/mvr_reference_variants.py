@@ -12,8 +12,12 @@ Variants (the MVRConfig fields they stand for):
   ..._z        as robust z-scores of the scan's own scores (standardise_scores)
   sparseP      raw errors times min(1, median / local point spacing) ** P (sparse_discount P;
                the product's own function on the same errors)
+  sparseP_smoothK  sparseP, then smoothK
+  name@F       with --object-fractions: the object score as the mean of the top F of point
+               scores instead of the top 1 % (point scores, so P-ROC, as ``name``)
 
   usage: python benchmarks/mvr_reference_variants.py --data ROOT --out DIR [--classes ...] [--save-errors DIR]
+             [--pose-search sparse|dense] [--object-fractions F ...]
 Writes DIR/classes/<class>.json (a rerun skips finished classes), DIR/table.md and
 DIR/run.json (settings, versions, git hash, machine).
 """
@@ -41,6 +45,8 @@ from variant_tables import facts_of, table, variant_results
 
 SMOOTHING = (32, 128)
 SPARSE_POWERS = (1.0, 1.5, 2.0)
+SPARSE_SMOOTHING = (8, 32)
+OBJECT_FRACTION = 0.01  # the product's default (MVRConfig.top_fraction)
 
 
 def config(seed: int, pose_search: str = "sparse") -> MVRConfig:
@@ -55,11 +61,14 @@ def variant_scores(points: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarr
     for name in list(out):
         out[f"{name}_z"] = robust_standardise(torch.from_numpy(out[name]), [len(points)]).numpy()
     for power in SPARSE_POWERS:
-        out[f"sparse{power:g}"] = discount_sparse(torch.from_numpy(points), torch.from_numpy(errors), power).numpy()
+        discounted = discount_sparse(torch.from_numpy(points), torch.from_numpy(errors), power).numpy()
+        out[f"sparse{power:g}"] = discounted
+        out.update({f"sparse{power:g}_smooth{k}": discounted[neighbours[:, :k]].mean(axis=1) for k in SPARSE_SMOOTHING})
     return out
 
 
-def run_class(root: Path, category: str, seed: int, errors_dir: Path | None = None, pose_search: str = "sparse") -> dict:
+def run_class(root: Path, category: str, seed: int, errors_dir: Path | None = None, pose_search: str = "sparse",
+              fractions: tuple[float, ...] = ()) -> dict:
     started = time.perf_counter()
     detector = MVRDetector(config(seed, pose_search)).fit(Real3DAD(root, category, "train"), progress=False)
     fit_seconds = time.perf_counter() - started
@@ -75,12 +84,15 @@ def run_class(root: Path, category: str, seed: int, errors_dir: Path | None = No
         point_labels = sample.point_labels if sample.point_labels is not None else np.zeros(len(sample.points))
         for name, values in variant_scores(sample.points.astype(np.float64), errors).items():
             pooled.setdefault(name, PooledScores()).add(values, point_labels)
-            objects.setdefault(name, {})[sample.name] = object_score(values, "top1", 0.01)
+            objects.setdefault(name, {})[sample.name] = object_score(values, "top1", OBJECT_FRACTION)
+            for fraction in fractions:
+                objects.setdefault(f"{name}@{fraction:g}", {})[sample.name] = object_score(values, "top1", fraction)
         labels.append(sample.label)
         stems.append(sample.name)
         print(category, sample.name, f"{objects['raw'][sample.name]:.4f}", flush=True)
     seconds = (time.perf_counter() - started) / len(stems)
     facts = facts_of(root, category)
+    pooled.update({name: pooled[name.split("@")[0]] for name in objects if "@" in name})
     return {"category": category, "fit_seconds": fit_seconds, "seconds_per_object": seconds, "variants": variant_results(objects, pooled, stems, labels, facts)}
 
 
@@ -92,17 +104,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pose-search", choices=("sparse", "dense"), default="sparse", help="MVRConfig.pose_search")
     parser.add_argument("--save-errors", type=Path, help="also save each test scan's raw point errors here (.npy)")
+    parser.add_argument("--object-fractions", type=float, nargs="*", default=(),
+                        help="also score objects by the mean of these top fractions of point scores")
     args = parser.parse_args()
     folder = args.out / "classes"
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "run.json", json.dumps({
-        "config": config(args.seed, args.pose_search).to_dict(), "smoothing": SMOOTHING, "sparse_powers": SPARSE_POWERS, "data": str(args.data),
+        "config": config(args.seed, args.pose_search).to_dict(), "smoothing": SMOOTHING, "sparse_powers": SPARSE_POWERS,
+        "sparse_smoothing": SPARSE_SMOOTHING, "object_fractions": list(args.object_fractions), "data": str(args.data),
         "machine": machine(), "provenance": provenance()}, indent=1) + "\n")
     results = []
     for category in args.classes or list_categories(args.data):
         target = folder / f"{category}.json"
         if not target.exists():
-            result = run_class(args.data, category, args.seed, args.save_errors, args.pose_search)
+            result = run_class(args.data, category, args.seed, args.save_errors, args.pose_search,
+                               tuple(args.object_fractions))
             atomic_write_text(target, json.dumps(result))
             print(category, {n: (round(v["o_roc"], 3), round(v["p_roc"], 3)) for n, v in result["variants"].items()},
                   flush=True)
