@@ -25,6 +25,7 @@ from mvr3d.data.real3d import Real3DAD, list_categories
 from mvr3d.errors import InputError
 from mvr3d.metrics.ranking import PooledScores, auroc
 from mvr3d.models.components.scoring import discount_sparse
+from mvr3d.models.mvr.presets import REFERENCE
 from mvr3d.scans import object_score
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.provenance import provenance
@@ -32,7 +33,7 @@ from mvr3d.utils.provenance import provenance
 POWERS = (0.0, 1.0, 1.5, 2.0, 3.0)
 SMOOTHING = (0, 8, 32)
 FRACTIONS = (0.002, 0.005, 0.01, 0.02, 0.05)
-DEFAULT = (1.5, 0, 0.01)  # the reference preset's rule: sparse_discount 1.5, no smoothing, top 1 %
+DEFAULT = (REFERENCE["sparse_discount"], 0, 0.01)  # the reference preset's rule: no smoothing, top 1 %
 
 
 def rule_name(rule: tuple[float, int, float]) -> str:
