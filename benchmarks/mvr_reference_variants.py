@@ -17,7 +17,7 @@ Variants (the MVRConfig fields they stand for):
                scores instead of the top 1 % (point scores, so P-ROC, as ``name``)
 
   usage: python benchmarks/mvr_reference_variants.py --data ROOT --out DIR [--classes ...] [--save-errors DIR]
-             [--pose-search sparse|dense] [--object-fractions F ...]
+             [--pose-search sparse|dense] [--views SPEC] [--object-fractions F ...]
 Writes DIR/classes/<class>.json (a rerun skips finished classes), DIR/table.md and
 DIR/run.json (settings, versions, git hash, machine).
 """
@@ -38,6 +38,7 @@ from mvr3d.data.real3d import Real3DAD, list_categories
 from mvr3d.metrics.ranking import PooledScores
 from mvr3d.models import MVRConfig, MVRDetector
 from mvr3d.models.components.scoring import discount_sparse, robust_standardise
+from mvr3d.render.poses import views_spec
 from mvr3d.scans import object_score
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.provenance import provenance
@@ -49,8 +50,9 @@ SPARSE_SMOOTHING = (8, 32)
 OBJECT_FRACTION = 0.01  # the product's default (MVRConfig.top_fraction)
 
 
-def config(seed: int, pose_search: str = "sparse") -> MVRConfig:
-    return MVRConfig(reference="template", view_selection="scan", smoothing_k=0, seed=seed, pose_search=pose_search)
+def config(seed: int, pose_search: str = "sparse", views: str = "paper3") -> MVRConfig:
+    return MVRConfig(reference="template", view_selection="scan", smoothing_k=0, seed=seed, pose_search=pose_search,
+                     views=views_spec(views))
 
 
 def variant_scores(points: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarray]:
@@ -68,9 +70,9 @@ def variant_scores(points: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarr
 
 
 def run_class(root: Path, category: str, seed: int, errors_dir: Path | None = None, pose_search: str = "sparse",
-              fractions: tuple[float, ...] = ()) -> dict:
+              fractions: tuple[float, ...] = (), views: str = "paper3") -> dict:
     started = time.perf_counter()
-    detector = MVRDetector(config(seed, pose_search)).fit(Real3DAD(root, category, "train"), progress=False)
+    detector = MVRDetector(config(seed, pose_search, views)).fit(Real3DAD(root, category, "train"), progress=False)
     fit_seconds = time.perf_counter() - started
     pooled: dict[str, PooledScores] = {}
     objects: dict[str, dict[str, float]] = {}
@@ -103,6 +105,7 @@ def main() -> None:
     parser.add_argument("--classes", nargs="*")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pose-search", choices=("sparse", "dense"), default="sparse", help="MVRConfig.pose_search")
+    parser.add_argument("--views", default="paper3", help="MVRConfig.views (e.g. paper3, ring6x45)")
     parser.add_argument("--save-errors", type=Path, help="also save each test scan's raw point errors here (.npy)")
     parser.add_argument("--object-fractions", type=float, nargs="*", default=(),
                         help="also score objects by the mean of these top fractions of point scores")
@@ -110,7 +113,7 @@ def main() -> None:
     folder = args.out / "classes"
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "run.json", json.dumps({
-        "config": config(args.seed, args.pose_search).to_dict(), "smoothing": SMOOTHING, "sparse_powers": SPARSE_POWERS,
+        "config": config(args.seed, args.pose_search, args.views).to_dict(), "smoothing": SMOOTHING, "sparse_powers": SPARSE_POWERS,
         "sparse_smoothing": SPARSE_SMOOTHING, "object_fractions": list(args.object_fractions), "data": str(args.data),
         "machine": machine(), "provenance": provenance()}, indent=1) + "\n")
     results = []
@@ -118,7 +121,7 @@ def main() -> None:
         target = folder / f"{category}.json"
         if not target.exists():
             result = run_class(args.data, category, args.seed, args.save_errors, args.pose_search,
-                               tuple(args.object_fractions))
+                               tuple(args.object_fractions), args.views)
             atomic_write_text(target, json.dumps(result))
             print(category, {n: (round(v["o_roc"], 3), round(v["p_roc"], 3)) for n, v in result["variants"].items()},
                   flush=True)

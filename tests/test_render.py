@@ -312,6 +312,26 @@ def test_fibonacci_views_cover_the_sphere() -> None:
     assert torch.allclose(directions.mean(0), torch.zeros(3), atol=0.05)
 
 
+def test_ring_views_look_straight_on_and_at_the_tilt_asked() -> None:
+    poses = make_poses("ring6x45")
+    directions = poses[:, 2, :].double()  # R.T @ z: where each view looks from
+    assert poses.shape == (7, 3, 3)
+    assert torch.allclose(torch.linalg.det(poses), torch.ones(7), atol=1e-5)
+    assert torch.allclose(directions[0], torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), atol=1e-6)
+    tilts = torch.rad2deg(torch.arccos(directions[1:, 2].clamp(-1, 1)))
+    assert torch.allclose(tilts, torch.full((6,), 45.0, dtype=torch.float64), atol=1e-3)
+    # Evenly spaced around +z: the ring's directions cancel sideways.
+    assert torch.allclose(directions[1:, :2].sum(0), torch.zeros(2, dtype=torch.float64), atol=1e-5)
+    two = make_poses("ring4x30+4x60")
+    assert two.shape == (9, 3, 3) and torch.allclose(two[:5], make_poses("ring4x30"))
+
+
+@pytest.mark.parametrize("spec", ["ring", "ring6", "ring0x45", "ring6x180", "ring6x45+", "ringx45"])
+def test_bad_ring_specs_say_what_a_ring_is(spec: str) -> None:
+    with pytest.raises(InputError, match="ring"):
+        make_poses(spec)
+
+
 # --- config --------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import numpy as np
 import torch
@@ -104,6 +105,29 @@ def fibonacci_poses(n: int) -> Tensor:
     return look_from(fibonacci_directions(n))
 
 
+def ring_directions(rings: list[tuple[int, float]]) -> Tensor:
+    """(1 + sum n, 3) float64 unit vectors: +z, then for each ring (n, tilt) n directions
+    ``tilt`` degrees off +z, evenly spaced in azimuth."""
+    directions = [[0.0, 0.0, 1.0]]
+    for count, tilt in rings:
+        if count < 1 or not 0 < tilt < 180:
+            raise InputError(f"a ring of views needs a positive count and a tilt in (0, 180) degrees, got {count}x{tilt:g}")
+        polar = math.radians(tilt)
+        for k in range(count):
+            azimuth = 2 * math.pi * k / count
+            directions.append([math.sin(polar) * math.cos(azimuth), math.sin(polar) * math.sin(azimuth), math.cos(polar)])
+    return torch.tensor(directions, dtype=torch.float64)
+
+
+def ring_poses(rings: list[tuple[int, float]]) -> Tensor:
+    """Views of the side facing +z: one straight on and rings of views tilted away from it
+    (``"ring6x45"``: 6 views 45 degrees off). Scan-facing views (``view_selection="scan"``)
+    turn a partial scan's scanned side to +z, and these views see its whole scanned side,
+    where the paper's 3 least-rotated poses (15 degrees apart) miss what the scanner saw
+    at a slant."""
+    return look_from(ring_directions(rings))
+
+
 def check_rotations(rotations: Tensor | np.ndarray, atol: float = 1e-4) -> Tensor:
     """Validate (V, 3, 3) proper rotations; return them as float32."""
     r = torch.as_tensor(rotations)
@@ -131,6 +155,7 @@ def make_poses(spec: str | int | Tensor | np.ndarray) -> Tensor:
     - an int n <= 27 (or ``"paperN"``): the n least-rotated paper poses
       (:func:`paper_pose_order`), so the paper's view-count ablation uses its own poses;
     - an int n > 27 or ``"fibonacciN"``: n directions over the whole sphere;
+    - ``"ringNxT"`` (rings joined by ``+``, e.g. ``"ring4x30+4x60"``): :func:`ring_poses`;
     - a (V, 3, 3) tensor/array: validated user rotations.
     """
     if isinstance(spec, (Tensor, np.ndarray)):
@@ -170,6 +195,8 @@ def _poses_from_string(spec: str) -> Tensor:
         return make_poses(int(text))
     if text == "paper":
         return paper_poses()
+    if text.startswith("ring"):
+        return ring_poses(_rings(spec, text.removeprefix("ring")))
     for prefix in ("paper", "fibonacci"):
         count = text.removeprefix(prefix)
         if count != text and count.isdigit() and int(count) >= 1:
@@ -181,8 +208,21 @@ def _poses_from_string(spec: str) -> Tensor:
             if int(count) < 27:
                 return make_poses(int(count))
     raise InputError(
-        f"unknown views {spec!r}: use an integer, 'paper27', 'paperN' (N <= 27) or 'fibonacciN'"
+        f"unknown views {spec!r}: use an integer, 'paper27', 'paperN' (N <= 27), 'fibonacciN' or 'ringNxT'"
     )
+
+
+def _rings(spec: str, text: str) -> list[tuple[int, float]]:
+    """``"6x45+4x70"`` -> [(6, 45.0), (4, 70.0)]."""
+    rings = []
+    for part in text.split("+"):
+        match = re.fullmatch(r"(\d+)x(\d+(?:\.\d+)?)", part)
+        if match is None:
+            raise InputError(f"unknown views {spec!r}: a ring spec is 'ring' then COUNTxTILT_DEGREES rings "
+                             "joined by '+', e.g. 'ring6x45' or 'ring4x30+4x60'")
+        rings.append((int(match.group(1)), float(match.group(2))))
+    _check_count(1 + sum(count for count, _ in rings))
+    return rings
 
 
 def cone_direction(cone_deg: float, rng: np.random.Generator) -> np.ndarray:

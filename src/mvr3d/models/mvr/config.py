@@ -58,7 +58,7 @@ class MVRConfig:
     # Poses used to score a scan (and, augmented, to train). The paper uses all 27; on the
     # standard benchmark (one-sided scans) the 3 least-rotated scored higher, 66.3/74.4
     # against 63.0/71.2 mean O-/P-ROC over 2 seeds (docs/accuracy.md), at 1/9 of the cost.
-    views: str | int = option("paper3", "'paper3', 'paper27', 'fibonacciN' or a number of views")
+    views: str | int = option("paper3", "'paper3', 'paper27', 'fibonacciN', 'ringNxT' (N views T degrees around a straight one) or a number of views")
     # Pose augmentation: each template is also rendered under this many random rotations of
     # up to ``augment_degrees``, so partial scans in other poses still look normal.
     # Register each scan to its nearest template (pose search + point-to-plane ICP) before
