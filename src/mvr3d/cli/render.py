@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--views",
         default="27",
         help="number of views (<= 27: the least-rotated paper poses; more: Fibonacci sphere), "
-        "'paper27' or 'fibonacciN' (default: 27)",
+        "'paper27', 'fibonacciN' or 'ringNxT' (one straight view and N views T degrees off it) (default: 27)",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     add_dataclass_options(parser.add_argument_group("rendering"), RenderConfig)
