@@ -13,6 +13,7 @@ from mvr3d.engine.benchmark import config_key
 from mvr3d.models import MVRConfig
 from mvr3d.models.mvr.config import Runtime
 from mvr3d.render import RenderConfig
+from mvr3d.render.poses import make_poses
 
 # Values that pass validation where "the default, changed" would not (sizes must divide).
 SPECIAL = {"render_size": "448", "image_size": "112", "views": "paper27", "backbone": "tiny_test",
@@ -130,5 +131,6 @@ def test_reference_preset_sets_the_template_reference(tmp_path) -> None:
     config = config_from_args(build_parser().parse_args(base))
     assert (config.reference, config.view_selection, config.align) == ("template", "scan", True)
     assert config.sparse_discount == 1.5
+    assert config.views == "ring4x30+4x60" and make_poses(config.views).shape == (9, 3, 3)
     flagged = config_from_args(build_parser().parse_args([*base, "--view-selection", "fixed"]))
     assert (flagged.reference, flagged.view_selection) == ("template", "fixed")  # flags override the preset
