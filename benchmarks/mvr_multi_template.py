@@ -22,24 +22,19 @@ Writes DIR/classes/<class>.json (a rerun skips finished classes), DIR/table.md a
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import machine
-from mvr3d.data.real3d import Real3DAD, list_categories
+from mvr3d.data.real3d import Real3DAD
 from mvr3d.geometry import TemplateAligner
 from mvr3d.metrics.ranking import PooledScores
 from mvr3d.models import MVRConfig, MVRDetector
 from mvr3d.models.components.scoring import discount_sparse
 from mvr3d.scans import object_score
-from mvr3d.utils.atomic import atomic_write_text
-from mvr3d.utils.provenance import provenance
-from variant_tables import facts_of, table, variant_results
+from variant_tables import facts_of, run_classes, variant_parser, variant_results
 
 DISCOUNT = 1.5
 TOP_FRACTION = 0.01
@@ -107,30 +102,11 @@ def run_class(root: Path, category: str, seed: int, pose_search: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--classes", nargs="*")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = variant_parser(__doc__)
     parser.add_argument("--pose-search", choices=("sparse", "dense"), default="sparse", help="MVRConfig.pose_search")
     args = parser.parse_args()
-    folder = args.out / "classes"
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "run.json", json.dumps({
-        "config": config(args.seed, args.pose_search).to_dict(), "discount": DISCOUNT, "data": str(args.data),
-        "machine": machine(), "provenance": provenance()}, indent=1) + "\n")
-    results = []
-    for category in args.classes or list_categories(args.data):
-        target = folder / f"{category}.json"
-        if not target.exists():
-            result = run_class(args.data, category, args.seed, args.pose_search)
-            atomic_write_text(target, json.dumps(result))
-            print(category, {n: (round(v["o_roc"], 3), round(v["p_roc"], 3)) for n, v in result["variants"].items()},
-                  flush=True)
-        results.append(json.loads(target.read_text()))
-    text = table(results)
-    atomic_write_text(args.out / "table.md", text)
-    print(text)
+    settings = {"config": config(args.seed, args.pose_search).to_dict(), "discount": DISCOUNT}
+    run_classes(args, lambda category: run_class(args.data, category, args.seed, args.pose_search), settings)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,6 @@ DIR/run.json (settings, versions, git hash, machine).
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
@@ -33,16 +31,13 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from common import machine
-from mvr3d.data.real3d import Real3DAD, list_categories
+from mvr3d.data.real3d import Real3DAD
 from mvr3d.metrics.ranking import PooledScores
 from mvr3d.models import MVRConfig, MVRDetector
 from mvr3d.models.components.scoring import discount_sparse, robust_standardise
 from mvr3d.render.poses import views_spec
 from mvr3d.scans import object_score
-from mvr3d.utils.atomic import atomic_write_text
-from mvr3d.utils.provenance import provenance
-from variant_tables import facts_of, table, variant_results
+from variant_tables import facts_of, run_classes, variant_parser, variant_results
 
 SMOOTHING = (32, 128)
 SPARSE_POWERS = (1.0, 1.5, 2.0)
@@ -99,36 +94,18 @@ def run_class(root: Path, category: str, seed: int, errors_dir: Path | None = No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--classes", nargs="*")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = variant_parser(__doc__)
     parser.add_argument("--pose-search", choices=("sparse", "dense"), default="sparse", help="MVRConfig.pose_search")
     parser.add_argument("--views", default="paper3", help="MVRConfig.views (e.g. paper3, ring6x45)")
     parser.add_argument("--save-errors", type=Path, help="also save each test scan's raw point errors here (.npy)")
     parser.add_argument("--object-fractions", type=float, nargs="*", default=(),
                         help="also score objects by the mean of these top fractions of point scores")
     args = parser.parse_args()
-    folder = args.out / "classes"
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "run.json", json.dumps({
-        "config": config(args.seed, args.pose_search, args.views).to_dict(), "smoothing": SMOOTHING, "sparse_powers": SPARSE_POWERS,
-        "sparse_smoothing": SPARSE_SMOOTHING, "object_fractions": list(args.object_fractions), "data": str(args.data),
-        "machine": machine(), "provenance": provenance()}, indent=1) + "\n")
-    results = []
-    for category in args.classes or list_categories(args.data):
-        target = folder / f"{category}.json"
-        if not target.exists():
-            result = run_class(args.data, category, args.seed, args.save_errors, args.pose_search,
-                               tuple(args.object_fractions), args.views)
-            atomic_write_text(target, json.dumps(result))
-            print(category, {n: (round(v["o_roc"], 3), round(v["p_roc"], 3)) for n, v in result["variants"].items()},
-                  flush=True)
-        results.append(json.loads(target.read_text()))
-    text = table(results)
-    atomic_write_text(args.out / "table.md", text)
-    print(text)
+    fractions = tuple(args.object_fractions)
+    settings = {"config": config(args.seed, args.pose_search, args.views).to_dict(), "smoothing": SMOOTHING,
+                "sparse_powers": SPARSE_POWERS, "sparse_smoothing": SPARSE_SMOOTHING, "object_fractions": list(fractions)}
+    run_classes(args, lambda category: run_class(args.data, category, args.seed, args.save_errors, args.pose_search,
+                                                 fractions, args.views), settings)
 
 
 if __name__ == "__main__":

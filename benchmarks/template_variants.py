@@ -21,8 +21,6 @@ Writes DIR/classes/<class>.json (a rerun skips finished classes) and DIR/table.m
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
@@ -30,13 +28,13 @@ import numpy as np
 import torch
 
 from mvr3d.baselines.template import TemplateDetector
-from mvr3d.data.real3d import Real3DAD, list_categories
+from mvr3d.data.real3d import Real3DAD
 from mvr3d.geometry.surface import smoothed_offset
 from mvr3d.geometry.voxels import bounding_diagonal
 from mvr3d.metrics.ranking import PooledScores
 from mvr3d.models.components.scoring import robust_standardise
 from mvr3d.scans import object_score
-from variant_tables import facts_of, table, variant_results
+from variant_tables import facts_of, run_classes, variant_parser, variant_results
 
 SMOOTHING = (16, 64, 256)
 # Neighbourhoods as a share of the scan's points (density-free: a defect covers 1-4.5 %).
@@ -83,28 +81,8 @@ def run_class(root: Path, category: str, seed: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--classes", nargs="*")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    folder = args.out / "classes"
-    folder.mkdir(parents=True, exist_ok=True)
-    results = []
-    for category in args.classes or list_categories(args.data):
-        target = folder / f"{category}.json"
-        if not target.exists():
-            result = run_class(args.data, category, args.seed)
-            partial = target.with_suffix(".tmp")
-            partial.write_text(json.dumps(result))
-            partial.replace(target)
-            print(category, {n: (round(v["o_roc"], 3), round(v["p_roc"], 3)) for n, v in result["variants"].items()},
-                  flush=True)
-        results.append(json.loads(target.read_text()))
-    text = table(results)
-    (args.out / "table.md").write_text(text)
-    print(text)
+    args = variant_parser(__doc__).parse_args()
+    run_classes(args, lambda category: run_class(args.data, category, args.seed))
 
 
 if __name__ == "__main__":

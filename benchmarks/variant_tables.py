@@ -1,16 +1,56 @@
-"""What the variant scripts share (template_variants.py, mvr_reference_variants.py): each
+"""What the variant scripts share (template_variants.py, mvr_reference_variants.py,
+mvr_multi_template.py): their common options, the per-class loop that resumes, each
 variant's O-ROC, P-ROC and good-scan nuisance correlations from its object and point
 scores, and the table of all of them."""
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from common import machine
+from mvr3d.data.real3d import list_categories
 from mvr3d.metrics.nuisance import nuisance_correlations
 from mvr3d.metrics.ranking import PooledScores, auroc
+from mvr3d.utils.atomic import atomic_write_text
+from mvr3d.utils.provenance import provenance
+
+
+def variant_parser(doc: str) -> argparse.ArgumentParser:
+    """--data, --out, --classes and --seed, which every variant script takes."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--classes", nargs="*")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def run_classes(args: argparse.Namespace, run_class: Callable[[str], dict], settings: dict | None = None) -> None:
+    """``run_class(category)`` for every class without a result in OUT/classes yet (a rerun
+    resumes), then OUT/table.md of all of them; with ``settings``, OUT/run.json records them
+    with the data, machine and provenance."""
+    folder = args.out / "classes"
+    folder.mkdir(parents=True, exist_ok=True)
+    if settings is not None:
+        atomic_write_text(args.out / "run.json", json.dumps({
+            **settings, "data": str(args.data), "machine": machine(), "provenance": provenance()}, indent=1) + "\n")
+    results = []
+    for category in args.classes or list_categories(args.data):
+        target = folder / f"{category}.json"
+        if not target.exists():
+            result = run_class(category)
+            atomic_write_text(target, json.dumps(result))
+            print(category, {n: (round(v["o_roc"], 3), round(v["p_roc"], 3)) for n, v in result["variants"].items()},
+                  flush=True)
+        results.append(json.loads(target.read_text()))
+    text = table(results)
+    atomic_write_text(args.out / "table.md", text)
+    print(text)
 
 
 def facts_of(root: Path, category: str) -> dict[str, dict]:
