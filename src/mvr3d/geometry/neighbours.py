@@ -17,9 +17,6 @@ GRID_MIN_POINTS = 20_000
 GRID_CELL_SPACINGS = 3.0
 # Reference samples whose nearest-sample spacing sets the grid's cell size.
 SPACING_SAMPLE = 2048
-# Most neighbours asked of the grid: a cell edge of a few spacings holds a few dozen
-# samples of a surface, not hundreds.
-GRID_MAX_K = 32
 # Queries the grid is unsure of go to a grid with cells this many times wider, and so on
 # while such a grid looks at under GRID_LEVEL_SHARE of the reference per query; the rest
 # go to brute force. A scan point off its template by a defect, or an ICP candidate pose
@@ -34,8 +31,8 @@ class NeighbourIndex:
 
     On the CPU a k-d tree (built once); on an accelerator an exact chunked brute-force
     search, which there beats a tree and keeps the points on the device, or with ``grid``
-    a cell grid for up to ``GRID_MAX_K`` neighbours (default: for references of at least
-    ``GRID_MIN_POINTS``; the tree ignores it).
+    cell grids (default: for references of at least ``GRID_MIN_POINTS``; the tree ignores
+    it), one level of cells per neighbourhood size, built on first use.
     """
 
     def __init__(
@@ -73,22 +70,34 @@ class NeighbourIndex:
             distances, index = self._tree.query(query.detach().double().numpy(), k=k, workers=workers)
             shape = (query.shape[0], k)
             return torch.from_numpy(distances.reshape(shape)), torch.from_numpy(index.reshape(shape)).long()
-        if k <= GRID_MAX_K and self._grids:
+        if self._grids:
             return self._from_grid(query, k)
         return self._brute_force(query, k)
 
     def _from_grid(self, query: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """Exact nearest points: from the finest grid sure of them, else by brute force."""
-        distances, index = self._grids[0].nearest(query, k)
-        unsure = torch.nonzero(distances[:, -1] > self._grids[0].cell).flatten()
-        level = 1
-        while len(unsure) and (grid := self._grid_level(level)) is not None:
+        """Exact nearest points: from the first grid whose cells reach k points and the
+        coarser ones for queries it is unsure of, else by brute force."""
+        level = self._first_level(k)
+        unsure = torch.arange(len(query), device=query.device)
+        distances = torch.full((len(query), k), torch.inf, dtype=torch.float64, device=query.device)
+        index = torch.zeros((len(query), k), dtype=torch.long, device=query.device)
+        while len(unsure) and level is not None and (grid := self._grid_level(level)) is not None:
             distances[unsure], index[unsure] = grid.nearest(query[unsure], k)
             unsure = unsure[distances[unsure, -1] > grid.cell]
             level += 1
         if len(unsure):
             distances[unsure], index[unsure] = self._brute_force(query[unsure], k)
         return distances, index
+
+    def _first_level(self, k: int) -> int | None:
+        """The finest grid level whose cells typically reach k points (None: no level does
+        before brute force is cheaper)."""
+        level = 0
+        while (grid := self._grid_level(level)) is not None:
+            if grid.reach >= k:
+                return level
+            level += 1
+        return None
 
     def _grid_level(self, level: int) -> CellGrid | None:
         """The grid with cells ``GRID_LEVEL_FACTOR ** level`` times the finest, built on first
@@ -142,6 +151,12 @@ class CellGrid:
     (``cell``) of the query, since they then all sit in those cells; a larger k-th
     distance (infinity: too few found) may be wrong, and the caller searches those
     queries again. Distances are float64 from the original coordinates.
+
+    Each query's candidates are the points of its occupied cells only, listed end to end
+    (a ragged list), not 27 cells padded to the fullest: on surface samples a cell holds
+    about 4 points and the fullest 15-20, so padding made 90 % of the work. Candidates are
+    ranked in float32 from cell-ordered coordinates (one cell's points are contiguous in
+    memory); the chosen points' distances are then recomputed exactly.
     """
 
     def __init__(self, reference: Tensor, max_elements: int = DEFAULT_MAX_ELEMENTS, cell: float | None = None) -> None:
@@ -156,13 +171,20 @@ class CellGrid:
         self.starts = torch.cumsum(counts, 0) - counts
         self.counts = counts
         self.slots = int(counts.max())
+        self.sorted_points = (self.reference[self.order] - self.origin).float()
         offsets = torch.stack(torch.meshgrid(*[torch.arange(-1, 2)] * 3, indexing="ij"), dim=-1).reshape(-1, 3)
         self.offsets = offsets.to(reference.device)
 
     @property
     def candidates(self) -> int:
-        """Reference points a query looks at (padded): its 27 cells of ``slots`` each."""
+        """Most reference points a query can look at: 27 cells as full as the fullest."""
         return 27 * self.slots
+
+    @property
+    def reach(self) -> float:
+        """Points a query on the surface typically finds within one cell edge: a surface
+        crosses about 9 of its 27 cells, each holding the mean occupied count."""
+        return 9.0 * float(self.counts.double().mean())
 
     def nearest(self, query: Tensor, k: int = 1) -> tuple[Tensor, Tensor]:
         """Float64 distances and indices, both (Q, k), nearest first; inf where fewer than
@@ -170,31 +192,69 @@ class CellGrid:
         query = query.to(self.reference.device, torch.float64)
         distances = torch.full((len(query), k), torch.inf, dtype=torch.float64, device=query.device)
         index = torch.zeros((len(query), k), dtype=torch.long, device=query.device)
-        rows = max(1, self.max_elements // (27 * self.slots * 8))
+        rows = max(1, self.max_elements // (27 * 3 * 8))  # the (rows, 27, 3) cell coordinates
         for start in range(0, len(query), rows):
-            part = slice(start, start + rows)
-            distances[part], index[part] = self._nearest_chunk(query[part], k)
+            chunk = query[start : start + rows]
+            count, first = self._cell_runs(chunk)
+            for piece in self._pieces(count.sum(dim=1)):
+                rows_ = slice(start + piece.start, start + piece.stop)
+                distances[rows_], index[rows_] = self._rank(chunk[piece], count[piece], first[piece], k)
         return distances, index
 
-    def _nearest_chunk(self, query: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    def _cell_runs(self, query: Tensor) -> tuple[Tensor, Tensor]:
+        """Per query and neighbouring cell (q, 27): how many points the cell holds and where
+        they start in cell order."""
         cells = self._cells(query)[:, None] + self.offsets  # (q, 27, 3)
         inside = ((cells >= 0) & (cells < self.dims)).all(dim=2)
         keys = self._keys(cells.clamp_min(0).minimum(self.dims - 1))
         slot = torch.searchsorted(self.keys, keys).clamp_max(len(self.keys) - 1)
-        occupied = (self.keys[slot] == keys) & inside
-        count = torch.where(occupied, self.counts[slot], 0)
-        within = torch.arange(self.slots, device=query.device)
-        valid = within < count[..., None]  # (q, 27, slots)
-        sorted_position = (self.starts[slot][..., None] + within).clamp_max(len(self.order) - 1)
-        candidates = self.order[sorted_position].flatten(1)
-        gaps = (self.reference[candidates] - query[:, None]).square().sum(dim=2)
-        gaps = torch.where(valid.flatten(1), gaps, torch.inf)
+        count = torch.where((self.keys[slot] == keys) & inside, self.counts[slot], 0)
+        return count, self.starts[slot]
+
+    def _pieces(self, totals: Tensor) -> list[slice]:
+        """Consecutive runs of queries holding at most a sixteenth of ``max_elements``
+        candidates each (a query with more is a run of its own)."""
+        budget = max(1, self.max_elements // 16)
+        ends = torch.cumsum(totals, 0).cpu()
+        pieces, begin = [], 0
+        while begin < len(ends):
+            before = int(ends[begin - 1]) if begin else 0
+            stop = max(begin + 1, int(torch.searchsorted(ends, before + budget, right=True)))
+            pieces.append(slice(begin, stop))
+            begin = stop
+        return pieces
+
+    def _rank(self, query: Tensor, count: Tensor, first: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """The k best of each query's ragged candidate list (see the class docstring)."""
+        runs = count.flatten()
+        total = int(runs.sum())
+        run = torch.repeat_interleave(runs, output_size=total)
+        run_start = torch.cumsum(runs, 0) - runs
+        position = first.flatten()[run] + torch.arange(total, device=query.device) - run_start[run]
+        owner = torch.div(run, 27, rounding_mode="floor")
+        relative = (query - self.origin).float()
+        gap = (self.sorted_points[position] - relative[owner]).square().sum(dim=1)
+        # Non-negative float32 values order as their bit patterns do: one int64 key carries
+        # the gap in its high half and a tie-breaking position (or owner) in the other.
+        bits = gap.view(torch.int32).long()
         if k == 1:
-            best, column = gaps.min(dim=1, keepdim=True)
-        else:  # stable sort: equal distances keep a fixed order, as the brute force's do
-            best, column = gaps.sort(dim=1, stable=True)
-            best, column = best[:, :k], column[:, :k]
-        return best.sqrt(), candidates.gather(1, column)
+            best = torch.full((len(query),), torch.iinfo(torch.long).max, device=query.device)
+            best.scatter_reduce_(0, owner, (bits << 32) | position, "amin")
+            found = (best != torch.iinfo(torch.long).max)[:, None]
+            chosen = (best & 0xFFFFFFFF)[:, None]
+        else:
+            ranked = position[torch.sort((owner << 32) | bits, stable=True).indices]
+            totals = count.sum(dim=1)
+            column = torch.arange(k, device=query.device)
+            found = column < totals[:, None]
+            at = (torch.cumsum(totals, 0) - totals)[:, None] + column
+            chosen = ranked[at.clamp_max(max(total - 1, 0))] if total else torch.zeros_like(at)
+        index = torch.where(found, self.order[chosen.clamp_max(len(self.order) - 1)], 0)
+        distances = (self.reference[index] - query[:, None]).norm(dim=2).masked_fill(~found, torch.inf)
+        if k > 1:  # float32 may have swapped near-ties; keep the exact order
+            distances, order = distances.sort(dim=1, stable=True)
+            index = index.gather(1, order)
+        return distances, index
 
     def _cells(self, points: Tensor) -> Tensor:
         return torch.floor((points.double() - self.origin) / self.cell).long()

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mvr3d.geometry.neighbours import GRID_MAX_K, NeighbourIndex
+from mvr3d.geometry.neighbours import NeighbourIndex
 from mvr3d.geometry.voxels import bounding_diagonal, voxel_downsample
 
 PLANE_NEIGHBOURS = 16
@@ -86,8 +86,7 @@ def smoothed_offset(points: Tensor, signed: Tensor, normals: Tensor, neighbours:
     """
     if neighbours <= 1:
         return signed.abs()
-    # The cell grid answers at most GRID_MAX_K neighbours: not worth building for more.
-    index = NeighbourIndex(points, grid=None if neighbours <= GRID_MAX_K else False)
+    index = NeighbourIndex(points)
     if anchors is None or len(anchors) == len(points):
         return neighbourhood_offset(index, points, signed, normals, neighbours)
     anchors = anchors.to(points.device)

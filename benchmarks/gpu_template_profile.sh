@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Device call: where the template method's scoring time goes (benchmarks/template_profile.py)
+# for several code versions over the same data. Builds CLASSES of one seed of the realistic
+# standard preset (classes are seeded by name, so a subset equals the full build's), then
+# profiles each VARIANT, "CODE:SEARCH": CODE is "new" (this tree's src) or "base" (a copy of
+# an earlier src carried in .perfbase/src, e.g. `git archive TAG src | tar -x -C .perfbase`),
+# SEARCH the smoothing's neighbour search (grid or brute). Tables and rows land in $OUT.
+#   usage: benchmarks/gpu_template_profile.sh DEADLINE_SECONDS SEED "CLASSES" "VARIANTS"
+set -u
+deadline=$(( $(date +%s) + ${1:-560} ))
+seed=${2:-2}
+source benchmarks/gpu_common.sh
+mkdir -p runs/shapes_subset
+for name in $3; do cp .shapes/"$name".* runs/shapes_subset/; done
+cp .shapes/LICENSE* runs/shapes_subset/ 2>/dev/null
+[ -f runs/data_s$seed/meta.json ] || python3 -m mvr3d make-benchmark --out runs/data_s$seed --preset standard \
+  --shapes runs/shapes_subset --seed "$seed" --workers 8 > runs/logs/data_s$seed.log 2>&1
+git log -1 --format='code %H' 2>/dev/null; nvidia-smi --query-gpu=name --format=csv,noheader
+for variant in $4; do
+  code=${variant%%:*} search=${variant##*:}
+  src=$PWD/src; [ "$code" = base ] && src=$PWD/.perfbase/src
+  PYTHONPATH=/tmp/site:$src:$PWD/benchmarks timeout $(( deadline - $(date +%s) )) python3 benchmarks/template_profile.py \
+    --data runs/data_s$seed --out "$OUT/profile_${code}_$search.json" --smoothing-search "$search" \
+    > "$OUT/profile_${code}_$search.log" 2>&1
+  tail -n 6 "$OUT/profile_${code}_$search.log"
+done

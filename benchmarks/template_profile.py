@@ -1,0 +1,165 @@
+"""Where the template method's scoring time goes, stage by stage, and what it scored.
+
+Per class: fit ``template``, score every test scan in one ``score_many`` call (as the
+throughput benchmark's fastest batch does) once to warm up, once untimed-by-stage for the
+wall time, then once with a synchronised timer around each stage below; O-ROC / P-ROC of
+the scored batch and its object scores are kept, so two code versions run over the same
+data can be compared for speed and for results.
+
+Stages (nested ones are part of their parent):
+  register            TemplateAligner.pose_many
+    coarse search       pose search over all start poses on the coarse templates
+    refine              fine ICP of the best poses
+  distance            SurfaceReference.signed_distance (fused reference)
+  smoothing           smoothed_offset, scan by scan
+    neighbourhoods      the k nearest scan points of each anchor
+  index builds        NeighbourIndex construction (inside the stages above)
+  grid queries        CellGrid.nearest (inside the stages above)
+  brute-force queries NeighbourIndex._brute_force (inside the stages above)
+
+  usage: python benchmarks/template_profile.py --data ROOT --out FILE.json [--classes ...]
+         [--device cuda] [--smoothing-search grid|brute]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import mvr3d.geometry.surface as surface
+from mvr3d.baselines import template as template_module
+from mvr3d.data.real3d import Real3DAD, list_categories
+from mvr3d.geometry import neighbours
+from mvr3d.geometry.aligner import TemplateAligner
+from mvr3d.metrics.ranking import PooledScores, auroc
+from mvr3d.models.registry import create_detector
+from mvr3d.utils.provenance import provenance
+
+STAGES = {
+    "register": (TemplateAligner, "pose_many"),
+    "coarse search": (TemplateAligner, "_coarse_search"),
+    "refine": (TemplateAligner, "_refine"),
+    "distance": (surface.SurfaceReference, "signed_distance"),
+    "smoothing": (template_module, "smoothed_offset"),
+    "neighbourhoods": (surface, "neighbourhood_offset"),
+    "index builds": (neighbours.NeighbourIndex, "__init__"),
+    "grid queries": (neighbours.CellGrid, "nearest"),
+    "brute-force queries": (neighbours.NeighbourIndex, "_brute_force"),
+}
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+class StageTimer:
+    """Wraps each stage's function with a synchronised timer while active."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self._saved: list[tuple[object, str, Callable]] = []
+
+    def __enter__(self) -> StageTimer:
+        for name, (owner, attribute) in STAGES.items():
+            original = getattr(owner, attribute)
+            self._saved.append((owner, attribute, original))
+            setattr(owner, attribute, self._timed(name, original))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, attribute, original in reversed(self._saved):
+            setattr(owner, attribute, original)
+
+    def _timed(self, name: str, function: Callable) -> Callable:
+        @functools.wraps(function)
+        def timed(*args: object, **kwargs: object) -> object:
+            sync(self.device)
+            started = time.perf_counter()
+            result = function(*args, **kwargs)
+            sync(self.device)
+            self.seconds[name] += time.perf_counter() - started
+            self.calls[name] += 1
+            return result
+        return timed
+
+
+def brute_force_smoothing() -> None:
+    """Smoothing's neighbourhoods by brute force (the code before grids answered any k)."""
+    index = surface.NeighbourIndex
+    surface.NeighbourIndex = lambda points, **kw: index(points, **{"grid": False, **kw})
+
+
+def profile_class(root: Path, category: str, device: str) -> dict:
+    train, test = Real3DAD(root, category, "train"), Real3DAD(root, category, "test")
+    detector = create_detector("template", device=device).fit([s.points for s in train], progress=False)
+    samples = [test[i] for i in range(len(test))]
+    clouds = [s.points for s in samples]
+    detector.score_many(clouds)  # warm-up: kernels, allocator, lazily built grids
+    sync(device)
+    started = time.perf_counter()
+    scores = detector.score_many(clouds)
+    sync(device)
+    wall = time.perf_counter() - started
+    with StageTimer(device) as timer:
+        detector.score_many(clouds)
+    pooled = PooledScores()
+    for sample, score in zip(samples, scores, strict=True):
+        pooled.add(score.point_scores, sample.point_labels)
+    labels = np.array([s.label for s in samples])
+    objects = np.array([s.object_score for s in scores])
+    per_scan = {name: 1e3 * seconds / len(clouds) for name, seconds in timer.seconds.items()}
+    row = {"class": category, "scans": len(clouds), "wall_ms": 1e3 * wall / len(clouds),
+           "objects_per_s": len(clouds) / wall, "stage_ms": per_scan, "calls": dict(timer.calls),
+           "o_roc": auroc(objects, labels), "p_roc": pooled.auroc(), "object_scores": objects.tolist()}
+    print({k: v for k, v in row.items() if k != "object_scores"}, flush=True)
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    stages = list(STAGES)
+    head = ["class", "scans", "objects/s (no reading)", "ms/scan", *[f"{s} ms" for s in stages], "O-ROC", "P-ROC"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["class"], str(r["scans"]), f"{r['objects_per_s']:.2f}", f"{r['wall_ms']:.1f}",
+                 *[f"{r['stage_ms'].get(s, 0.0):.1f}" for s in stages], f"{100 * r['o_roc']:.1f}", f"{100 * r['p_roc']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="JSON file of the rows (a .md table beside it)")
+    parser.add_argument("--classes", nargs="*")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--smoothing-search", choices=("grid", "brute"), default="grid",
+                        help="brute: smoothing's neighbourhoods by brute force on an accelerator")
+    args = parser.parse_args()
+    if args.smoothing_search == "brute":
+        brute_force_smoothing()
+    torch.manual_seed(0)
+    rows = [profile_class(args.data, category, args.device)
+            for category in (args.classes or list_categories(args.data))]
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    text = (f"Template scoring stages on {device}, smoothing search {args.smoothing_search}; ms per scan, all "
+            f"test scans of a class in one score_many call.\n\n{table(rows)}\n")
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"rows": rows, "args": vars(args) | {"data": str(args.data), "out": str(args.out)},
+                                    "provenance": provenance()}, indent=1, default=str))
+    args.out.with_suffix(".md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
