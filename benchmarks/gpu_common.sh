@@ -26,3 +26,15 @@ collect_runs() {
   for d in runs/*-s*/; do echo "$d $(ls $d/classes 2>/dev/null | tr '\n' ' ')"; done
   nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv
 }
+
+# build_classes SEED "CLASSES": runs/data_s<seed> holding only CLASSES (meshes of .shapes named
+# <class>.*). Classes are seeded by name, so each equals its class in the full build.
+build_classes() {
+  local name shapes=runs/shapes_s$1
+  [ -f runs/data_s$1/meta.json ] && return
+  mkdir -p "$shapes"
+  for name in $2; do cp .shapes/"$name".* "$shapes"/; done
+  cp .shapes/LICENSE* "$shapes"/ 2>/dev/null
+  python3 -m mvr3d make-benchmark --out runs/data_s$1 --preset standard --shapes "$shapes" --seed "$1" --workers 8 \
+    > runs/logs/data_s$1.log 2>&1
+}

@@ -10,11 +10,7 @@ set -u
 deadline=$(( $(date +%s) + ${1:-560} ))
 seed=${2:-2}
 source benchmarks/gpu_common.sh
-mkdir -p runs/shapes_subset
-for name in $3; do cp .shapes/"$name".* runs/shapes_subset/; done
-cp .shapes/LICENSE* runs/shapes_subset/ 2>/dev/null
-[ -f runs/data_s$seed/meta.json ] || python3 -m mvr3d make-benchmark --out runs/data_s$seed --preset standard \
-  --shapes runs/shapes_subset --seed "$seed" --workers 8 > runs/logs/data_s$seed.log 2>&1
+build_classes "$seed" "$3"
 git log -1 --format='code %H' 2>/dev/null; nvidia-smi --query-gpu=name --format=csv,noheader
 for variant in $4; do
   code=${variant%%:*} search=${variant##*:}

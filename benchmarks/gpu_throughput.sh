@@ -9,7 +9,8 @@ set -u
 deadline=$(( $(date +%s) + ${1:-560} ))
 seed=${2:-2}
 source benchmarks/gpu_common.sh
-build_data "$seed" "$deadline"
+# The accuracy run needs every class; timing alone needs only CLASSES.
+if [ -n "${5:-}" ]; then build_data "$seed" "$deadline"; else build_classes "$seed" "$3"; fi
 git log -1 --format='code %H' 2>/dev/null; nvidia-smi --query-gpu=name --format=csv,noheader
 for method in ${6:-template}; do
   name=${method//-/_}

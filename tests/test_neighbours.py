@@ -162,6 +162,29 @@ def test_coarser_grid_levels_answer_queries_a_few_cells_off_exactly(k: int) -> N
     np.testing.assert_array_equal(found.numpy().reshape(expected.shape), expected_index)
 
 
+def test_large_neighbourhoods_come_from_a_coarser_grid_exactly() -> None:
+    reference = _shell(20000, 20)
+    query = reference[::50] + torch.from_numpy(0.002 * np.random.default_rng(21).normal(size=(400, 3)))
+    index = NeighbourIndex(reference, brute_force=True, grid=True)
+    distances, found = index.query(query, 100)
+    assert index._grids[0].reach < 100 <= index._grids[-1].reach  # skipped the finest level
+    expected, expected_index = cKDTree(reference.numpy()).query(query.numpy(), k=100)
+    np.testing.assert_allclose(distances.numpy(), expected, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(found.numpy(), expected_index)
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_cell_grid_answers_the_same_in_small_pieces(k: int) -> None:
+    """A small element budget splits the queries' candidate lists into many pieces (and
+    gives a query with more candidates than the budget a piece of its own)."""
+    reference = _shell(5000, 22)
+    query = _shell(700, 23) * 1.001
+    whole = NeighbourIndex(reference, brute_force=True, grid=True).query(query, k)
+    pieces = NeighbourIndex(reference, brute_force=True, grid=True, max_elements=2000).query(query, k)
+    assert torch.equal(whole[1], pieces[1])
+    torch.testing.assert_close(whole[0], pieces[0], rtol=0, atol=0)
+
+
 def test_grid_levels_stop_where_brute_force_is_cheaper() -> None:
     index = NeighbourIndex(_shell(3000, 18), brute_force=True, grid=True)
     far = torch.from_numpy(np.random.default_rng(19).normal(size=(50, 3)) * 40.0)
