@@ -16,7 +16,7 @@ for variant in $4; do
   code=${variant%%:*} search=${variant##*:}
   src=$PWD/src; [ "$code" = base ] && src=$PWD/.perfbase/src
   PYTHONPATH=/tmp/site:$src:$PWD/benchmarks timeout $(( deadline - $(date +%s) )) python3 benchmarks/template_profile.py \
-    --data runs/data_s$seed --out "$OUT/profile_${code}_$search.json" --smoothing-search "$search" \
+    --data runs/data_s$seed --classes $3 --out "$OUT/profile_${code}_$search.json" --smoothing-search "$search" \
     > "$OUT/profile_${code}_$search.log" 2>&1
   tail -n 6 "$OUT/profile_${code}_$search.log"
 done

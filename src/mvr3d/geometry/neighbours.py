@@ -192,7 +192,7 @@ class CellGrid:
         query = query.to(self.reference.device, torch.float64)
         distances = torch.full((len(query), k), torch.inf, dtype=torch.float64, device=query.device)
         index = torch.zeros((len(query), k), dtype=torch.long, device=query.device)
-        rows = max(1, self.max_elements // (27 * 3 * 8))  # the (rows, 27, 3) cell coordinates
+        rows = max(1, self.max_elements // (27 * 8))  # (rows, 27) cell runs, some (rows, 27, 3)
         for start in range(0, len(query), rows):
             chunk = query[start : start + rows]
             count, first = self._cell_runs(chunk)
@@ -212,9 +212,9 @@ class CellGrid:
         return count, self.starts[slot]
 
     def _pieces(self, totals: Tensor) -> list[slice]:
-        """Consecutive runs of queries holding at most a sixteenth of ``max_elements``
+        """Consecutive runs of queries holding at most an eighth of ``max_elements``
         candidates each (a query with more is a run of its own)."""
-        budget = max(1, self.max_elements // 16)
+        budget = max(1, self.max_elements // 8)
         ends = torch.cumsum(totals, 0).cpu()
         pieces, begin = [], 0
         while begin < len(ends):
