@@ -3,6 +3,7 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
+from mvr3d.geometry import neighbours
 from mvr3d.geometry.field import ClosestPointField
 from mvr3d.geometry.neighbours import (
     GRID_LEVEL_SHARE,
@@ -183,6 +184,30 @@ def test_cell_grid_answers_the_same_in_small_pieces(k: int) -> None:
     pieces = NeighbourIndex(reference, brute_force=True, grid=True, max_elements=2000).query(query, k)
     assert torch.equal(whole[1], pieces[1])
     torch.testing.assert_close(whole[0], pieces[0], rtol=0, atol=0)
+
+
+def test_queries_just_outside_the_points_box_are_answered_by_the_finest_grid() -> None:
+    reference = _shell(6000, 24)
+    index = NeighbourIndex(reference, brute_force=True, grid=True)
+    cell = index._grids[0].cell
+    # Beyond the shell's box along x by up to half a cell: interior cells of the finest grid.
+    query = torch.tensor([[1.0 + 0.5 * cell * t, 0.01 * t, -0.02 * t] for t in np.linspace(0.1, 1.0, 30)],
+                         dtype=torch.float64)
+    distances, found = index._grids[0].nearest(query, 3)
+    expected, expected_index = cKDTree(reference.numpy()).query(query.numpy(), k=3)
+    np.testing.assert_allclose(distances.numpy(), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(found.numpy(), expected_index)
+
+
+@pytest.mark.parametrize("k", [1, 6])
+def test_grids_too_large_to_tabulate_search_the_keys_alike(k: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = _shell(6000, 25)
+    query = reference[:500] + torch.from_numpy(0.01 * np.random.default_rng(26).normal(size=(500, 3)))
+    tabulated = NeighbourIndex(reference, brute_force=True, grid=True)
+    monkeypatch.setattr(neighbours, "MAX_TABLE_CELLS", 0)
+    searched = NeighbourIndex(reference, brute_force=True, grid=True)
+    assert tabulated._grids[0].table is not None and searched._grids[0].table is None
+    assert torch.equal(tabulated.query(query, k)[1], searched.query(query, k)[1])
 
 
 def test_grid_levels_stop_where_brute_force_is_cheaper() -> None:

@@ -24,6 +24,9 @@ SPACING_SAMPLE = 2048
 # template for each of them cost more than all the grid queries together.
 GRID_LEVEL_FACTOR = 4
 GRID_LEVEL_SHARE = 0.25
+# Grids of at most this many cells (int32 each) find a cell's points from a table instead
+# of a binary search over the occupied cells' keys.
+MAX_TABLE_CELLS = 2**26
 
 
 class NeighbourIndex:
@@ -155,25 +158,41 @@ class CellGrid:
     Each query's candidates are the points of its occupied cells only, listed end to end
     (a ragged list), not 27 cells padded to the fullest: on surface samples a cell holds
     about 4 points and the fullest 15-20, so padding made 90 % of the work. Candidates are
-    ranked in float32 from cell-ordered coordinates (one cell's points are contiguous in
-    memory); the chosen points' distances are then recomputed exactly.
+    ranked in float32 from their places within their cells (one cell's points are contiguous
+    in memory); the chosen points' distances are then recomputed exactly.
     """
 
     def __init__(self, reference: Tensor, max_elements: int = DEFAULT_MAX_ELEMENTS, cell: float | None = None) -> None:
         self.reference = reference.double()
         self.max_elements = max_elements
         self.cell = GRID_CELL_SPACINGS * _median_spacing(self.reference) if cell is None else float(cell)
-        self.origin = self.reference.min(dim=0).values - self.cell
+        # Two spare cells below and three above the points: every cell within one of a
+        # point's is an interior cell (see _tabulated_runs).
+        self.origin = self.reference.min(dim=0).values - 2 * self.cell
         cells = self._cells(self.reference)
-        self.dims = cells.max(dim=0).values + 2
+        self.dims = cells.max(dim=0).values + 3
         keys, self.order = self._keys(cells).sort()
         self.keys, counts = torch.unique_consecutive(keys, return_counts=True)
         self.starts = torch.cumsum(counts, 0) - counts
         self.counts = counts
         self.slots = int(counts.max())
-        self.sorted_points = (self.reference[self.order] - self.origin).float()
+        # Each point's place within its own cell, in float32: differences of such small
+        # numbers (plus whole-cell steps) keep float32 ranking errors to ~1e-7 of a cell.
+        self.within_cell = (self.reference[self.order] - self._corner(cells[self.order])).float()
         offsets = torch.stack(torch.meshgrid(*[torch.arange(-1, 2)] * 3, indexing="ij"), dim=-1).reshape(-1, 3)
         self.offsets = offsets.to(reference.device)
+        self.offset_steps = (self.offsets.double() * self.cell).float()
+        self.table = self._slot_table()
+
+    def _slot_table(self) -> Tensor | None:
+        """Each cell's position among the occupied cells (-1: empty); None for grids too
+        large to tabulate."""
+        cells = int(self.dims.prod())
+        if cells > MAX_TABLE_CELLS:
+            return None
+        table = torch.full((cells,), -1, dtype=torch.int32, device=self.keys.device)
+        table[self.keys] = torch.arange(len(self.keys), dtype=torch.int32, device=self.keys.device)
+        return table
 
     @property
     def candidates(self) -> int:
@@ -195,21 +214,36 @@ class CellGrid:
         rows = max(1, self.max_elements // (27 * 8))  # (rows, 27) cell runs, some (rows, 27, 3)
         for start in range(0, len(query), rows):
             chunk = query[start : start + rows]
-            count, first = self._cell_runs(chunk)
+            count, first, base = self._cell_runs(chunk)
+            local = (chunk - self._corner(base)).float()
             for piece in self._pieces(count.sum(dim=1)):
                 rows_ = slice(start + piece.start, start + piece.stop)
-                distances[rows_], index[rows_] = self._rank(chunk[piece], count[piece], first[piece], k)
+                distances[rows_], index[rows_] = self._rank(chunk[piece], local[piece], count[piece], first[piece], k)
         return distances, index
 
-    def _cell_runs(self, query: Tensor) -> tuple[Tensor, Tensor]:
+    def _cell_runs(self, query: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Per query and neighbouring cell (q, 27): how many points the cell holds and where
-        they start in cell order."""
+        they start in cell order; and the cell (q, 3) the 27 are around."""
+        if self.table is not None:
+            return self._tabulated_runs(query)
         cells = self._cells(query)[:, None] + self.offsets  # (q, 27, 3)
         inside = ((cells >= 0) & (cells < self.dims)).all(dim=2)
         keys = self._keys(cells.clamp_min(0).minimum(self.dims - 1))
         slot = torch.searchsorted(self.keys, keys).clamp_max(len(self.keys) - 1)
         count = torch.where((self.keys[slot] == keys) & inside, self.counts[slot], 0)
-        return count, self.starts[slot]
+        return count, self.starts[slot], cells[:, 13]
+
+    def _tabulated_runs(self, query: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`_cell_runs` from the slot table. Keys are linear in the cell, so the 27
+        neighbours' keys are the query cell's key plus fixed steps; a query outside the
+        grid's interior gets no candidates (infinity: the caller searches it again)."""
+        cells = self._cells(query)
+        interior = ((cells >= 1) & (cells <= self.dims - 2)).all(dim=1, keepdim=True)
+        cells = cells.clamp_min(1).minimum(self.dims - 2)
+        slot = self.table[self._keys(cells)[:, None] + self._keys(self.offsets)].long()
+        occupied = (slot >= 0) & interior
+        slot = slot.clamp_min(0)
+        return torch.where(occupied, self.counts[slot], 0), self.starts[slot], cells
 
     def _pieces(self, totals: Tensor) -> list[slice]:
         """Consecutive runs of queries holding at most an eighth of ``max_elements``
@@ -224,7 +258,7 @@ class CellGrid:
             begin = stop
         return pieces
 
-    def _rank(self, query: Tensor, count: Tensor, first: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    def _rank(self, query: Tensor, local: Tensor, count: Tensor, first: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """The k best of each query's ragged candidate list (see the class docstring)."""
         runs = count.flatten()
         total = int(runs.sum())
@@ -232,8 +266,8 @@ class CellGrid:
         run_start = torch.cumsum(runs, 0) - runs
         position = first.flatten()[run] + torch.arange(total, device=query.device) - run_start[run]
         owner = torch.div(run, 27, rounding_mode="floor")
-        relative = (query - self.origin).float()
-        gap = (self.sorted_points[position] - relative[owner]).square().sum(dim=1)
+        step = self.offset_steps[run % 27]  # from the query's cell to the candidate's
+        gap = (self.within_cell[position] + step - local[owner]).square().sum(dim=1)
         # Non-negative float32 values order as their bit patterns do: one int64 key carries
         # the gap in its high half and a tie-breaking position (or owner) in the other.
         bits = gap.view(torch.int32).long()
@@ -255,6 +289,9 @@ class CellGrid:
             distances, order = distances.sort(dim=1, stable=True)
             index = index.gather(1, order)
         return distances, index
+
+    def _corner(self, cells: Tensor) -> Tensor:
+        return self.origin + cells.double() * self.cell
 
     def _cells(self, points: Tensor) -> Tensor:
         return torch.floor((points.double() - self.origin) / self.cell).long()
