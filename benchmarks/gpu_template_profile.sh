@@ -2,9 +2,10 @@
 # Device call: where the template method's scoring time goes (benchmarks/template_profile.py)
 # for several code versions over the same data. Builds CLASSES of one seed of the realistic
 # standard preset (classes are seeded by name, so a subset equals the full build's), then
-# profiles each VARIANT, "CODE:SEARCH": CODE is "new" (this tree's src) or "base" (a copy of
-# an earlier src carried in .perfbase/src, e.g. `git archive TAG src | tar -x -C .perfbase`),
-# SEARCH the smoothing's neighbour search (grid or brute). Tables and rows land in $OUT.
+# profiles each VARIANT, "CODE:K": CODE is "new" (this tree's src) or "base" (a copy of an
+# earlier src carried in .perfbase/src, e.g. `git archive TAG src | tar -x -C .perfbase`), K the
+# largest smoothing neighbourhood taken from cell grids ("default": the code's own; new code
+# only). Tables and rows land in $OUT.
 #   usage: benchmarks/gpu_template_profile.sh DEADLINE_SECONDS SEED "CLASSES" "VARIANTS"
 set -u
 deadline=$(( $(date +%s) + ${1:-560} ))
@@ -13,10 +14,10 @@ source benchmarks/gpu_common.sh
 build_classes "$seed" "$3"
 git log -1 --format='code %H' 2>/dev/null; nvidia-smi --query-gpu=name --format=csv,noheader
 for variant in $4; do
-  code=${variant%%:*} search=${variant##*:}
+  code=${variant%%:*} most=${variant##*:}
   src=$PWD/src; [ "$code" = base ] && src=$PWD/.perfbase/src
   PYTHONPATH=/tmp/site:$src:$PWD/benchmarks timeout $(( deadline - $(date +%s) )) python3 benchmarks/template_profile.py \
-    --data runs/data_s$seed --classes $3 --out "$OUT/profile_${code}_$search.json" --smoothing-search "$search" \
-    > "$OUT/profile_${code}_$search.log" 2>&1
-  tail -n 6 "$OUT/profile_${code}_$search.log"
+    --data runs/data_s$seed --classes $3 --out "$OUT/profile_${code}_$most.json" \
+    $([ "$most" = default ] || echo --smoothing-grid-max "$most") > "$OUT/profile_${code}_$most.log" 2>&1
+  tail -n 6 "$OUT/profile_${code}_$most.log"
 done

@@ -18,7 +18,7 @@ Stages (nested ones are part of their parent):
   brute-force queries NeighbourIndex._brute_force (inside the stages above)
 
   usage: python benchmarks/template_profile.py --data ROOT --out FILE.json [--classes ...]
-         [--device cuda] [--smoothing-search grid|brute]
+         [--device cuda] [--smoothing-grid-max K]
 """
 
 from __future__ import annotations
@@ -94,10 +94,10 @@ class StageTimer:
         return timed
 
 
-def brute_force_smoothing() -> None:
-    """Smoothing's neighbourhoods by brute force (the code before grids answered any k)."""
-    index = surface.NeighbourIndex
-    surface.NeighbourIndex = lambda points, **kw: index(points, **{"grid": False, **kw})
+def smoothing_from_grids(most: int) -> None:
+    """Smoothing neighbourhoods of up to ``most`` points from cell grids (the code's own
+    limit is surface.GRID_NEIGHBOURS; larger ones go to brute force)."""
+    surface.GRID_NEIGHBOURS = most
 
 
 def profile_class(root: Path, category: str, device: str) -> dict:
@@ -143,16 +143,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="JSON file of the rows (a .md table beside it)")
     parser.add_argument("--classes", nargs="*")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--smoothing-search", choices=("grid", "brute"), default="grid",
-                        help="brute: smoothing's neighbourhoods by brute force on an accelerator")
+    parser.add_argument("--smoothing-grid-max", type=int,
+                        help="smoothing neighbourhoods up to this size from cell grids (default: the code's own limit)")
     args = parser.parse_args()
-    if args.smoothing_search == "brute":
-        brute_force_smoothing()
+    if args.smoothing_grid_max is not None:
+        smoothing_from_grids(args.smoothing_grid_max)
     torch.manual_seed(0)
     rows = [profile_class(args.data, category, args.device)
             for category in (args.classes or list_categories(args.data))]
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    text = (f"Template scoring stages on {device}, smoothing search {args.smoothing_search}; ms per scan, all "
+    text = (f"Template scoring stages on {device}, smoothing grids up to {getattr(surface, 'GRID_NEIGHBOURS', 32)} points; ms per scan, all "
             f"test scans of a class in one score_many call.\n\n{table(rows)}\n")
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
