@@ -217,8 +217,8 @@ class CellGrid:
             count, first, base = self._cell_runs(chunk)
             local = (chunk - self._corner(base)).float()
             for piece in self._pieces(count.sum(dim=1)):
-                rows_ = slice(start + piece.start, start + piece.stop)
-                distances[rows_], index[rows_] = self._rank(chunk[piece], local[piece], count[piece], first[piece], k)
+                span = slice(start + piece.start, start + piece.stop)
+                distances[span], index[span] = self._rank(chunk[piece], local[piece], count[piece], first[piece], k)
         return distances, index
 
     def _cell_runs(self, query: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -272,23 +272,34 @@ class CellGrid:
         # the gap in its high half and a tie-breaking position (or owner) in the other.
         bits = gap.view(torch.int32).long()
         if k == 1:
-            best = torch.full((len(query),), torch.iinfo(torch.long).max, device=query.device)
-            best.scatter_reduce_(0, owner, (bits << 32) | position, "amin")
-            found = (best != torch.iinfo(torch.long).max)[:, None]
-            chosen = (best & 0xFFFFFFFF)[:, None]
+            chosen, found = self._nearest_one(len(query), owner, (bits << 32) | position)
         else:
-            ranked = position[torch.sort((owner << 32) | bits, stable=True).indices]
-            totals = count.sum(dim=1)
-            column = torch.arange(k, device=query.device)
-            found = column < totals[:, None]
-            at = (torch.cumsum(totals, 0) - totals)[:, None] + column
-            chosen = ranked[at.clamp_max(max(total - 1, 0))] if total else torch.zeros_like(at)
+            chosen, found = self._nearest_k(position[torch.sort((owner << 32) | bits, stable=True).indices],
+                                            count.sum(dim=1), k)
         index = torch.where(found, self.order[chosen.clamp_max(len(self.order) - 1)], 0)
         distances = (self.reference[index] - query[:, None]).norm(dim=2).masked_fill(~found, torch.inf)
         if k > 1:  # float32 may have swapped near-ties; keep the exact order
             distances, order = distances.sort(dim=1, stable=True)
             index = index.gather(1, order)
         return distances, index
+
+    @staticmethod
+    def _nearest_one(queries: int, owner: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
+        """Per query, the cell-order position (low half of its smallest key) and whether it
+        had any candidate, both (queries, 1)."""
+        none = torch.iinfo(torch.long).max
+        best = torch.full((queries,), none, device=keys.device).scatter_reduce_(0, owner, keys, "amin")
+        return (best & 0xFFFFFFFF)[:, None], (best != none)[:, None]
+
+    @staticmethod
+    def _nearest_k(ranked: Tensor, totals: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """Per query, the cell-order positions of its k first candidates in ``ranked`` (every
+        query's candidates in turn, nearest first; ``totals`` of them each) and which exist."""
+        column = torch.arange(k, device=ranked.device)
+        found = column < totals[:, None]
+        at = (torch.cumsum(totals, 0) - totals)[:, None] + column
+        chosen = ranked[at.clamp_max(len(ranked) - 1)] if len(ranked) else torch.zeros_like(at)
+        return chosen, found
 
     def _corner(self, cells: Tensor) -> Tensor:
         return self.origin + cells.double() * self.cell
