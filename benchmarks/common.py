@@ -11,6 +11,12 @@ import torch
 AXES = (30.0, 20.0, 12.0)  # half-axes of the synthetic part, in scan units (mm)
 
 
+def sync(device: str) -> None:
+    """Wait for the accelerator's queued work, so wall-clock timings cover it."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def machine(device: str = "cpu") -> str:
     """The GPU's name, or the CPU model with its cores and torch threads."""
     if str(device).startswith("cuda") and torch.cuda.is_available():

@@ -35,12 +35,14 @@ import numpy as np
 import torch
 
 import mvr3d.geometry.surface as surface
+from common import machine, sync
 from mvr3d.baselines import template as template_module
 from mvr3d.data.real3d import Real3DAD, list_categories
 from mvr3d.geometry import neighbours
 from mvr3d.geometry.aligner import TemplateAligner
 from mvr3d.metrics.ranking import PooledScores, auroc
 from mvr3d.models.registry import create_detector
+from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.provenance import provenance
 
 STAGES = {
@@ -54,11 +56,6 @@ STAGES = {
     "grid queries": (neighbours.CellGrid, "nearest"),
     "brute-force queries": (neighbours.NeighbourIndex, "_brute_force"),
 }
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 class StageTimer:
@@ -151,14 +148,13 @@ def main() -> None:
     torch.manual_seed(0)
     rows = [profile_class(args.data, category, args.device)
             for category in (args.classes or list_categories(args.data))]
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    text = (f"Template scoring stages on {device}, smoothing grids up to {getattr(surface, 'GRID_NEIGHBOURS', 32)} points; ms per scan, all "
+    text = (f"Template scoring stages on {machine(args.device)}, smoothing grids up to {getattr(surface, 'GRID_NEIGHBOURS', 32)} points; ms per scan, all "
             f"test scans of a class in one score_many call.\n\n{table(rows)}\n")
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "args": vars(args) | {"data": str(args.data), "out": str(args.out)},
+    atomic_write_text(args.out, json.dumps({"rows": rows, "args": vars(args) | {"data": str(args.data), "out": str(args.out)},
                                     "provenance": provenance()}, indent=1, default=str))
-    args.out.with_suffix(".md").write_text(text)
+    atomic_write_text(args.out.with_suffix(".md"), text)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import ellipsoid, machine, markdown_table
+from common import ellipsoid, machine, markdown_table, sync
 from mvr3d.detectors import Detector
 from mvr3d.io import read_points
 from mvr3d.models import MVRConfig, MVRDetector, Runtime, create_detector
@@ -41,11 +41,6 @@ PEAK_TFLOPS = {"H100": 990.0, "H200": 990.0}
 def scan(n: int, seed: int) -> np.ndarray:
     """The synthetic part with noise 0.05 and no bump."""
     return ellipsoid(n, seed, noise=0.05)
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def peak_tflops(device: str) -> float | None:
