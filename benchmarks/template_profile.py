@@ -18,7 +18,7 @@ Stages (nested ones are part of their parent):
   brute-force queries NeighbourIndex._brute_force (inside the stages above)
 
   usage: python benchmarks/template_profile.py --data ROOT --out FILE.json [--classes ...]
-         [--device cuda] [--smoothing-grid-max K]
+         [--device cuda] [--smoothing-grid-max K] [--grid-level-factor F] [--grid-level-share S]
 """
 
 from __future__ import annotations
@@ -142,13 +142,20 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--smoothing-grid-max", type=int,
                         help="smoothing neighbourhoods up to this size from cell grids (default: the code's own limit)")
+    parser.add_argument("--grid-level-factor", type=int, help="neighbours.GRID_LEVEL_FACTOR for this run")
+    parser.add_argument("--grid-level-share", type=float, help="neighbours.GRID_LEVEL_SHARE for this run")
     args = parser.parse_args()
+    if args.grid_level_factor is not None:
+        neighbours.GRID_LEVEL_FACTOR = args.grid_level_factor
+    if args.grid_level_share is not None:
+        neighbours.GRID_LEVEL_SHARE = args.grid_level_share
     if args.smoothing_grid_max is not None:
         smoothing_from_grids(args.smoothing_grid_max)
     torch.manual_seed(0)
     rows = [profile_class(args.data, category, args.device)
             for category in (args.classes or list_categories(args.data))]
-    text = (f"Template scoring stages on {machine(args.device)}, smoothing grids up to {getattr(surface, 'GRID_NEIGHBOURS', 32)} points; ms per scan, all "
+    text = (f"Template scoring stages on {machine(args.device)}, smoothing grids up to {getattr(surface, 'GRID_NEIGHBOURS', 32)} points, "
+            f"grid levels x{neighbours.GRID_LEVEL_FACTOR} up to {neighbours.GRID_LEVEL_SHARE} of the reference; ms per scan, all "
             f"test scans of a class in one score_many call.\n\n{table(rows)}\n")
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,13 @@ SPACING_SAMPLE = 2048
 # while such a grid looks at under GRID_LEVEL_SHARE of the reference per query; the rest
 # go to brute force. A scan point off its template by a defect, or an ICP candidate pose
 # partly off the part, lies a few cells away: brute force over a 700 k-sample fused
-# template for each of them cost more than all the grid queries together.
+# template for each of them cost more than all the grid queries together. A grid candidate
+# costs many times a brute-force distance (gathers, keys, an atomic minimum), so levels
+# stop early: on one H100, a share of 0.05 instead of 0.25 took cycloidal's scoring from
+# 60.0 to 49.5 ms a scan (its misregistered scans' far points), the others 1-4 ms less
+# (benchmarks/template_profile.py, docs/accuracy.md); factor 2 instead of 4 was slower.
 GRID_LEVEL_FACTOR = 4
-GRID_LEVEL_SHARE = 0.25
+GRID_LEVEL_SHARE = 0.05
 # Grids of at most this many cells (int32 each) find a cell's points from a table instead
 # of a binary search over the occupied cells' keys.
 MAX_TABLE_CELLS = 2**26
