@@ -11,7 +11,7 @@ Stages (nested ones are part of their parent):
     coarse search       pose search over all start poses on the coarse templates
     refine              fine ICP of the best poses
   distance            SurfaceReference.signed_distance (fused reference)
-  smoothing           smoothed_offset, scan by scan
+  smoothing           smoothed_offsets (smoothed_offset scan by scan in older code)
     neighbourhoods      the k nearest scan points of each anchor
   index builds        NeighbourIndex construction (inside the stages above)
   grid queries        CellGrid.nearest (inside the stages above)
@@ -50,7 +50,7 @@ STAGES = {
     "coarse search": (TemplateAligner, "_coarse_search"),
     "refine": (TemplateAligner, "_refine"),
     "distance": (surface.SurfaceReference, "signed_distance"),
-    "smoothing": (template_module, "smoothed_offset"),
+    "smoothing": (template_module, ("smoothed_offsets", "smoothed_offset")),
     "neighbourhoods": (surface, "neighbourhood_offset"),
     "index builds": (neighbours.NeighbourIndex, "__init__"),
     "grid queries": (neighbours.CellGrid, "nearest"),
@@ -68,7 +68,9 @@ class StageTimer:
         self._saved: list[tuple[object, str, Callable]] = []
 
     def __enter__(self) -> StageTimer:
-        for name, (owner, attribute) in STAGES.items():
+        for name, (owner, attributes) in STAGES.items():
+            # The first of several names that this code version has (older code: the last).
+            attribute = next(a for a in ([attributes] if isinstance(attributes, str) else attributes) if hasattr(owner, a))
             original = getattr(owner, attribute)
             self._saved.append((owner, attribute, original))
             setattr(owner, attribute, self._timed(name, original))

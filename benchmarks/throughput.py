@@ -107,7 +107,7 @@ def run(
 def template_stages(detector: object, clouds: list[np.ndarray], device: str) -> dict[str, float]:
     """Mean milliseconds per scan of the template method's three stages, the scans of
     ``clouds`` going through each stage together (as ``score_many`` sends them)."""
-    from mvr3d.geometry.surface import anchor_points, smoothed_offset
+    from mvr3d.geometry.surface import anchor_points, smoothed_offsets
 
     clouds = [cloud.astype(np.float64) for cloud in clouds]
     sync(device)
@@ -120,24 +120,27 @@ def template_stages(detector: object, clouds: list[np.ndarray], device: str) -> 
     sync(device)
     last = time.perf_counter()
     sizes = [len(c) for c in clouds]
-    parts = zip(torch.from_numpy(np.concatenate(moved)).to(signed.device).split(sizes), signed.split(sizes),
-                normals.split(sizes), clouds, strict=True)
-    for points, offset, normal, cloud in parts:
-        smoothed_offset(points, offset, normal, detector.smoothing_k, anchor_points(cloud, detector.anchor_stride, detector.seed))
+    anchors = [anchor_points(cloud, detector.anchor_stride, detector.seed) for cloud in clouds]
+    smoothed_offsets(torch.from_numpy(np.concatenate(moved)).to(signed.device).split(sizes), signed.split(sizes),
+                     normals.split(sizes), detector.smoothing_k, anchors)
     sync(device)
     end = time.perf_counter()
     return {key: seconds * 1e3 / len(clouds) for key, seconds in
             zip(("register_ms", "distance_ms", "smoothing_ms"), (middle - started, last - middle, end - last), strict=True)}
 
 
-def score_in_batches(detector: object, clouds: list[np.ndarray], batch: int, device: str) -> float:
-    """Seconds to score every cloud, ``batch`` per ``score_many`` call."""
+def score_in_batches(detector: object, clouds: list[np.ndarray], batch: int, device: str) -> tuple[float, float | None]:
+    """Seconds to score every cloud, ``batch`` per ``score_many`` call, and the peak GPU
+    memory allocated meanwhile (GiB; None off the GPU)."""
+    on_gpu = device.startswith("cuda")
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
     sync(device)
     started = time.perf_counter()
     for start in range(0, len(clouds), batch):
         detector.score_many(clouds[start : start + batch])
     sync(device)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None
 
 
 def real_detector(method: str, device: str) -> Detector:
@@ -168,11 +171,13 @@ def run_template(data: Path, device: str, classes: list[str] | None, batches: li
         detector.score_many(points[: max(batches)])  # warm-up: kernels, allocator
         if show_profile:
             profile(detector, points[: max(batches)], device)
-        rates = {b: len(files) / (read_seconds + score_in_batches(detector, points, b, device)) for b in batches}
+        timed = {b: score_in_batches(detector, points, b, device) for b in batches}
+        rates = {b: len(files) / (read_seconds + seconds) for b, (seconds, _) in timed.items()}
+        peaks = {b: peak for b, (_, peak) in timed.items()}
         best = max(rates, key=rates.get)
         stages = template_stages(detector, points[:best], device) if method == "template" else {}
         rows.append({"class": folder.name, "scans": len(files), "mean_points": float(np.mean([len(p) for p in points])),
-                     "fit_s": fit_seconds, "read_s_per_object": read_seconds / len(files), "rates": rates,
+                     "fit_s": fit_seconds, "read_s_per_object": read_seconds / len(files), "rates": rates, "peak_gib": peaks,
                      "stage_batch": best, **stages})
         print(rows[-1], flush=True)
     return rows
@@ -188,14 +193,18 @@ def template_table(rows: list[dict], device: str, data: Path, method: str = "tem
              "objects/s = test scans / (reading every file + scoring them, `score_many` over B scans a call)"
              + ("; the stage columns are ms per scan at the fastest B, over its first B scans." if staged else "."), ""]
     stages = ["register ms", "distance ms", "smoothing ms"] if staged else []
-    columns = ["class", "test scans", "mean points", "fit s", "read ms/object", *[f"objects/s, B = {b}" for b in batches], *stages]
+    peaks = rows[0].get("peak_gib", {}).get(batches[0]) is not None
+    memory = [f"peak GPU GiB, B = {b}" for b in batches] if peaks else []
+    columns = ["class", "test scans", "mean points", "fit s", "read ms/object", *[f"objects/s, B = {b}" for b in batches],
+               *memory, *stages]
     cells = [[r["class"], str(r["scans"]), f"{r['mean_points']:,.0f}", f"{r['fit_s']:.1f}",
               f"{r['read_s_per_object'] * 1e3:.1f}", *[f"{r['rates'][b]:.2f}" for b in batches],
+              *([f"{r['peak_gib'][b]:.1f}" for b in batches] if peaks else []),
               *([f"{r['register_ms']:.0f}", f"{r['distance_ms']:.0f}", f"{r['smoothing_ms']:.0f}"] if staged else [])]
              for r in rows]
     total = sum(r["scans"] for r in rows)
     overall = [f"{total / sum(r['scans'] / r['rates'][b] for r in rows):.2f}" for b in batches]
-    cells.append(["all", str(total), "", "", "", *overall, *[""] * len(stages)])
+    cells.append(["all", str(total), "", "", "", *overall, *[""] * (len(memory) + len(stages))])
     return "\n".join(lines) + "\n" + markdown_table(columns, cells)
 
 

@@ -266,6 +266,39 @@ def test_smoothed_offset_averages_noise_and_keeps_a_bump() -> None:
     assert auroc(smooth.numpy(), labels) > auroc(raw.numpy(), labels) + 0.05
 
 
+@pytest.mark.parametrize("accelerated", [False, True])
+def test_smoothed_offsets_of_several_scans_equal_each_scan_alone(accelerated: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scans smoothed together (one grouped anchor search) get what each gets alone, with
+    anchored and exact (anchors None) scans mixed; ``accelerated`` forces the GPU's search
+    paths (brute force, cell grids) on the CPU. Overlapping scans are the hard case: each
+    point must blend its own scan's anchors only."""
+    import torch
+
+    from mvr3d.geometry import surface
+    from mvr3d.geometry.neighbours import NeighbourIndex
+
+    if accelerated:
+        class Accelerated(NeighbourIndex):
+            def __init__(self, reference: torch.Tensor, brute_force: bool | None = None, **options: object) -> None:
+                super().__init__(reference, brute_force=True, **options)
+
+        monkeypatch.setattr(surface, "NeighbourIndex", Accelerated)
+    rng = np.random.default_rng(8)
+    points, signed, normals, anchors = [], [], [], []
+    for n in (12000, 9000, 3000):
+        xy = rng.uniform(-1, 1, (n, 2))
+        offset = rng.normal(scale=0.01, size=n)
+        points.append(torch.from_numpy(np.c_[xy, offset]))
+        signed.append(torch.from_numpy(offset))
+        normals.append(torch.from_numpy(np.tile([0.0, 0.0, 1.0], (n, 1))))
+        anchors.append(surface.anchor_points(points[-1].numpy(), 16))
+    assert anchors[0] is not None and anchors[-1] is None
+    together = surface.smoothed_offsets(points, signed, normals, 32, anchors)
+    for scan, value in enumerate(together):
+        alone = surface.smoothed_offset(points[scan], signed[scan], normals[scan], 32, anchors[scan])
+        torch.testing.assert_close(value, alone, rtol=1e-12, atol=1e-15)
+
+
 def test_template_detector_without_smoothing_param_loads_as_saved(tmp_path) -> None:
     """A template checkpoint from before ``smoothing_k`` existed scores as it did: unsmoothed."""
     import json

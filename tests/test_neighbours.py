@@ -3,6 +3,7 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
+from mvr3d.errors import InputError
 from mvr3d.geometry import neighbours
 from mvr3d.geometry.field import ClosestPointField
 from mvr3d.geometry.neighbours import (
@@ -148,7 +149,8 @@ def test_cell_grid_matches_the_tree_near_and_far(k: int) -> None:
 
 
 @pytest.mark.parametrize("k", [1, 8])
-def test_coarser_grid_levels_answer_queries_a_few_cells_off_exactly(k: int) -> None:
+def test_coarser_grid_levels_answer_queries_a_few_cells_off_exactly(k: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(neighbours, "GRID_LEVEL_SHARE", 0.25)  # a small reference: let a coarser level be built
     reference = _shell(6000, 16)
     rng = np.random.default_rng(17)
     direction = reference[:500]
@@ -163,7 +165,8 @@ def test_coarser_grid_levels_answer_queries_a_few_cells_off_exactly(k: int) -> N
     np.testing.assert_array_equal(found.numpy().reshape(expected.shape), expected_index)
 
 
-def test_large_neighbourhoods_come_from_a_coarser_grid_exactly() -> None:
+def test_large_neighbourhoods_come_from_a_coarser_grid_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(neighbours, "GRID_LEVEL_SHARE", 0.25)
     reference = _shell(20000, 20)
     query = reference[::50] + torch.from_numpy(0.002 * np.random.default_rng(21).normal(size=(400, 3)))
     index = NeighbourIndex(reference, brute_force=True, grid=True)
@@ -247,3 +250,49 @@ def test_closest_point_field_grows_its_cell_to_stay_small() -> None:
     field = ClosestPointField(_shell(1000, 12), cell=1e-4, margin=0.1, max_cells=10_000)
     assert field.table.numel() <= 2 * 10_000
     assert field.cell > 1e-4
+
+
+def _grouped_truth(clouds: list[torch.Tensor], query: torch.Tensor, groups: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the k nearest points of its own cloud by a k-d tree, indexed in the clouds end to end."""
+    starts = np.cumsum([0] + [len(c) for c in clouds])
+    distances, index = np.zeros((len(query), k)), np.zeros((len(query), k), dtype=np.int64)
+    for group, cloud in enumerate(clouds):
+        rows = np.flatnonzero(groups == group)
+        found_distances, found = cKDTree(cloud.numpy()).query(query.numpy()[rows], k=k)
+        distances[rows], index[rows] = found_distances.reshape(len(rows), k), found.reshape(len(rows), k) + starts[group]
+    return distances, index
+
+
+@pytest.mark.parametrize("k", [1, 5])
+@pytest.mark.parametrize("mode", ["tree", "grid", "brute", "grid without table"])
+def test_grouped_index_answers_each_query_from_its_own_cloud(k: int, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Three clouds over the same region (shells of one radius, different samples): a query
+    # near one cloud's point is as near the others', so only the grouping keeps them apart.
+    clouds = [_shell(n, seed) for n, seed in ((3000, 30), (2200, 31), (4100, 32))]
+    rng = np.random.default_rng(33)
+    groups = rng.integers(0, 3, size=900)
+    near = torch.cat(clouds)[rng.integers(0, 9300, size=800)] * (1 + 0.01 * torch.from_numpy(rng.normal(size=(800, 1))))
+    far = torch.from_numpy(rng.normal(size=(100, 3)) * 3.0)  # beyond every grid level: brute force, by group
+    query = torch.cat([near, far])
+    if mode == "grid without table":
+        monkeypatch.setattr(neighbours, "MAX_TABLE_CELLS", 0)
+    index = NeighbourIndex(torch.cat(clouds), brute_force=mode != "tree", grid=mode.startswith("grid"),
+                           sizes=[len(c) for c in clouds])
+    assert bool(index._grids) == mode.startswith("grid")
+    distances, found = index.query(query, k, groups=torch.from_numpy(groups))
+    expected, expected_index = _grouped_truth(clouds, query, groups, k)
+    np.testing.assert_allclose(distances.numpy(), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(found.numpy(), expected_index)
+
+
+def test_grouped_index_checks_sizes_and_groups() -> None:
+    clouds = [_shell(300, 34), _shell(200, 35)]
+    with pytest.raises(InputError, match="sizes must be positive cloud sizes adding up to the reference's 500"):
+        NeighbourIndex(torch.cat(clouds), sizes=[300, 100])
+    grouped = NeighbourIndex(torch.cat(clouds), sizes=[300, 200])
+    with pytest.raises(InputError, match="needs each query's group"):
+        grouped.query(clouds[0][:5])
+    with pytest.raises(InputError, match=r"shape \(5,\)"):
+        grouped.query(clouds[0][:5], groups=torch.zeros(4, dtype=torch.long))
+    with pytest.raises(InputError, match="only it takes groups"):
+        NeighbourIndex(clouds[0]).query(clouds[0][:5], groups=torch.zeros(5, dtype=torch.long))

@@ -32,7 +32,7 @@ from mvr3d.baselines.registration import aligner_arrays, restore_aligner
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.geometry import SurfaceReference, TemplateAligner, fuse_templates
 from mvr3d.geometry.aligner import DENSE_POSE_SEARCH
-from mvr3d.geometry.surface import anchor_points, smoothed_offset
+from mvr3d.geometry.surface import anchor_points, smoothed_offsets
 from mvr3d.models.base import ArrayStateDetector
 from mvr3d.models.components.scoring import robust_standardise
 from mvr3d.models.persistence import check_array
@@ -112,10 +112,9 @@ class TemplateDetector(ArrayStateDetector):
         moved_all = torch.from_numpy(np.concatenate(moved))
         signed, normals = self.reference_.signed_distance(moved_all)
         sizes = [len(points) for points in clouds]
-        pieces = zip(moved_all.to(signed.device).split(sizes), signed.split(sizes), normals.split(sizes), anchors,
-                     strict=True)
-        return [smoothed_offset(points, offset, normal, self.smoothing_k, anchor).float()
-                for points, offset, normal, anchor in pieces]
+        smoothed = smoothed_offsets(moved_all.to(signed.device).split(sizes), signed.split(sizes), normals.split(sizes),
+                                    self.smoothing_k, anchors)
+        return [offset.float() for offset in smoothed]
 
     def _to_reference(self, points: np.ndarray, pose: tuple[int, np.ndarray, np.ndarray]) -> np.ndarray:
         template, rotation, shift = pose

@@ -61,9 +61,10 @@ class TemplateAligner:
     Fitted attributes: ``voxel_`` (template voxel size), ``centred_`` and ``offsets_``
     (each downsampled template is ``centred_[j] + offsets_[j]``, float64 numpy), and what
     is derived from them on ``device``: ``templates_`` (NeighbourIndex of the centred
-    clouds), ``coarse_templates_`` (ClosestPointField of coarser ones, for the pose
-    search), ``normals_`` /
-    ``coarse_normals_`` and ``shifts_`` (start positions). Persist with
+    clouds), ``joined_`` and ``joined_normals_`` (all of them in one grouped index, for fine
+    ICP of every scan's candidates at once), ``coarse_templates_`` (ClosestPointField of
+    coarser ones, for the pose search), ``normals_`` / ``coarse_normals_`` and ``shifts_``
+    (start positions). Persist with
     :meth:`state_dict` plus ``voxel_``; rebuild with :meth:`from_state`.
     """
 
@@ -104,6 +105,8 @@ class TemplateAligner:
         self.offsets_: list[np.ndarray] = []
         self.centred_: list[np.ndarray] = []
         self.templates_: list[NeighbourIndex] = []
+        self.joined_: NeighbourIndex | None = None
+        self.joined_normals_: Tensor | None = None
         self.coarse_templates_: list[ClosestPointField] = []
         self.normals_: list[Tensor] = []
         self.coarse_normals_: list[Tensor] = []
@@ -148,6 +151,8 @@ class TemplateAligner:
         coarse = [voxel_downsample(c, COARSE_VOXELS * self.voxel_)[0] for c in self.centred_]
         self.coarse_templates_ = [self._field(c) for c in coarse]
         self.normals_ = [self._tensor(estimate_normals(c)) for c in self.centred_]
+        self.joined_ = NeighbourIndex(torch.cat(self.references), grid=True, sizes=[len(c) for c in self.centred_])
+        self.joined_normals_ = torch.cat(self.normals_)
         self.coarse_normals_ = [self._tensor(estimate_normals(c)) for c in coarse]
         self.shifts_ = [self._tensor(start_shifts(c, self.shift_candidates)) for c in coarse]
         return self
@@ -214,24 +219,23 @@ class TemplateAligner:
 
     def _refine(self, fine: tuple[Tensor, Tensor], ranked: Tensor, poses: list[tuple[Tensor, Tensor]]) -> list[Pose]:
         """Per scan, the best of its ``keep_best`` best coarse poses after fine ICP: one
-        batch per template holds every scan's candidates on it; ties go to the better
-        coarse rank. ``ranked`` (B, keep) holds (template, candidate) codes, best first."""
+        batch holds every scan's candidates on every template (a grouped index answers
+        each candidate from its own template); ties go to the better coarse rank.
+        ``ranked`` (B, keep) holds (template, candidate) codes, best first."""
         points, valid = fine
         survivors = poses[0][0].shape[1]
-        templates, columns = ranked // survivors, ranked % survivors
-        residual = torch.full(ranked.shape, torch.inf, dtype=points.dtype, device=self.device)
-        rot = torch.empty((*ranked.shape, 3, 3), dtype=points.dtype, device=self.device)
-        trans = torch.empty((*ranked.shape, 3), dtype=points.dtype, device=self.device)
-        for j in templates.unique().tolist():
-            scans, ranks = torch.nonzero(templates == j, as_tuple=True)
-            start_rot, start_trans = poses[j][0][scans, columns[scans, ranks]], poses[j][1][scans, columns[scans, ranks]]
-            r, t, res = icp_batch(points[scans], self.templates_[j], start_rot, start_trans, self.fine_iterations,
-                                  self.trim, self.normals_[j], cap=SELECTION_CAP * self.voxel_, valid=valid[scans])
-            residual[scans, ranks], rot[scans, ranks], trans[scans, ranks] = res, r, t
+        templates, columns = (ranked // survivors).flatten(), (ranked % survivors).flatten()
+        scans = torch.arange(len(ranked), device=self.device).repeat_interleave(ranked.shape[1])
+        start_rot = torch.stack([rot for rot, _ in poses])[templates, scans, columns]
+        start_trans = torch.stack([trans for _, trans in poses])[templates, scans, columns]
+        rot, trans, residual = icp_batch(points[scans], self.joined_, start_rot, start_trans, self.fine_iterations,
+                                         self.trim, self.joined_normals_, cap=SELECTION_CAP * self.voxel_,
+                                         valid=valid[scans], groups=templates)
+        residual = residual.view(ranked.shape)
         pick = residual.argmin(dim=1)  # the first of equal residuals: the better coarse rank
-        rows = torch.arange(len(ranked), device=self.device)
-        chosen = templates[rows, pick].tolist()
-        return [Pose(float(residual[b, k]), int(k), chosen[b], rot[b, k], trans[b, k])
+        best = torch.arange(len(ranked), device=self.device) * ranked.shape[1] + pick
+        chosen = templates[best].tolist()
+        return [Pose(float(residual[b, k]), int(k), chosen[b], rot[best[b]], trans[best[b]])
                 for b, k in enumerate(pick.tolist())]
 
     def _coarse_search(self, coarse: tuple[Tensor, Tensor], base: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:

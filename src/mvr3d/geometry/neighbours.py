@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
+
+from mvr3d.errors import InputError
 
 # Distances held at once by the brute-force search.
 DEFAULT_MAX_ELEMENTS = 2**27
@@ -40,17 +45,25 @@ class NeighbourIndex:
     search, which there beats a tree and keeps the points on the device, or with ``grid``
     cell grids (default: for references of at least ``GRID_MIN_POINTS``; the tree ignores
     it), one level of cells per neighbourhood size, built on first use.
+
+    With ``sizes`` the reference is several clouds end to end (the first ``sizes[0]``
+    points, then the next ``sizes[1]``, ...) and each query names its cloud (``groups``):
+    it gets that cloud's nearest points, indexed in the whole reference. One grouped index
+    answers many clouds' queries in one pass where separate indices would take one pass
+    (and its kernel launches and host syncs) each.
     """
 
     def __init__(
         self, reference: Tensor, brute_force: bool | None = None, max_elements: int = DEFAULT_MAX_ELEMENTS,
-        grid: bool | None = None,
+        grid: bool | None = None, sizes: Sequence[int] | None = None,
     ) -> None:
         self.reference = reference
         self.max_elements = max_elements
+        self.sizes = _check_sizes(sizes, len(reference))
+        self._starts = [0, *np.cumsum(self.sizes).tolist()] if self.sizes else [0, len(reference)]
         if brute_force is None:
             brute_force = reference.device.type != "cpu"
-        self._tree = None if brute_force else cKDTree(reference.double().numpy())
+        self._trees = [] if brute_force else [cKDTree(part.double().numpy()) for part in self._parts(reference)]
         if brute_force:
             # Centred float32 (fast matrix units) only picks the neighbours; distances are
             # then recomputed exactly from the original coordinates. Rows [-2 r, |r|^2, 1]
@@ -63,37 +76,65 @@ class NeighbourIndex:
                                          torch.ones_like(centred[:, :1])], dim=1)
         if grid is None:
             grid = len(reference) >= GRID_MIN_POINTS
-        self._grids = [CellGrid(reference, max_elements)] if grid and brute_force and len(reference) > 1 else []
+        grid = grid and brute_force and min(self.sizes or [len(reference)]) > 1
+        self._grids = [CellGrid(reference, max_elements, sizes=self.sizes)] if grid else []
         self._levels_complete = not self._grids
 
-    def query(self, query: Tensor, k: int = 1) -> tuple[Tensor, Tensor]:
-        """Distances and indices, both (Q, k), nearest first; k is capped at the reference size."""
-        k = min(k, self.reference.shape[0])
+    def _parts(self, values: Tensor) -> list[Tensor]:
+        return [values[a:b] for a, b in zip(self._starts, self._starts[1:], strict=False)]
+
+    def query(self, query: Tensor, k: int = 1, groups: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Distances and indices, both (Q, k), nearest first; k is capped at the reference
+        size (a grouped index's smallest cloud). A grouped index needs ``groups`` (Q,), the
+        cloud each query searches."""
+        groups = self._check_groups(groups, len(query))
+        k = min(k, min(self.sizes) if self.sizes else self.reference.shape[0])
         if query.shape[0] == 0 or k == 0:
             empty = torch.zeros((query.shape[0], k), device=query.device)
             return empty, empty.long()
-        if self._tree is not None:
-            workers = -1 if query.shape[0] >= PARALLEL_QUERIES else 1
-            distances, index = self._tree.query(query.detach().double().numpy(), k=k, workers=workers)
-            shape = (query.shape[0], k)
-            return torch.from_numpy(distances.reshape(shape)), torch.from_numpy(index.reshape(shape)).long()
+        if self._trees:
+            return self._from_trees(query, k, groups)
         if self._grids:
-            return self._from_grid(query, k)
-        return self._brute_force(query, k)
+            return self._from_grid(query, k, groups)
+        return self._brute_force(query, k, groups)
 
-    def _from_grid(self, query: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    def _check_groups(self, groups: Tensor | None, count: int) -> Tensor | None:
+        if (groups is None) != (self.sizes is None):
+            raise InputError("a grouped index (sizes) needs each query's group, and only it takes groups")
+        if groups is not None and groups.shape != (count,):
+            raise InputError(f"groups must hold one cloud number per query, shape ({count},), got {tuple(groups.shape)}")
+        return groups
+
+    def _from_trees(self, query: Tensor, k: int, groups: Tensor | None) -> tuple[Tensor, Tensor]:
+        points = query.detach().double().cpu().numpy()
+        distances, index = np.zeros((len(points), k)), np.zeros((len(points), k), dtype=np.int64)
+        labels = np.zeros(len(points), dtype=np.int64) if groups is None else groups.cpu().numpy()
+        for group in np.unique(labels):
+            rows = np.flatnonzero(labels == group)
+            workers = -1 if len(rows) >= PARALLEL_QUERIES else 1
+            found_distances, found = self._trees[group].query(points[rows], k=k, workers=workers)
+            distances[rows] = found_distances.reshape(len(rows), k)
+            index[rows] = found.reshape(len(rows), k) + self._starts[group]
+        return torch.from_numpy(distances), torch.from_numpy(index)
+
+    def _from_grid(self, query: Tensor, k: int, groups: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Exact nearest points: from the first grid whose cells reach k points and the
         coarser ones for queries it is unsure of, else by brute force."""
         level = self._first_level(k)
-        unsure = torch.arange(len(query), device=query.device)
-        distances = torch.full((len(query), k), torch.inf, dtype=torch.float64, device=query.device)
-        index = torch.zeros((len(query), k), dtype=torch.long, device=query.device)
-        while len(unsure) and level is not None and (grid := self._grid_level(level)) is not None:
-            distances[unsure], index[unsure] = grid.nearest(query[unsure], k)
+        if level is None:
+            return self._brute_force(query, k, groups)
+        grid = self._grid_level(level)
+        # Every query asks the first level: no gathers and scatters of all of them.
+        distances, index = grid.nearest(query, k, groups)
+        unsure = torch.nonzero(distances[:, -1] > grid.cell).flatten()
+        level += 1
+        pick = (lambda rows: None) if groups is None else (lambda rows: groups[rows])
+        while len(unsure) and (grid := self._grid_level(level)) is not None:
+            distances[unsure], index[unsure] = grid.nearest(query[unsure], k, pick(unsure))
             unsure = unsure[distances[unsure, -1] > grid.cell]
             level += 1
         if len(unsure):
-            distances[unsure], index[unsure] = self._brute_force(query[unsure], k)
+            distances[unsure], index[unsure] = self._brute_force(query[unsure], k, pick(unsure))
         return distances, index
 
     def _first_level(self, k: int) -> int | None:
@@ -113,31 +154,51 @@ class NeighbourIndex:
             return self._grids[level]
         if self._levels_complete:
             return None
-        grid = CellGrid(self.reference, self.max_elements, cell=self._grids[-1].cell * GRID_LEVEL_FACTOR)
-        if grid.candidates > GRID_LEVEL_SHARE * len(self.reference):
+        grid = CellGrid(self.reference, self.max_elements, cell=self._grids[-1].cell * GRID_LEVEL_FACTOR, sizes=self.sizes)
+        if grid.candidates > GRID_LEVEL_SHARE * len(self.reference) / len(self._starts[1:]):
             self._levels_complete = True
             return None
         self._grids.append(grid)
         return grid
 
-    def _brute_force(self, query: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        rows = max(1, self.max_elements // self.reference.shape[0])
+    def _brute_force(self, query: Tensor, k: int, groups: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if groups is None:
+            return self._brute_force_span(query, k, 0, len(self.reference))
+        distances = torch.empty((len(query), k), dtype=torch.float64, device=query.device)
+        index = torch.empty((len(query), k), dtype=torch.long, device=query.device)
+        for group in groups.unique().tolist():
+            rows = torch.nonzero(groups == group).flatten()
+            distances[rows], index[rows] = self._brute_force_span(query[rows], k, *self._starts[group : group + 2])
+        return distances, index
+
+    def _brute_force_span(self, query: Tensor, k: int, start: int, stop: int) -> tuple[Tensor, Tensor]:
+        """The k nearest of reference points ``start:stop`` (indices into the whole reference)."""
+        rows = max(1, self.max_elements // (stop - start))
         indices = []
         for chunk in query.split(rows):
             # Squared distances, no square root: they only rank candidates; exact distances follow.
             centred = (chunk.double() - self._origin).float()
             augmented = torch.cat([centred, torch.ones_like(centred[:, :1]), centred.square().sum(dim=1, keepdim=True)], dim=1)
-            squared = augmented @ self._augmented.T
+            squared = augmented @ self._augmented[start:stop].T
             if k == 1:
                 indices.append(squared.argmin(dim=1, keepdim=True))
             else:
                 indices.append(squared.topk(k, dim=1, largest=False, sorted=True).indices)
-        index = torch.cat(indices)
+        index = torch.cat(indices) + start
         distances = (self.reference[index].double() - query.double()[:, None]).norm(dim=2)
         if k > 1:  # float32 may have swapped near-ties; keep the exact order
             distances, order = distances.sort(dim=1, stable=True)
             index = index.gather(1, order)
         return distances, index
+
+
+def _check_sizes(sizes: Sequence[int] | None, total: int) -> list[int] | None:
+    if sizes is None:
+        return None
+    sizes = [int(size) for size in sizes]
+    if not sizes or min(sizes) < 1 or sum(sizes) != total:
+        raise InputError(f"sizes must be positive cloud sizes adding up to the reference's {total} points, got {sizes[:8]}")
+    return sizes
 
 
 def nearest_neighbours(reference: Tensor, query: Tensor, k: int) -> Tensor:
@@ -164,22 +225,32 @@ class CellGrid:
     about 4 points and the fullest 15-20, so padding made 90 % of the work. Candidates are
     ranked in float32 from their places within their cells (one cell's points are contiguous
     in memory); the chosen points' distances are then recomputed exactly.
+
+    With ``sizes`` (several clouds end to end, see :class:`NeighbourIndex`) every cloud has
+    its own copy of the cells: a cell's key is offset by its cloud's number times the cells
+    of one copy, so a query only ever sees its own cloud's points.
     """
 
-    def __init__(self, reference: Tensor, max_elements: int = DEFAULT_MAX_ELEMENTS, cell: float | None = None) -> None:
+    def __init__(self, reference: Tensor, max_elements: int = DEFAULT_MAX_ELEMENTS, cell: float | None = None,
+                 sizes: Sequence[int] | None = None) -> None:
         self.reference = reference.double()
         self.max_elements = max_elements
-        self.cell = GRID_CELL_SPACINGS * _median_spacing(self.reference) if cell is None else float(cell)
+        self.group = None if sizes is None else torch.repeat_interleave(
+            torch.arange(len(sizes), device=reference.device), torch.as_tensor(sizes, device=reference.device))
+        self.cell = GRID_CELL_SPACINGS * _median_spacing(self.reference, self.group) if cell is None else float(cell)
         # Two spare cells below and three above the points: every cell within one of a
         # point's is an interior cell (see _tabulated_runs).
         self.origin = self.reference.min(dim=0).values - 2 * self.cell
         cells = self._cells(self.reference)
         self.dims = cells.max(dim=0).values + 3
-        keys, self.order = self._keys(cells).sort()
+        self.copy_cells = int(self.dims.prod())
+        self.copies = 1 if sizes is None else len(sizes)
+        keys, self.order = self._keys(cells, self.group).sort()
         self.keys, counts = torch.unique_consecutive(keys, return_counts=True)
         self.starts = torch.cumsum(counts, 0) - counts
         self.counts = counts
         self.slots = int(counts.max())
+        self._reach = 9.0 * float(counts.double().mean())  # kept: a property read per query must not sync
         # Each point's place within its own cell, in float32: differences of such small
         # numbers (plus whole-cell steps) keep float32 ranking errors to ~1e-7 of a cell.
         self.within_cell = (self.reference[self.order] - self._corner(cells[self.order])).float()
@@ -191,7 +262,7 @@ class CellGrid:
     def _slot_table(self) -> Tensor | None:
         """Each cell's position among the occupied cells (-1: empty); None for grids too
         large to tabulate."""
-        cells = int(self.dims.prod())
+        cells = self.copy_cells * self.copies
         if cells > MAX_TABLE_CELLS:
             return None
         table = torch.full((cells,), -1, dtype=torch.int32, device=self.keys.device)
@@ -207,65 +278,68 @@ class CellGrid:
     def reach(self) -> float:
         """Points a query on the surface typically finds within one cell edge: a surface
         crosses about 9 of its 27 cells, each holding the mean occupied count."""
-        return 9.0 * float(self.counts.double().mean())
+        return self._reach
 
-    def nearest(self, query: Tensor, k: int = 1) -> tuple[Tensor, Tensor]:
+    def nearest(self, query: Tensor, k: int = 1, groups: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Float64 distances and indices, both (Q, k), nearest first; inf where fewer than
-        k points lie in the 27 cells."""
+        k points lie in the 27 cells. A grid of several clouds needs each query's
+        ``groups`` (Q,)."""
         query = query.to(self.reference.device, torch.float64)
-        distances = torch.full((len(query), k), torch.inf, dtype=torch.float64, device=query.device)
-        index = torch.zeros((len(query), k), dtype=torch.long, device=query.device)
         rows = max(1, self.max_elements // (27 * 8))  # (rows, 27) cell runs, some (rows, 27, 3)
+        found = []
         for start in range(0, len(query), rows):
             chunk = query[start : start + rows]
-            count, first, base = self._cell_runs(chunk)
+            count, first, base = self._cell_runs(chunk, None if groups is None else groups[start : start + rows])
             local = (chunk - self._corner(base)).float()
-            for piece in self._pieces(count.sum(dim=1)):
-                span = slice(start + piece.start, start + piece.stop)
-                distances[span], index[span] = self._rank(chunk[piece], local[piece], count[piece], first[piece], k)
-        return distances, index
+            for piece, total in self._pieces(count.sum(dim=1)):
+                found.append(self._rank(chunk[piece], local[piece], count[piece], first[piece], k, total))
+        if len(found) <= 1:
+            return found[0] if found else (torch.zeros((0, k), dtype=torch.float64, device=query.device),
+                                           torch.zeros((0, k), dtype=torch.long, device=query.device))
+        return torch.cat([d for d, _ in found]), torch.cat([i for _, i in found])
 
-    def _cell_runs(self, query: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _cell_runs(self, query: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Per query and neighbouring cell (q, 27): how many points the cell holds and where
         they start in cell order; and the cell (q, 3) the 27 are around."""
         if self.table is not None:
-            return self._tabulated_runs(query)
+            return self._tabulated_runs(query, groups)
         cells = self._cells(query)[:, None] + self.offsets  # (q, 27, 3)
         inside = ((cells >= 0) & (cells < self.dims)).all(dim=2)
-        keys = self._keys(cells.clamp_min(0).minimum(self.dims - 1))
+        keys = self._keys(cells.clamp_min(0).minimum(self.dims - 1), None if groups is None else groups[:, None])
         slot = torch.searchsorted(self.keys, keys).clamp_max(len(self.keys) - 1)
         count = torch.where((self.keys[slot] == keys) & inside, self.counts[slot], 0)
         return count, self.starts[slot], cells[:, 13]
 
-    def _tabulated_runs(self, query: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _tabulated_runs(self, query: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """:meth:`_cell_runs` from the slot table. Keys are linear in the cell, so the 27
         neighbours' keys are the query cell's key plus fixed steps; a query outside the
         grid's interior gets no candidates (infinity: the caller searches it again)."""
         cells = self._cells(query)
         interior = ((cells >= 1) & (cells <= self.dims - 2)).all(dim=1, keepdim=True)
         cells = cells.clamp_min(1).minimum(self.dims - 2)
-        slot = self.table[self._keys(cells)[:, None] + self._keys(self.offsets)].long()
+        slot = self.table[self._keys(cells, groups)[:, None] + self._keys(self.offsets)].long()
         occupied = (slot >= 0) & interior
         slot = slot.clamp_min(0)
         return torch.where(occupied, self.counts[slot], 0), self.starts[slot], cells
 
-    def _pieces(self, totals: Tensor) -> list[slice]:
+    def _pieces(self, totals: Tensor) -> list[tuple[slice, int]]:
         """Consecutive runs of queries holding at most an eighth of ``max_elements``
-        candidates each (a query with more is a run of its own)."""
+        candidates each (a query with more is a run of its own), with their candidates."""
         budget = max(1, self.max_elements // 8)
-        ends = torch.cumsum(totals, 0).cpu()
+        ends = torch.cumsum(totals, 0).cpu().numpy()
         pieces, begin = [], 0
         while begin < len(ends):
             before = int(ends[begin - 1]) if begin else 0
-            stop = max(begin + 1, int(torch.searchsorted(ends, before + budget, right=True)))
-            pieces.append(slice(begin, stop))
+            stop = max(begin + 1, int(np.searchsorted(ends, before + budget, side="right")))
+            pieces.append((slice(begin, stop), int(ends[stop - 1]) - before))
             begin = stop
         return pieces
 
-    def _rank(self, query: Tensor, local: Tensor, count: Tensor, first: Tensor, k: int) -> tuple[Tensor, Tensor]:
-        """The k best of each query's ragged candidate list (see the class docstring)."""
+    def _rank(self, query: Tensor, local: Tensor, count: Tensor, first: Tensor, k: int,
+              total: int) -> tuple[Tensor, Tensor]:
+        """The k best of each query's ragged candidate list (``total`` candidates in all;
+        see the class docstring)."""
         runs = count.flatten()
-        total = int(runs.sum())
         run = torch.repeat_interleave(runs, output_size=total)
         run_start = torch.cumsum(runs, 0) - runs
         position = first.flatten()[run] + torch.arange(total, device=query.device) - run_start[run]
@@ -311,19 +385,24 @@ class CellGrid:
     def _cells(self, points: Tensor) -> Tensor:
         return torch.floor((points.double() - self.origin) / self.cell).long()
 
-    def _keys(self, cells: Tensor) -> Tensor:
-        return (cells[..., 0] * self.dims[1] + cells[..., 1]) * self.dims[2] + cells[..., 2]
+    def _keys(self, cells: Tensor, groups: Tensor | None = None) -> Tensor:
+        """Linear cell keys; with ``groups``, in that cloud's copy of the cells."""
+        keys = (cells[..., 0] * self.dims[1] + cells[..., 1]) * self.dims[2] + cells[..., 2]
+        return keys if groups is None else keys + groups * self.copy_cells
 
 
-def _median_spacing(reference: Tensor) -> float:
-    """Median distance from a seeded sample of reference points to their nearest other point;
-    a positive floor keeps the grid finite for duplicate points."""
+def _median_spacing(reference: Tensor, group: Tensor | None = None) -> float:
+    """Median distance from a seeded sample of reference points to their nearest other point
+    (of the same cloud, given each point's ``group``); a positive floor keeps the grid finite
+    for duplicate points."""
     generator = torch.Generator().manual_seed(0)
     sample = torch.randperm(len(reference), generator=generator)[:SPACING_SAMPLE].to(reference.device)
     nearest = []
     for rows in sample.split(max(1, DEFAULT_MAX_ELEMENTS // (8 * len(reference)))):
         gaps = torch.cdist(reference[rows], reference)
         gaps[torch.arange(len(rows), device=reference.device), rows] = torch.inf
+        if group is not None:
+            gaps.masked_fill_(group[rows][:, None] != group[None, :], torch.inf)
         nearest.append(gaps.min(dim=1).values)
     spacing = float(torch.cat(nearest).median())
     extent = float((reference.max(dim=0).values - reference.min(dim=0).values).norm())

@@ -13,7 +13,7 @@ noisy than any single template.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -86,21 +86,50 @@ def smoothed_offset(points: Tensor, signed: Tensor, normals: Tensor, neighbours:
     anchors: neighbourhoods of hundreds of points overlap so much that this changes little,
     and it divides the cost of the k-NN search (the method's largest) by the stride.
     """
+    return smoothed_offsets([points], [signed], [normals], neighbours, [anchors])[0]
+
+
+def smoothed_offsets(points: Sequence[Tensor], signed: Sequence[Tensor], normals: Sequence[Tensor], neighbours: int,
+                     anchors: Sequence[Tensor | None]) -> list[Tensor]:
+    """:func:`smoothed_offset` of several scans (one list entry each): every scan's points
+    find their nearest anchors in one grouped grid, not one grid per scan."""
     if neighbours <= 1:
-        return signed.abs()
-    # Hundreds of neighbours come faster by brute force than from a coarse grid's sorted
-    # candidate lists (one H100: 14-16 vs 20-21 ms a scan, benchmarks/template_profile.py).
-    index = NeighbourIndex(points, grid=None if neighbours <= GRID_NEIGHBOURS else False)
-    if anchors is None or len(anchors) == len(points):
-        return neighbourhood_offset(index, points, signed, normals, neighbours)
-    anchors = anchors.to(points.device)
-    around = neighbourhood_offset(index, points[anchors], signed, normals, neighbours, normals[anchors])
+        return [offset.abs() for offset in signed]
+    out: list[Tensor | None] = [None] * len(points)
+    blended, around = [], []
+    for scan, (cloud, offset, normal, chosen) in enumerate(zip(points, signed, normals, anchors, strict=True)):
+        # Hundreds of neighbours come faster by brute force than from a coarse grid's sorted
+        # candidate lists (one H100: 14-16 vs 20-21 ms a scan, benchmarks/template_profile.py).
+        index = NeighbourIndex(cloud, grid=None if neighbours <= GRID_NEIGHBOURS else False)
+        if chosen is None or len(chosen) == len(cloud):
+            out[scan] = neighbourhood_offset(index, cloud, offset, normal, neighbours)
+            continue
+        chosen = chosen.to(cloud.device)
+        around.append(neighbourhood_offset(index, cloud[chosen], offset, normal, neighbours, normal[chosen]))
+        blended.append((scan, chosen))
+    if blended:
+        values = _blend_anchors([points[scan] for scan, _ in blended], [chosen for _, chosen in blended], around)
+        for (scan, _), value in zip(blended, values, strict=True):
+            out[scan] = value
+    return out
+
+
+def _blend_anchors(clouds: list[Tensor], anchors: list[Tensor], around: list[Tensor]) -> list[Tensor]:
+    """Each point's inverse-distance mean of its ``ANCHOR_BLEND`` nearest anchors' values."""
+    sizes = [len(cloud) for cloud in clouds]
+    device = clouds[0].device
     # Every point asks for its few nearest anchors: a cell grid answers that on an accelerator.
-    distances, nearest = NeighbourIndex(points[anchors], grid=True).query(points, ANCHOR_BLEND)
-    distances = distances.to(points.device, torch.float64)
-    # A point that is an anchor takes (almost) its own value; the floor keeps 1/d finite.
-    weights = 1.0 / (distances + 1e-3 * distances[:, -1:].mean() + torch.finfo(torch.float64).tiny)
-    return (around[nearest.to(points.device)] * weights).sum(dim=1) / weights.sum(dim=1)
+    index = NeighbourIndex(torch.cat([cloud[chosen] for cloud, chosen in zip(clouds, anchors, strict=True)]), grid=True,
+                           sizes=[len(chosen) for chosen in anchors])
+    groups = torch.repeat_interleave(torch.arange(len(clouds), device=device), torch.as_tensor(sizes, device=device))
+    distances, nearest = index.query(torch.cat(clouds), ANCHOR_BLEND, groups=groups)
+    distances = distances.to(device, torch.float64)
+    # A point that is an anchor takes (almost) its own value; the floor (per scan) keeps 1/d finite.
+    farthest = torch.zeros(len(clouds), dtype=torch.float64, device=device).index_add_(0, groups, distances[:, -1])
+    floor = 1e-3 * farthest / torch.as_tensor(sizes, dtype=torch.float64, device=device)
+    weights = 1.0 / (distances + floor[groups, None] + torch.finfo(torch.float64).tiny)
+    values = (torch.cat(around)[nearest.to(device)] * weights).sum(dim=1) / weights.sum(dim=1)
+    return list(values.split(sizes))
 
 
 def anchor_points(points: np.ndarray, stride: int, seed: int = 0) -> Tensor | None:
