@@ -109,8 +109,11 @@ def test_template_scores_on_the_accelerator_search_path_match_the_cpu_path(monke
     """On a GPU the neighbour searches are brute force or cell grids instead of k-d trees;
     forcing those paths on the CPU must give the same poses and scores. The brute force
     ranks candidates in float32, so a neighbour tied with the k-th to ~1e-5 may swap in
-    and tilt a few of the fused surface's local planes (21 of 44 k here): scores agree to
-    0.02 robust z units, against several units for a defect."""
+    and tilt a few of the fused surface's local planes (21 of 44 k here), or swap one of a
+    point's 256 smoothing neighbours: its mean moves by up to (a few noise levels) / 256,
+    which against the smoothed scores' spread (~ noise / 16) can be a few hundredths of a
+    robust z unit. So: the median point agrees to 1e-3, 99.9 % to 0.01, all to 0.05, against
+    several units for a defect."""
     from mvr3d.geometry import aligner, surface
 
     rng = np.random.default_rng(3)
@@ -133,5 +136,7 @@ def test_template_scores_on_the_accelerator_search_path_match_the_cpu_path(monke
         monkeypatch.setattr(module, "NeighbourIndex", Accelerated)
     on_grids = make().score_many(scans)
     for tree, grid in zip(on_trees, on_grids, strict=True):
-        np.testing.assert_allclose(grid.point_scores, tree.point_scores, rtol=0, atol=0.02)
-        assert np.median(np.abs(grid.point_scores - tree.point_scores)) < 1e-3
+        gap = np.abs(grid.point_scores - tree.point_scores)
+        assert np.median(gap) < 1e-3
+        assert np.quantile(gap, 0.999) < 0.01
+        assert gap.max() < 0.05

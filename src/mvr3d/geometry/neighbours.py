@@ -70,8 +70,11 @@ class NeighbourIndex:
             # against queries' [q, 1, |q|^2] give |q - r|^2 from one matrix product: with
             # three coordinates the product is bound by writing its output, and separate
             # passes adding the norms cost as much again.
-            self._origin = reference.double().mean(dim=0)
-            centred = (reference.double() - self._origin).float()
+            # Each cloud centred on its own mean: float32 ranking errors grow with the
+            # coordinates' size, so one origin for clouds far apart would cost precision.
+            self._origins = [part.double().mean(dim=0) for part in self._parts(reference)]
+            centred = torch.cat([(part.double() - origin).float()
+                                 for part, origin in zip(self._parts(reference), self._origins, strict=True)])
             self._augmented = torch.cat([-2 * centred, centred.square().sum(dim=1, keepdim=True),
                                          torch.ones_like(centred[:, :1])], dim=1)
         if grid is None:
@@ -163,21 +166,22 @@ class NeighbourIndex:
 
     def _brute_force(self, query: Tensor, k: int, groups: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if groups is None:
-            return self._brute_force_span(query, k, 0, len(self.reference))
+            return self._brute_force_span(query, k, 0)
         distances = torch.empty((len(query), k), dtype=torch.float64, device=query.device)
         index = torch.empty((len(query), k), dtype=torch.long, device=query.device)
         for group in groups.unique().tolist():
             rows = torch.nonzero(groups == group).flatten()
-            distances[rows], index[rows] = self._brute_force_span(query[rows], k, *self._starts[group : group + 2])
+            distances[rows], index[rows] = self._brute_force_span(query[rows], k, group)
         return distances, index
 
-    def _brute_force_span(self, query: Tensor, k: int, start: int, stop: int) -> tuple[Tensor, Tensor]:
-        """The k nearest of reference points ``start:stop`` (indices into the whole reference)."""
+    def _brute_force_span(self, query: Tensor, k: int, group: int) -> tuple[Tensor, Tensor]:
+        """The k nearest points of cloud ``group`` (indices into the whole reference)."""
+        start, stop = self._starts[group : group + 2]
         rows = max(1, self.max_elements // (stop - start))
         indices = []
         for chunk in query.split(rows):
             # Squared distances, no square root: they only rank candidates; exact distances follow.
-            centred = (chunk.double() - self._origin).float()
+            centred = (chunk.double() - self._origins[group]).float()
             augmented = torch.cat([centred, torch.ones_like(centred[:, :1]), centred.square().sum(dim=1, keepdim=True)], dim=1)
             squared = augmented @ self._augmented[start:stop].T
             if k == 1:

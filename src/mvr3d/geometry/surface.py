@@ -91,27 +91,54 @@ def smoothed_offset(points: Tensor, signed: Tensor, normals: Tensor, neighbours:
 
 def smoothed_offsets(points: Sequence[Tensor], signed: Sequence[Tensor], normals: Sequence[Tensor], neighbours: int,
                      anchors: Sequence[Tensor | None]) -> list[Tensor]:
-    """:func:`smoothed_offset` of several scans (one list entry each): every scan's points
-    find their nearest anchors in one grouped grid, not one grid per scan."""
+    """:func:`smoothed_offset` of several scans (one list entry each), searched together: one
+    grouped index finds every scan's neighbourhoods, another every point's nearest anchors."""
     if neighbours <= 1:
         return [offset.abs() for offset in signed]
-    out: list[Tensor | None] = [None] * len(points)
-    blended, around = [], []
-    for scan, (cloud, offset, normal, chosen) in enumerate(zip(points, signed, normals, anchors, strict=True)):
-        # Hundreds of neighbours come faster by brute force than from a coarse grid's sorted
-        # candidate lists (one H100: 14-16 vs 20-21 ms a scan, benchmarks/template_profile.py).
-        index = NeighbourIndex(cloud, grid=None if neighbours <= GRID_NEIGHBOURS else False)
-        if chosen is None or len(chosen) == len(cloud):
-            out[scan] = neighbourhood_offset(index, cloud, offset, normal, neighbours)
-            continue
-        chosen = chosen.to(cloud.device)
-        around.append(neighbourhood_offset(index, cloud[chosen], offset, normal, neighbours, normal[chosen]))
-        blended.append((scan, chosen))
-    if blended:
-        values = _blend_anchors([points[scan] for scan, _ in blended], [chosen for _, chosen in blended], around)
-        for (scan, _), value in zip(blended, values, strict=True):
-            out[scan] = value
-    return out
+    device = points[0].device
+    sizes = [len(cloud) for cloud in points]
+    # A scan without anchors (small: exact smoothing) has all its points as centres.
+    centres = [torch.arange(len(cloud), device=device) if chosen is None or len(chosen) == len(cloud)
+               else chosen.to(device) for cloud, chosen in zip(points, anchors, strict=True)]
+    around: list[Tensor | None] = [None] * len(points)
+    # A scan smaller than the neighbourhood takes all its points (its own k): searched alone.
+    together = [scan for scan, size in enumerate(sizes) if size >= neighbours]
+    for group in [together] + [[scan] for scan in range(len(points)) if scan not in together]:
+        if group:
+            found = _neighbourhoods([points[i] for i in group], [signed[i] for i in group], [normals[i] for i in group],
+                                    neighbours, [centres[i] for i in group])
+            for scan, value in zip(group, found, strict=True):
+                around[scan] = value
+    anchored = [scan for scan, (cloud, chosen) in enumerate(zip(points, centres, strict=True)) if len(chosen) < len(cloud)]
+    if anchored:
+        blended = _blend_anchors([points[scan] for scan in anchored], [centres[scan] for scan in anchored],
+                                 [around[scan] for scan in anchored])
+        for scan, value in zip(anchored, blended, strict=True):
+            around[scan] = value
+    return around
+
+
+def _neighbourhoods(points: list[Tensor], signed: list[Tensor], normals: list[Tensor], neighbours: int,
+                    centres: list[Tensor]) -> list[Tensor]:
+    """:func:`neighbourhood_offset` around each scan's ``centres`` (indices), all scans in
+    one grouped index."""
+    device = points[0].device
+    sizes = [len(cloud) for cloud in points]
+    starts = np.cumsum([0, *sizes[:-1]]).tolist()
+    # Hundreds of neighbours come faster by brute force than from a coarse grid's sorted
+    # candidate lists (one H100: 14-16 vs 20-21 ms a scan, benchmarks/template_profile.py).
+    index = NeighbourIndex(torch.cat(points), grid=None if neighbours <= GRID_NEIGHBOURS else False, sizes=sizes)
+    everywhere = torch.cat([start + chosen for start, chosen in zip(starts, centres, strict=True)])
+    all_normals = torch.cat(normals)
+    around = neighbourhood_offset(index, index.reference[everywhere], torch.cat(signed), all_normals, neighbours,
+                                  centre_normals=all_normals[everywhere],
+                                  groups=_group_of_each([len(chosen) for chosen in centres], device))
+    return list(around.split([len(chosen) for chosen in centres]))
+
+
+def _group_of_each(sizes: list[int], device: torch.device) -> Tensor:
+    """(sum(sizes),) cloud numbers: ``sizes[0]`` zeros, then ``sizes[1]`` ones, ..."""
+    return torch.repeat_interleave(torch.arange(len(sizes), device=device), torch.as_tensor(sizes, device=device))
 
 
 def _blend_anchors(clouds: list[Tensor], anchors: list[Tensor], around: list[Tensor]) -> list[Tensor]:
@@ -121,7 +148,7 @@ def _blend_anchors(clouds: list[Tensor], anchors: list[Tensor], around: list[Ten
     # Every point asks for its few nearest anchors: a cell grid answers that on an accelerator.
     index = NeighbourIndex(torch.cat([cloud[chosen] for cloud, chosen in zip(clouds, anchors, strict=True)]), grid=True,
                            sizes=[len(chosen) for chosen in anchors])
-    groups = torch.repeat_interleave(torch.arange(len(clouds), device=device), torch.as_tensor(sizes, device=device))
+    groups = _group_of_each(sizes, device)
     distances, nearest = index.query(torch.cat(clouds), ANCHOR_BLEND, groups=groups)
     distances = distances.to(device, torch.float64)
     # A point that is an anchor takes (almost) its own value; the floor (per scan) keeps 1/d finite.
@@ -149,15 +176,16 @@ def anchor_points(points: np.ndarray, stride: int, seed: int = 0) -> Tensor | No
 
 
 def neighbourhood_offset(index: NeighbourIndex, centres: Tensor, signed: Tensor, normals: Tensor, neighbours: int,
-                         centre_normals: Tensor | None = None) -> Tensor:
+                         centre_normals: Tensor | None = None, groups: Tensor | None = None) -> Tensor:
     """|mean of ``signed`` over each centre's ``neighbours`` nearest indexed points|, each
-    signed against the centre's normal (``normals`` itself when the centres are the points)."""
+    signed against the centre's normal (``normals`` itself when the centres are the points;
+    ``groups``: each centre's cloud in a grouped index)."""
     centre_normals = normals if centre_normals is None else centre_normals
     out = torch.empty(len(centres), dtype=signed.dtype, device=signed.device)
     rows = max(1, 2**22 // min(neighbours, len(index.reference)))
     for start in range(0, len(centres), rows):
         part = slice(start, start + rows)
-        near = index.query(centres[part], neighbours)[1].to(signed.device)
+        near = index.query(centres[part], neighbours, groups=None if groups is None else groups[part])[1].to(signed.device)
         aligned = torch.sign((normals[near] * centre_normals[part, None]).sum(dim=2))
         out[part] = (signed[near] * aligned).mean(dim=1).abs()
     return out
