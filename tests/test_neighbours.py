@@ -280,8 +280,6 @@ def test_grouped_index_answers_each_query_from_its_own_cloud(k: int, mode: str, 
                            sizes=[len(c) for c in clouds])
     assert bool(index._grids) == mode.startswith("grid")
     distances, found = index.query(query, k, groups=torch.from_numpy(groups))
-    # Single neighbours of far queries come from the pruned search, larger k by brute force.
-    assert (index._far_grid is not None) == (mode.startswith("grid") and k == 1)
     expected, expected_index = _grouped_truth(clouds, query, groups, k)
     np.testing.assert_allclose(distances.numpy(), expected, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(found.numpy(), expected_index)
@@ -298,19 +296,3 @@ def test_grouped_index_checks_sizes_and_groups() -> None:
         grouped.query(clouds[0][:5], groups=torch.zeros(4, dtype=torch.long))
     with pytest.raises(InputError, match="only it takes groups"):
         NeighbourIndex(clouds[0]).query(clouds[0][:5], groups=torch.zeros(5, dtype=torch.long))
-
-
-def test_far_queries_are_pruned_exactly_at_any_distance() -> None:
-    """Queries from just beyond the finest grid's reach to far outside the reference: the
-    pruned search (stand-in per coarse cell, then the cells that can hold the nearest point)
-    returns the k-d tree's nearest point and distance for each."""
-    reference = _shell(8000, 40)
-    index = NeighbourIndex(reference, brute_force=True, grid=True)
-    rng = np.random.default_rng(41)
-    direction = torch.from_numpy(rng.normal(size=(600, 3)))
-    scale = torch.from_numpy(np.geomspace(1.05, 60.0, 600))[:, None]
-    query = direction / direction.norm(dim=1, keepdim=True) * scale
-    distances, found = index._far_nearest(query, 1)
-    expected, expected_index = cKDTree(reference.numpy()).query(query.numpy())
-    np.testing.assert_allclose(distances[:, 0].numpy(), expected, rtol=1e-12, atol=1e-15)
-    np.testing.assert_array_equal(found[:, 0].numpy(), expected_index)

@@ -82,7 +82,6 @@ class NeighbourIndex:
         grid = grid and brute_force and min(self.sizes or [len(reference)]) > 1
         self._grids = [CellGrid(reference, max_elements, sizes=self.sizes)] if grid else []
         self._levels_complete = not self._grids
-        self._far_grid: CellGrid | None = None
 
     def _parts(self, values: Tensor) -> list[Tensor]:
         return [values[a:b] for a, b in zip(self._starts, self._starts[1:], strict=False)]
@@ -138,19 +137,8 @@ class NeighbourIndex:
             unsure = unsure[distances[unsure, -1] > grid.cell]
             level += 1
         if len(unsure):
-            search = self._far_nearest if k == 1 else self._brute_force
-            distances[unsure], index[unsure] = search(query[unsure], k, pick(unsure))
+            distances[unsure], index[unsure] = self._brute_force(query[unsure], k, pick(unsure))
         return distances, index
-
-    def _far_nearest(self, query: Tensor, k: int, groups: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """k = 1 for queries beyond every grid level (a defect's points, an ICP candidate
-        pose off the part): pruned by a grid with cells ``GRID_LEVEL_FACTOR`` times the
-        finest (see :meth:`CellGrid.nearest_far`), exact, and on a template of 120 k points
-        ~30 times less work per query than brute force."""
-        if self._far_grid is None:
-            self._far_grid = CellGrid(self.reference, self.max_elements, cell=self._grids[0].cell * GRID_LEVEL_FACTOR,
-                                      sizes=self.sizes)
-        return self._far_grid.nearest_far(query, groups)
 
     def _first_level(self, k: int) -> int | None:
         """The finest grid level whose cells typically reach k points (None: no level does
@@ -313,43 +301,6 @@ class CellGrid:
             return found[0] if found else (torch.zeros((0, k), dtype=torch.float64, device=query.device),
                                            torch.zeros((0, k), dtype=torch.long, device=query.device))
         return torch.cat([d for d, _ in found]), torch.cat([i for _, i in found])
-
-    def nearest_far(self, query: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The nearest point (k = 1) of queries at any distance, exactly: float64 distances
-        and indices, both (Q, 1).
-
-        One point of each occupied cell stands for it. The nearest of them, at distance U,
-        bounds the true nearest distance from above, and the true nearest point lies within
-        a cell diagonal of its own cell's stand-in, so only cells whose stand-in lies within
-        U plus a diagonal can hold it: their points are compared exactly.
-        """
-        query = query.to(self.reference.device, torch.float64)
-        stand_ins = self.reference[self.order[self.starts]]
-        slack = 3**0.5 * self.cell * (1 + 1e-6)  # a little wider: never lose the true nearest's cell
-        rows = max(1, self.max_elements // (8 * len(stand_ins)))
-        found = [self._nearest_within(chunk, stand_ins, slack, None if groups is None else groups[start : start + rows])
-                 for start, chunk in zip(range(0, len(query), rows), query.split(rows), strict=True)]
-        return torch.cat([d for d, _ in found]), torch.cat([i for _, i in found])
-
-    def _nearest_within(self, query: Tensor, stand_ins: Tensor, slack: float,
-                        groups: Tensor | None) -> tuple[Tensor, Tensor]:
-        gaps = torch.cdist(query, stand_ins)
-        if groups is not None:
-            gaps.masked_fill_(groups[:, None] != torch.div(self.keys, self.copy_cells, rounding_mode="floor"), torch.inf)
-        bound = gaps.min(dim=1, keepdim=True).values
-        owner, cell = torch.nonzero(gaps <= bound + slack, as_tuple=True)
-        runs = self.counts[cell]
-        run = torch.repeat_interleave(runs, output_size=int(runs.sum()))
-        position = (self.starts[cell] - (torch.cumsum(runs, 0) - runs))[run] + torch.arange(len(run), device=query.device)
-        point, owner = self.order[position], owner[run]
-        distance = (self.reference[point] - query[owner]).norm(dim=1)
-        best = torch.full((len(query),), torch.inf, dtype=torch.float64, device=query.device)
-        best = best.scatter_reduce(0, owner, distance, "amin")
-        # Of points equally near, the lowest index (as a k-d tree's order would be arbitrary).
-        tied = distance == best[owner]
-        index = torch.full((len(query),), len(self.reference), device=query.device)
-        index = index.scatter_reduce(0, owner[tied], point[tied], "amin")
-        return best[:, None], index[:, None]
 
     def _cell_runs(self, query: Tensor, groups: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Per query and neighbouring cell (q, 27): how many points the cell holds and where
