@@ -176,3 +176,22 @@ def test_demo_refuses_weights_for_a_method_without_a_backbone(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "d"), "--method", "template", "--weights", "w.safetensors"]) == 2
     assert "--weights only applies to --method mvr" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_scan_points_override_sets_every_test_scan_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--scan-points`` builds scans of the asked size (a speed target stated for 100 k-point
+    scans is measured on such scans) under a preset name of their own."""
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["make-benchmark", "--out", str(tmp_path / "b"), "--scan-points", "6000", "6000"])
+    assert args.func(args) == 0
+    meta = json.loads((tmp_path / "b" / "meta.json").read_text())
+    assert meta["preset"] == "tiny-points-6000-6000" and meta["settings"]["scan_points"] == [6000, 6000]
+    for name in meta["class_names"]:
+        sizes = [len(Real3DAD(tmp_path / "b", name, "test")[i].points) for i in range(8)]
+        assert sizes == [6000] * 8
+    # A plain tiny build may not overwrite it, nor it a plain one.
+    with pytest.raises(InputError, match="'tiny-points-6000-6000' benchmark"):
+        make_benchmark(demo_shapes_dir(), tmp_path / "b", preset="tiny")
+    with pytest.raises(InputError, match=r"1 <= MIN <= MAX, got 500 and 400"):
+        make_benchmark(demo_shapes_dir(), tmp_path / "c", preset="tiny", scan_points=(500, 400))

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: preset's)")
+    parser.add_argument("--scan-points", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+                        help="points per test scan, instead of the preset's range (e.g. 100000 100000)")
     parser.set_defaults(func=run)
 
 
@@ -33,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     shapes = args.shapes if args.shapes is not None else demo_shapes_dir()
     start = time.perf_counter()
     meta = make_benchmark(
-        shapes, args.out, preset=args.preset, seed=args.seed, workers=args.workers
+        shapes, args.out, preset=args.preset, seed=args.seed, workers=args.workers,
+        scan_points=None if args.scan_points is None else tuple(args.scan_points),
     )
     elapsed = time.perf_counter() - start
     print(f"{meta['preset']} benchmark, seed {meta['seed']}, in {args.out} ({elapsed:.1f} s)")

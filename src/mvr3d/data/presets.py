@@ -126,6 +126,15 @@ STANDARD_TOPVIEW = replace(
 )
 
 
+def with_scan_points(preset: BenchmarkPreset, low: int, high: int) -> BenchmarkPreset:
+    """``preset`` with test scans of ``low`` to ``high`` points (e.g. 100 k each, where a
+    speed target is stated for such scans); its name says so, so a build of it never
+    mixes with one of the plain preset."""
+    if not 1 <= low <= high:
+        raise InputError(f"scan points must be 1 <= MIN <= MAX, got {low} and {high}")
+    return replace(preset, name=f"{preset.name}-points-{low}-{high}", scan_points=(low, high))
+
+
 PRESETS: dict[str, BenchmarkPreset] = {
     "tiny": TINY, "standard": STANDARD, "standard-topview": STANDARD_TOPVIEW,
 }  # fmt: skip
