@@ -293,8 +293,15 @@ def test_smoothed_offsets_of_several_scans_equal_each_scan_alone(accelerated: bo
         normals.append(torch.from_numpy(np.tile([0.0, 0.0, 1.0], (n, 1))))
         anchors.append(surface.anchor_points(points[-1].numpy(), 16))
     assert anchors[0] is not None and anchors[-1] is None
+    # A scan smaller than the neighbourhood (its own k) and an empty one ride along.
+    for n in (20, 0):
+        points.append(torch.from_numpy(rng.normal(size=(n, 3))))
+        signed.append(points[-1][:, 2].clone())
+        normals.append(torch.from_numpy(np.tile([0.0, 0.0, 1.0], (n, 1))))
+        anchors.append(None)
     together = surface.smoothed_offsets(points, signed, normals, 32, anchors)
-    for scan, value in enumerate(together):
+    assert len(together[-1]) == 0 and surface.smoothed_offsets([], [], [], 32, []) == []
+    for scan, value in enumerate(together[:-1]):
         alone = surface.smoothed_offset(points[scan], signed[scan], normals[scan], 32, anchors[scan])
         torch.testing.assert_close(value, alone, rtol=1e-12, atol=1e-15)
 

@@ -294,5 +294,9 @@ def test_grouped_index_checks_sizes_and_groups() -> None:
         grouped.query(clouds[0][:5])
     with pytest.raises(InputError, match=r"shape \(5,\)"):
         grouped.query(clouds[0][:5], groups=torch.zeros(4, dtype=torch.long))
+    with pytest.raises(InputError, match="integer cloud number"):
+        grouped.query(clouds[0][:5], groups=torch.zeros(5))
+    with pytest.raises(InputError, match="cloud numbers 0 to 1"):
+        grouped.query(clouds[0][:5], groups=torch.tensor([0, 1, 2, 0, 0]))
     with pytest.raises(InputError, match="only it takes groups"):
         NeighbourIndex(clouds[0]).query(clouds[0][:5], groups=torch.zeros(5, dtype=torch.long))

@@ -104,9 +104,15 @@ class NeighbourIndex:
     def _check_groups(self, groups: Tensor | None, count: int) -> Tensor | None:
         if (groups is None) != (self.sizes is None):
             raise InputError("a grouped index (sizes) needs each query's group, and only it takes groups")
-        if groups is not None and groups.shape != (count,):
-            raise InputError(f"groups must hold one cloud number per query, shape ({count},), got {tuple(groups.shape)}")
-        return groups
+        if groups is None:
+            return None
+        if groups.shape != (count,) or groups.is_floating_point() or groups.dtype == torch.bool:
+            raise InputError(f"groups must hold one integer cloud number per query, shape ({count},), got "
+                             f"{groups.dtype} of shape {tuple(groups.shape)}")
+        # One host sync per query: a wrong number would otherwise read another cloud's cells.
+        if count and bool(((groups < 0) | (groups >= len(self.sizes))).any()):
+            raise InputError(f"groups must be cloud numbers 0 to {len(self.sizes) - 1}")
+        return groups.long()
 
     def _from_trees(self, query: Tensor, k: int, groups: Tensor | None) -> tuple[Tensor, Tensor]:
         points = query.detach().double().cpu().numpy()

@@ -93,7 +93,7 @@ def smoothed_offsets(points: Sequence[Tensor], signed: Sequence[Tensor], normals
                      anchors: Sequence[Tensor | None]) -> list[Tensor]:
     """:func:`smoothed_offset` of several scans (one list entry each), searched together: one
     grouped index finds every scan's neighbourhoods, another every point's nearest anchors."""
-    if neighbours <= 1:
+    if neighbours <= 1 or not points:
         return [offset.abs() for offset in signed]
     device = points[0].device
     sizes = [len(cloud) for cloud in points]
@@ -103,7 +103,10 @@ def smoothed_offsets(points: Sequence[Tensor], signed: Sequence[Tensor], normals
     around: list[Tensor | None] = [None] * len(points)
     # A scan smaller than the neighbourhood takes all its points (its own k): searched alone.
     together = [scan for scan, size in enumerate(sizes) if size >= neighbours]
-    for group in [together] + [[scan] for scan in range(len(points)) if scan not in together]:
+    alone = [[scan] for scan, size in enumerate(sizes) if 0 < size < neighbours]
+    for scan in (scan for scan, size in enumerate(sizes) if size == 0):
+        around[scan] = signed[scan].abs()
+    for group in [together, *alone]:
         if group:
             found = _neighbourhoods([points[i] for i in group], [signed[i] for i in group], [normals[i] for i in group],
                                     neighbours, [centres[i] for i in group])
