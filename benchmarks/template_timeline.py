@@ -49,6 +49,8 @@ LABELLED = [
     "mvr3d.geometry.aligner:icp_batch",
     "mvr3d.geometry.surface:SurfaceReference.signed_distance",
     "mvr3d.geometry.surface:neighbourhood_offset",
+    "mvr3d.geometry.surface:_neighbourhoods",
+    "mvr3d.geometry.surface:_blend_anchors",
     "mvr3d.geometry.icp:_trim_mask",
     "mvr3d.geometry.icp:plane_step",
     "mvr3d.geometry.neighbours:NeighbourIndex.__init__",
