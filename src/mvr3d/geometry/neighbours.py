@@ -116,8 +116,13 @@ class NeighbourIndex:
 
     def _from_trees(self, query: Tensor, k: int, groups: Tensor | None) -> tuple[Tensor, Tensor]:
         points = query.detach().double().cpu().numpy()
+        if groups is None:
+            workers = -1 if len(points) >= PARALLEL_QUERIES else 1
+            distances, index = self._trees[0].query(points, k=k, workers=workers)
+            shape = (len(points), k)
+            return torch.from_numpy(distances.reshape(shape)), torch.from_numpy(index.reshape(shape)).long()
         distances, index = np.zeros((len(points), k)), np.zeros((len(points), k), dtype=np.int64)
-        labels = np.zeros(len(points), dtype=np.int64) if groups is None else groups.cpu().numpy()
+        labels = groups.cpu().numpy()
         for group in np.unique(labels):
             rows = np.flatnonzero(labels == group)
             workers = -1 if len(rows) >= PARALLEL_QUERIES else 1
