@@ -216,6 +216,12 @@ def _check_sizes(sizes: Sequence[int] | None, total: int) -> list[int] | None:
     return sizes
 
 
+def cloud_numbers(sizes: Sequence[int], device: str | torch.device) -> Tensor:
+    """(sum(sizes),) cloud numbers of points listed cloud after cloud: ``sizes[0]`` zeros,
+    then ``sizes[1]`` ones, ... (a grouped index's ``groups`` for its own points)."""
+    return torch.repeat_interleave(torch.arange(len(sizes), device=device), torch.as_tensor(sizes, device=device))
+
+
 def nearest_neighbours(reference: Tensor, query: Tensor, k: int) -> Tensor:
     """(Q, k) int64 indices into ``reference`` of each query point's k nearest points."""
     return NeighbourIndex(reference).query(query, k)[1]
@@ -250,8 +256,7 @@ class CellGrid:
                  sizes: Sequence[int] | None = None) -> None:
         self.reference = reference.double()
         self.max_elements = max_elements
-        self.group = None if sizes is None else torch.repeat_interleave(
-            torch.arange(len(sizes), device=reference.device), torch.as_tensor(sizes, device=reference.device))
+        self.group = None if sizes is None else cloud_numbers(sizes, reference.device)
         self.cell = GRID_CELL_SPACINGS * _median_spacing(self.reference, self.group) if cell is None else float(cell)
         # Two spare cells below and three above the points: every cell within one of a
         # point's is an interior cell (see _tabulated_runs).

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mvr3d.geometry.neighbours import NeighbourIndex
+from mvr3d.geometry.neighbours import NeighbourIndex, cloud_numbers
 from mvr3d.geometry.voxels import bounding_diagonal, voxel_downsample
 
 PLANE_NEIGHBOURS = 16
@@ -135,13 +135,8 @@ def _neighbourhoods(points: list[Tensor], signed: list[Tensor], normals: list[Te
     all_normals = torch.cat(normals)
     around = neighbourhood_offset(index, index.reference[everywhere], torch.cat(signed), all_normals, neighbours,
                                   centre_normals=all_normals[everywhere],
-                                  groups=_group_of_each([len(chosen) for chosen in centres], device))
+                                  groups=cloud_numbers([len(chosen) for chosen in centres], device))
     return list(around.split([len(chosen) for chosen in centres]))
-
-
-def _group_of_each(sizes: list[int], device: torch.device) -> Tensor:
-    """(sum(sizes),) cloud numbers: ``sizes[0]`` zeros, then ``sizes[1]`` ones, ..."""
-    return torch.repeat_interleave(torch.arange(len(sizes), device=device), torch.as_tensor(sizes, device=device))
 
 
 def _blend_anchors(clouds: list[Tensor], anchors: list[Tensor], around: list[Tensor]) -> list[Tensor]:
@@ -151,7 +146,7 @@ def _blend_anchors(clouds: list[Tensor], anchors: list[Tensor], around: list[Ten
     # Every point asks for its few nearest anchors: a cell grid answers that on an accelerator.
     index = NeighbourIndex(torch.cat([cloud[chosen] for cloud, chosen in zip(clouds, anchors, strict=True)]), grid=True,
                            sizes=[len(chosen) for chosen in anchors])
-    groups = _group_of_each(sizes, device)
+    groups = cloud_numbers(sizes, device)
     distances, nearest = index.query(torch.cat(clouds), ANCHOR_BLEND, groups=groups)
     distances = distances.to(device, torch.float64)
     # A point that is an anchor takes (almost) its own value; the floor (per scan) keeps 1/d finite.
