@@ -33,6 +33,7 @@ from mvr3d.baselines.registration import aligner_arrays, restore_aligner
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.geometry import SurfaceReference, TemplateAligner, fuse_templates
 from mvr3d.geometry.aligner import DENSE_POSE_SEARCH
+from mvr3d.geometry.joined import join_clouds, move_clouds
 from mvr3d.geometry.surface import anchor_points, smoothed_offsets
 from mvr3d.models.base import ArrayStateDetector
 from mvr3d.models.components.scoring import robust_standardise
@@ -111,23 +112,27 @@ class TemplateDetector(ArrayStateDetector):
         """:meth:`point_deviation` of several scans: their pose searches run as one batch
         and their distances to the fused surface as one query."""
         self.check_is_fitted()
-        clouds = [np.asarray(points, dtype=np.float64) for points in clouds]
+        clouds = [np.asarray(points) for points in clouds]
+        joined, sizes = join_clouds(clouds, self.device)
         with ThreadPoolExecutor(max_workers=1) as helper:
             # Host work that needs no pose runs while the accelerator registers the scans.
             anchors = helper.submit(host_map, lambda cloud: anchor_points(cloud, self.anchor_stride, self.seed), clouds)
-            poses = self.aligner_.pose_many(clouds)
-            moved = host_map(lambda item: self._to_reference(*item), list(zip(clouds, poses, strict=True)))
+            poses = self.aligner_.pose_joined(joined, sizes)
             anchors = anchors.result()
-        moved_all = torch.from_numpy(np.concatenate(moved))
-        signed, normals = self.reference_.signed_distance(moved_all)
-        sizes = [len(points) for points in clouds]
-        smoothed = smoothed_offsets(moved_all.to(signed.device).split(sizes), signed.split(sizes), normals.split(sizes),
+        moved = move_clouds(joined, sizes, *zip(*[self._to_reference(pose) for pose in poses], strict=True))
+        signed, normals = self.reference_.signed_distance(moved)
+        smoothed = smoothed_offsets(moved.to(signed.device).split(sizes), signed.split(sizes), normals.split(sizes),
                                     self.smoothing_k, anchors)
         return [offset.float() for offset in smoothed]
 
-    def _to_reference(self, points: np.ndarray, pose: tuple[int, np.ndarray, np.ndarray]) -> np.ndarray:
+    def _to_reference(self, pose: tuple[int, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The rigid motion (R, t) from a scan to the fused reference's frame: its pose onto
+        template j, then template j's motion into the fused frame."""
         template, rotation, shift = pose
-        return self.reference_.from_template(template, points @ rotation.T + shift)
+        if not self.reference_.transforms:
+            return rotation, shift
+        onward, offset = self.reference_.transforms[template]
+        return onward @ rotation, shift @ onward.T + offset
 
     def score(self, scan: object) -> ScanScore:
         return self.score_many([scan])[0]

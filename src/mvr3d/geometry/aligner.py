@@ -23,11 +23,11 @@ from tqdm.auto import tqdm
 
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.geometry.field import ClosestPointField
-from mvr3d.geometry.icp import candidate_rotations, icp_batch, pad_stack, start_shifts, to_tensor
+from mvr3d.geometry.icp import candidate_rotations, icp_batch, start_shifts, to_tensor
+from mvr3d.geometry.joined import cloud_means, join_clouds, voxel_downsample_joined
 from mvr3d.geometry.neighbours import NeighbourIndex
 from mvr3d.geometry.normals import estimate_normals
 from mvr3d.geometry.voxels import bounding_diagonal, voxel_downsample
-from mvr3d.utils.parallel import host_map
 
 # Poses are ranked by the mean of min(distance, this many template voxels) over all points.
 SELECTION_CAP = 10.0
@@ -197,9 +197,21 @@ class TemplateAligner:
         """:meth:`pose` of several scans, searched together: one ICP batch holds every
         scan's candidate poses on a template, so a GPU runs a few large kernels instead of
         many small ones per scan. Each scan's result does not depend on the others."""
-        means = [np.asarray(points, dtype=np.float64).mean(axis=0) for points in clouds]
-        found = self.align_many([np.asarray(points, dtype=np.float64) - mean for points, mean in zip(clouds, means, strict=True)])
-        return [(j, rot, trans + self.offsets_[j] - mean @ rot.T) for (j, rot, trans), mean in zip(found, means, strict=True)]
+        return self.pose_joined(*join_clouds(clouds, self.device))
+
+    def pose_joined(self, points: Tensor, sizes: Sequence[int]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """:meth:`pose_many` of clouds held end to end in one tensor (:mod:`mvr3d.geometry.joined`)."""
+        self._check_fitted()
+        if not sizes:
+            return []
+        if min(sizes) < 1:
+            raise InputError("the aligner cannot pose an empty cloud")
+        points = points.to(self.device, torch.float64)
+        means = cloud_means(points, sizes)
+        found = self._align_joined(points - means.repeat_interleave(torch.as_tensor(sizes, device=self.device), dim=0),
+                                   sizes)
+        means_host = means.cpu().numpy()
+        return [(j, rot, trans + self.offsets_[j] - mean @ rot.T) for (j, rot, trans), mean in zip(found, means_host, strict=True)]
 
     def align(self, centred: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         """Best (template index, R, t) for a centred cloud, into that template's centred frame."""
@@ -210,9 +222,12 @@ class TemplateAligner:
         self._check_fitted()
         if not clouds:
             return []
-        subsets = host_map(lambda cloud: self._subsamples(cloud, np.random.default_rng(self.seed)), clouds)
-        coarse = pad_stack([coarse for coarse, _ in subsets], self.device)
-        fine = pad_stack([fine for _, fine in subsets], self.device)
+        if min(len(cloud) for cloud in clouds) < 1:
+            raise InputError("the aligner cannot align an empty cloud")
+        return self._align_joined(*join_clouds(clouds, self.device))
+
+    def _align_joined(self, centred: Tensor, sizes: Sequence[int]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        coarse, fine = self._subsamples(centred, sizes)
         ranked, poses = self._coarse_search(coarse, self._tensor(candidate_rotations(self.n_random, self.seed)))
         best = self._refine(fine, ranked, poses)
         return [(pose.template, pose.rotation.cpu().numpy(), pose.translation.cpu().numpy()) for pose in best]
@@ -272,14 +287,22 @@ class TemplateAligner:
         keep = min(self.keep_best, flat.shape[1])
         return flat.sort(dim=1, stable=True).indices[:, :keep], poses
 
-    def _subsamples(self, points: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Coarse and fine random subsets of the scan, after a coarse voxel grid has evened
-        out scanner density."""
-        sampled = voxel_downsample(points, COARSE_VOXELS * self.voxel_)[0]
-        subsets = []
-        for count in (self.coarse_points, self.fine_points):
-            subsets.append(sampled if len(sampled) <= count else sampled[np.sort(rng.choice(len(sampled), count, replace=False))])
-        return subsets[0], subsets[1]
+    def _subsamples(self, centred: Tensor, sizes: Sequence[int]) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """Coarse and fine seeded random subsets of each cloud, after a coarse voxel grid has
+        evened out scanner density; padded for :func:`icp_batch` (see :func:`mvr3d.geometry.icp.pad_stack`)."""
+        sampled, counts = voxel_downsample_joined(centred, sizes, COARSE_VOXELS * self.voxel_)
+        starts = np.cumsum([0, *counts[:-1]])
+        picks = [self._picks(count) for count in counts]
+        coarse = _padded_rows(sampled, [start + chosen for start, (chosen, _) in zip(starts, picks, strict=True)])
+        fine = _padded_rows(sampled, [start + chosen for start, (_, chosen) in zip(starts, picks, strict=True)])
+        return coarse, fine
+
+    def _picks(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the coarse and the fine subset among ``count`` voxel centroids; each
+        scan draws from its own generator seeded alike, so it does not depend on the batch."""
+        rng = np.random.default_rng(self.seed)
+        return tuple(np.arange(count) if count <= size else np.sort(rng.choice(count, size, replace=False))
+                     for size in (self.coarse_points, self.fine_points))
 
     # ---------------------------------------------------------------- matching
     def template_distance(self, index: int, centred: np.ndarray) -> Tensor:
@@ -305,3 +328,15 @@ class TemplateAligner:
     def _check_fitted(self) -> None:
         if self.voxel_ is None:
             raise InputError("TemplateAligner used before fit")
+
+
+def _padded_rows(points: Tensor, rows: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
+    """(G, M, 3) ``points[rows[g]]`` padded to the longest row with each row's first point,
+    and the (G, M) mask of real points, as :func:`mvr3d.geometry.icp.pad_stack` makes from separate clouds."""
+    width = max(len(row) for row in rows)
+    index = np.empty((len(rows), width), dtype=np.int64)
+    valid = np.zeros((len(rows), width), dtype=bool)
+    for g, row in enumerate(rows):
+        index[g, : len(row)], index[g, len(row) :] = row, row[0]
+        valid[g, : len(row)] = True
+    return points[torch.as_tensor(index, device=points.device)], torch.as_tensor(valid, device=points.device)

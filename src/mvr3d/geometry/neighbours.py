@@ -10,6 +10,7 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from mvr3d.errors import InputError
+from mvr3d.geometry.joined import cloud_numbers
 
 # Distances held at once by the brute-force search.
 DEFAULT_MAX_ELEMENTS = 2**27
@@ -180,9 +181,11 @@ class NeighbourIndex:
             return self._brute_force_span(query, k, 0)
         distances = torch.empty((len(query), k), dtype=torch.float64, device=query.device)
         index = torch.empty((len(query), k), dtype=torch.long, device=query.device)
-        for group in groups.unique().tolist():
-            rows = torch.nonzero(groups == group).flatten()
-            distances[rows], index[rows] = self._brute_force_span(query[rows], k, group)
+        # Queries sorted by cloud, split by one host sync (not one search per cloud).
+        order = torch.argsort(groups, stable=True)
+        for group, rows in enumerate(order.split(torch.bincount(groups, minlength=len(self.sizes)).tolist())):
+            if len(rows):
+                distances[rows], index[rows] = self._brute_force_span(query[rows], k, group)
         return distances, index
 
     def _brute_force_span(self, query: Tensor, k: int, group: int) -> tuple[Tensor, Tensor]:
@@ -214,12 +217,6 @@ def _check_sizes(sizes: Sequence[int] | None, total: int) -> list[int] | None:
     if not sizes or min(sizes) < 1 or sum(sizes) != total:
         raise InputError(f"sizes must be positive cloud sizes adding up to the reference's {total} points, got {sizes[:8]}")
     return sizes
-
-
-def cloud_numbers(sizes: Sequence[int], device: str | torch.device) -> Tensor:
-    """(sum(sizes),) cloud numbers of points listed cloud after cloud: ``sizes[0]`` zeros,
-    then ``sizes[1]`` ones, ... (a grouped index's ``groups`` for its own points)."""
-    return torch.repeat_interleave(torch.arange(len(sizes), device=device), torch.as_tensor(sizes, device=device))
 
 
 def nearest_neighbours(reference: Tensor, query: Tensor, k: int) -> Tensor:

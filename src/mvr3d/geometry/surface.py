@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mvr3d.geometry.neighbours import NeighbourIndex, cloud_numbers
+from mvr3d.geometry.joined import cloud_numbers
+from mvr3d.geometry.neighbours import NeighbourIndex
 from mvr3d.geometry.voxels import bounding_diagonal, voxel_downsample
 
 PLANE_NEIGHBOURS = 16
