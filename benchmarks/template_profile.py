@@ -46,7 +46,7 @@ from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.provenance import provenance
 
 STAGES = {
-    "register": (TemplateAligner, "pose_many"),
+    "register": (TemplateAligner, ("pose_joined", "pose_many")),
     "coarse search": (TemplateAligner, "_coarse_search"),
     "refine": (TemplateAligner, "_refine"),
     "distance": (surface.SurfaceReference, "signed_distance"),
