@@ -347,6 +347,38 @@ def test_template_detector_from_before_the_dense_pose_search_keeps_the_sparse_on
         TemplateDetector(keep_poses=0)
 
 
+def test_template_noise_floor_scales_scores_and_old_checkpoints_keep_none(tmp_path) -> None:
+    """The noise floor divides a scan's deviations by sqrt(spread^2 + floor^2), with the
+    floor from the raw offsets' spread over sqrt(smoothing_k); a checkpoint from before the
+    floor existed loads without it and scores as it did."""
+    import json
+
+    from mvr3d.baselines.template import TemplateDetector
+    from mvr3d.detectors import load_detector
+
+    rng = np.random.default_rng(2)
+    detector = TemplateDetector(device="cpu", smoothing_k=16).fit([bumpy(3000, rng) for _ in range(2)], progress=False)
+    scan = bumpy(2500, rng) + rng.normal(scale=0.01, size=(2500, 3))
+    deviations, floors = detector._deviations([scan])
+    assert floors.shape == (1,) and 0 < float(floors[0]) < 0.01  # about the noise over sqrt(16)
+    floored = detector.score(scan).point_scores
+    detector.noise_floor = False
+    plain = detector.score(scan).point_scores
+    values = deviations[0].double().numpy()
+    spread = 1.4826 * np.median(np.abs(values - np.median(values)))
+    np.testing.assert_allclose(floored, plain * spread / np.hypot(spread, float(floors[0])), rtol=1e-4, atol=1e-5)
+    detector.noise_floor = True
+    detector.save(tmp_path / "m")
+    record = tmp_path / "m" / "detector.json"
+    saved = json.loads(record.read_text())
+    assert saved["params"]["noise_floor"] is True
+    del saved["params"]["noise_floor"]
+    record.write_text(json.dumps(saved))
+    old = load_detector(tmp_path / "m", device="cpu")
+    assert old.noise_floor is False
+    np.testing.assert_allclose(old.score(scan).point_scores, plain, rtol=1e-5, atol=1e-6)
+
+
 def test_benchmark_key_follows_method_parameters(monkeypatch) -> None:
     """A changed detector parameter must not resume into runs made with the old one."""
     from mvr3d.baselines.template import TemplateDetector

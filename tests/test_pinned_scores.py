@@ -4,7 +4,9 @@ Refactors must not change what a detector computes. The pins in ``pinned_scores.
 were written at commit 278e5fe with ``python tests/test_pinned_scores.py --write``; rewrite
 them only for a change that is meant to alter results, and say so in the commit.
 ``template`` was rewritten once, when its point smoothing was added (``smoothing_k``);
-``template_unsmoothed`` keeps the original pins of the method with smoothing off.
+``template_unsmoothed`` keeps the original pins of the method with smoothing off. It was
+rewritten again when the noise floor of its standardisation was added (``noise_floor``);
+``template_unfloored`` keeps the pins from before.
 
 Tolerance: MVR runs float32 convolutions and attention whose summation order differs
 between CPU kernels (AVX2 / AVX-512), so its scores agree to ~1e-6 relative across machines,
@@ -26,9 +28,11 @@ from mvr3d.models import MVRConfig
 from mvr3d.render import RenderConfig
 
 PINS = Path(__file__).with_name("pinned_scores.json")
-METHODS = ("mvr", "btf_raw", "btf_fpfh", "patchcore_fpfh", "registration", "template", "template_unsmoothed")
+METHODS = ("mvr", "btf_raw", "btf_fpfh", "patchcore_fpfh", "registration", "template", "template_unsmoothed",
+           "template_unfloored")
 # Pinned name -> (registered method, parameters set after construction).
-VARIANTS = {"template_unsmoothed": ("template", {"smoothing_k": 0})}
+VARIANTS = {"template_unsmoothed": ("template", {"smoothing_k": 0, "noise_floor": False}),
+            "template_unfloored": ("template", {"noise_floor": False})}
 
 
 def blob(n: int, seed: int) -> np.ndarray:

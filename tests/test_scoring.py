@@ -75,3 +75,18 @@ def test_robust_standardise_works_per_scan():
     np.testing.assert_allclose(first, expected, rtol=1e-4, atol=1e-4)
     assert abs(np.median(out[501:801])) < 0.05  # even count: torch takes the lower middle value
     assert np.isfinite(out[801:]).all() and not out[801:].any()  # a constant scan: all zero, no NaN
+
+
+def test_robust_standardise_floors_each_scans_spread():
+    """A floor combines with each scan's own spread as sqrt(spread^2 + floor^2); zero changes nothing."""
+    rng = np.random.default_rng(1)
+    pieces = [rng.normal(5.0, 2.0, 501), rng.normal(-1.0, 0.1, 301)]  # odd: numpy and torch agree on medians
+    values = torch.from_numpy(np.concatenate(pieces)).float()
+    sizes = [len(p) for p in pieces]
+    plain = robust_standardise(values, sizes)
+    torch.testing.assert_close(robust_standardise(values, sizes, torch.zeros(2)), plain)
+    floored = robust_standardise(values, sizes, torch.tensor([0.0, 1.0])).numpy()
+    spread = 1.4826 * np.median(np.abs(pieces[1] - np.median(pieces[1])))
+    expected = (pieces[1] - np.median(pieces[1])) / np.hypot(spread, 1.0)
+    np.testing.assert_allclose(floored[501:], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(floored[:501], plain[:501].numpy(), rtol=1e-6)

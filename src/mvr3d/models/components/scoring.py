@@ -37,16 +37,20 @@ IMAGE_ELEMENTS_PER_CHUNK = 2**26  # upsampled map pixels held at once
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
 
-def robust_standardise(values: Tensor, counts: Sequence[int]) -> Tensor:
+def robust_standardise(values: Tensor, counts: Sequence[int], floors: Tensor | None = None) -> Tensor:
     """Each cloud's piece of ``values`` as (x - median) / (1.4826 MAD): robust z-scores.
 
     Defects cover a few percent of a scan, so median and MAD describe its normal surface
-    and the result says how far each point stands out from it.
+    and the result says how far each point stands out from it. ``floors`` (one per cloud)
+    are spreads the values are known to have at least, e.g. their noise: each cloud's
+    spread is then sqrt(spread^2 + floor^2).
     """
     pieces = []
-    for piece in values.float().split(list(counts)):
+    for cloud, piece in enumerate(values.float().split(list(counts))):
         median = piece.median()
         spread = (piece - median).abs().median() * MAD_TO_SIGMA
+        if floors is not None:
+            spread = torch.hypot(spread, floors[cloud].to(spread))
         pieces.append((piece - median) / spread.clamp_min(torch.finfo(torch.float32).tiny ** 0.5))
     return torch.cat(pieces)
 
