@@ -6,9 +6,11 @@ smoothed deviations the method standardises, and the ground-truth labels; with m
 nuisances (view, visible share, points, noise). Scoring rules can then be compared offline
 on identical registrations (`benchmarks/nuisance_scoring.py`).
 
-    python benchmarks/template_deviations.py --data ROOT --out DIR [--classes ...] [--device cuda]
+    python benchmarks/template_deviations.py --data ROOT --out DIR [--classes ...] [--device cuda] [--compact]
 
-Writes DIR/<class>.npz (a rerun skips classes already written).
+Writes DIR/<class>.npz (a rerun skips classes already written). ``--compact`` keeps only the
+smoothed deviations, labels, nuisances and each scan's raw-offset spread ("spread": 1.4826
+MAD of the signed offsets), compressed: small enough to bring back from a device.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def deviations(detector: object, clouds: list[np.ndarray]) -> list[dict[str, np.
             for p, s, m in zip(moved.split(sizes), signed.split(sizes), smoothed, strict=True)]
 
 
-def dump_class(root: Path, name: str, out: Path, device: str, batch: int) -> None:
+def dump_class(root: Path, name: str, out: Path, device: str, batch: int, compact: bool = False) -> None:
     train, test = Real3DAD(root, name, "train"), Real3DAD(root, name, "test")
     detector = create_detector("template", device=device).fit([train[i] for i in range(len(train))], progress=False)
     facts = json.loads((root / "meta.json").read_text())["classes"][name]["scans"]
@@ -53,15 +55,18 @@ def dump_class(root: Path, name: str, out: Path, device: str, batch: int) -> Non
         for item, parts in zip(items, found, strict=True):
             stem = Path(item.path).stem
             stems.append(stem)
+            signed = parts["signed"].astype(np.float64)
+            arrays[f"{stem}/spread"] = np.array(1.4826 * np.median(np.abs(signed - np.median(signed))))
             for key, value in parts.items():
-                arrays[f"{stem}/{key}"] = value
+                if not compact or key == "smoothed":
+                    arrays[f"{stem}/{key}"] = value
             labels = item.point_labels
             arrays[f"{stem}/labels"] = np.zeros(len(parts["points"]), np.uint8) if labels is None else labels.astype(np.uint8)
             values = nuisance_values(facts[stem])
             arrays[f"{stem}/nuisance"] = np.array([values.get(n, np.nan) for n in NUISANCES])
     arrays["stems"] = np.array(stems)
     arrays["diagonal"] = np.array(float(np.linalg.norm(np.ptp(detector.reference_.points.cpu().numpy(), axis=0))))
-    np.savez(out / f"{name}.npz", **arrays)
+    (np.savez_compressed if compact else np.savez)(out / f"{name}.npz", **arrays)
 
 
 def main() -> None:
@@ -71,11 +76,12 @@ def main() -> None:
     parser.add_argument("--classes", nargs="*")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--compact", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.classes or list_categories(args.data):
         if not (args.out / f"{name}.npz").exists():
-            dump_class(args.data, name, args.out, args.device, args.batch)
+            dump_class(args.data, name, args.out, args.device, args.batch, args.compact)
             print(name, flush=True)
 
 
