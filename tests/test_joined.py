@@ -87,3 +87,15 @@ def test_pose_joined_equals_pose_many_and_rejects_empty_clouds() -> None:
         np.testing.assert_allclose(shift, shift2, rtol=0, atol=1e-10)
     with pytest.raises(InputError, match="empty"):
         aligner.pose_many([scans[0], np.zeros((0, 3))])
+
+
+def test_voxel_keys_too_large_for_one_integer_take_the_row_path() -> None:
+    """Extents of 1e6 voxels' 1e9 per axis overflow one int64 key: rows are sorted instead."""
+    rng = np.random.default_rng(6)
+    given = [rng.uniform(-1e6, 1e6, size=(50, 3)), rng.uniform(0, 1, size=(20, 3))]
+    given[1][5] = given[1][4]  # a repeated point: one voxel, two points
+    joined, sizes = join_clouds(given, "cpu")
+    sampled, counts = voxel_downsample_joined(joined, sizes, 1e-3)
+    alone = [voxel_downsample(cloud, 1e-3)[0] for cloud in given]
+    assert counts == [50, 19] == [len(a) for a in alone]
+    np.testing.assert_allclose(sampled.numpy(), np.concatenate(alone), rtol=1e-12)

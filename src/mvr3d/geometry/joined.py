@@ -8,6 +8,7 @@ threads, that work left one H100 idle for ~10 ms of every 100 k-point scan's ~60
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -69,7 +70,7 @@ def voxel_downsample_joined(points: Tensor, sizes: Sequence[int], voxel: float) 
     lowest = lowest.scatter_reduce_(0, groups[:, None].expand(-1, 3), points, "amin")
     cells = torch.floor((points - lowest[groups]) / voxel).long()
     dims = cells.max(dim=0).values + 1
-    per_cloud = int(dims.prod())
+    per_cloud = math.prod(dims.tolist())  # Python integers: no int64 overflow for extreme extents
     if per_cloud * len(sizes) < 2**62:
         # One int64 key ordered as (cloud, x, y, z) rows are: sorting 1-D keys is far faster.
         keys = groups * per_cloud + (cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
