@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,3 +50,14 @@ def markdown_table(columns: list[str], rows: list[list[str]], align: str | list[
     lines = ["| " + " | ".join(columns) + " |", "|" + "".join(f"{a}|" for a in aligns)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def class_run_parser(doc: str | None, out_help: str | None = None) -> argparse.ArgumentParser:
+    """The arguments of a script run over some classes of a benchmark: --data ROOT, --out,
+    --classes (default all) and --device (default CUDA when there is one)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help=out_help)
+    parser.add_argument("--classes", nargs="*")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser

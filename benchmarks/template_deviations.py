@@ -15,13 +15,13 @@ MAD of the signed offsets), compressed: small enough to bring back from a device
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common import class_run_parser
 from mvr3d.data.real3d import Real3DAD, list_categories
 from mvr3d.geometry.joined import join_clouds, move_clouds
 from mvr3d.geometry.surface import anchor_points, smoothed_offsets
@@ -70,11 +70,7 @@ def dump_class(root: Path, name: str, out: Path, device: str, batch: int, compac
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--classes", nargs="*")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = class_run_parser(__doc__)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--compact", action="store_true")
     args = parser.parse_args()

@@ -23,7 +23,6 @@ Stages (nested ones are part of their parent):
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import time
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 
 import mvr3d.geometry.surface as surface
-from common import machine, sync
+from common import class_run_parser, machine, sync
 from mvr3d.baselines import template as template_module
 from mvr3d.data.real3d import Real3DAD, list_categories
 from mvr3d.geometry import neighbours
@@ -137,11 +136,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="JSON file of the rows (a .md table beside it)")
-    parser.add_argument("--classes", nargs="*")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = class_run_parser(__doc__, "JSON file of the rows (a .md table beside it)")
     parser.add_argument("--smoothing-grid-max", type=int,
                         help="smoothing neighbourhoods up to this size from cell grids (default: the code's own limit)")
     parser.add_argument("--grid-level-factor", type=int, help="neighbours.GRID_LEVEL_FACTOR for this run")

@@ -16,7 +16,6 @@ lengthens host time, so compare rows with each other, not with unprofiled wall t
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import functools
 import gzip
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from common import machine, markdown_table, sync
+from common import class_run_parser, machine, markdown_table, sync
 from mvr3d.data.real3d import Real3DAD, list_categories
 from mvr3d.models.registry import create_detector
 from mvr3d.utils.atomic import atomic_write_text
@@ -214,11 +213,7 @@ def profile_class(root: Path, category: str, device: str, keep: Path | None, mos
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--classes", nargs="*")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = class_run_parser(__doc__)
     parser.add_argument("--scans", type=int, help="only the first SCANS test scans of each class")
     parser.add_argument("--trace", type=Path, help="folder for each class's gzipped Chrome trace")
     args = parser.parse_args()
