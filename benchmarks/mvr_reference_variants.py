@@ -17,7 +17,7 @@ Variants (the MVRConfig fields they stand for):
                scores instead of the top 1 % (point scores, so P-ROC, as ``name``)
 
   usage: python benchmarks/mvr_reference_variants.py --data ROOT --out DIR [--classes ...] [--save-errors DIR]
-             [--pose-search sparse|dense] [--views SPEC] [--object-fractions F ...]
+             [--pose-search sparse|dense] [--views SPEC] [--object-fractions F ...] [--max-points N] [--scan-voxel R]
 Writes DIR/classes/<class>.json (a rerun skips finished classes), DIR/table.md and
 DIR/run.json (settings, versions, git hash, machine).
 """
@@ -45,9 +45,10 @@ SPARSE_SMOOTHING = (8, 32)
 OBJECT_FRACTION = 0.01  # the product's default (MVRConfig.top_fraction)
 
 
-def config(seed: int, pose_search: str = "sparse", views: str = "paper3") -> MVRConfig:
+def config(seed: int, pose_search: str = "sparse", views: str = "paper3", max_points: int | None = None,
+           scan_voxel: float = 0.0) -> MVRConfig:
     return MVRConfig(reference="template", view_selection="scan", smoothing_k=0, seed=seed, pose_search=pose_search,
-                     views=views_spec(views))
+                     views=views_spec(views), max_points=max_points, scan_voxel=scan_voxel)
 
 
 def variant_scores(points: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarray]:
@@ -65,9 +66,10 @@ def variant_scores(points: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarr
 
 
 def run_class(root: Path, category: str, seed: int, errors_dir: Path | None = None, pose_search: str = "sparse",
-              fractions: tuple[float, ...] = (), views: str = "paper3") -> dict:
+              fractions: tuple[float, ...] = (), views: str = "paper3", max_points: int | None = None,
+              scan_voxel: float = 0.0) -> dict:
     started = time.perf_counter()
-    detector = MVRDetector(config(seed, pose_search, views)).fit(Real3DAD(root, category, "train"), progress=False)
+    detector = MVRDetector(config(seed, pose_search, views, max_points, scan_voxel)).fit(Real3DAD(root, category, "train"), progress=False)
     fit_seconds = time.perf_counter() - started
     pooled: dict[str, PooledScores] = {}
     objects: dict[str, dict[str, float]] = {}
@@ -100,12 +102,15 @@ def main() -> None:
     parser.add_argument("--save-errors", type=Path, help="also save each test scan's raw point errors here (.npy)")
     parser.add_argument("--object-fractions", type=float, nargs="*", default=(),
                         help="also score objects by the mean of these top fractions of point scores")
+    parser.add_argument("--max-points", type=int, help="MVRConfig.max_points (voxel-downsample larger scans)")
+    parser.add_argument("--scan-voxel", type=float, default=0.0, help="MVRConfig.scan_voxel (template voxels)")
     args = parser.parse_args()
     fractions = tuple(args.object_fractions)
-    settings = {"config": config(args.seed, args.pose_search, args.views).to_dict(), "smoothing": SMOOTHING,
+    settings = {"config": config(args.seed, args.pose_search, args.views, args.max_points, args.scan_voxel).to_dict(), "smoothing": SMOOTHING,
                 "sparse_powers": SPARSE_POWERS, "sparse_smoothing": SPARSE_SMOOTHING, "object_fractions": list(fractions)}
     run_classes(args, lambda category: run_class(args.data, category, args.seed, args.save_errors, args.pose_search,
-                                                 fractions, args.views), settings)
+                                                 fractions, args.views, args.max_points,
+                                                 args.scan_voxel), settings)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,18 @@ from mvr3d.scans import ScanScore, object_score
 Each = Callable[[Callable, list[tuple]], list]
 
 
-def reduce_points(points: np.ndarray, max_points: int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Voxel-downsample to roughly ``max_points``; also each point's voxel index."""
+MIN_GRID_POINTS = 100
+
+
+def reduce_points(points: np.ndarray, max_points: int | None, voxel: float | None = None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Voxel-downsample on a ``voxel`` grid, then to roughly ``max_points``; also each
+    point's voxel index (None when nothing was reduced). A grid that would leave fewer than
+    MIN_GRID_POINTS points (a tiny scan) is not applied."""
+    sampled, inverse = (None, None) if voxel is None else voxel_downsample(points, voxel)
+    if sampled is not None and len(sampled) >= MIN_GRID_POINTS:
+        further, again = reduce_points(sampled.astype(points.dtype), max_points)
+        return further, inverse if again is None else again[inverse]
     if max_points is None or len(points) <= max_points:
         return points, None
     extent = np.ptp(points, axis=0).astype(np.float64)

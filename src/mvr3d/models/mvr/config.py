@@ -147,6 +147,12 @@ class MVRConfig:
     # original point then takes its voxel's score. None scores every point directly.
     max_points: int | None = option(None, "voxel-downsample scans with more points to about this many before "
                                     "scoring; every original point still gets a score")
+    # The template reference is the aligner's voxel-downsampled template; a scan sampled finer
+    # than it renders finer detail and scanner noise than its reference, so its errors grow with
+    # its point count. Downsampling the scan on a grid this many template voxels wide makes both
+    # alike (0 = score every point as scanned).
+    scan_voxel: float = option(0.0, "voxel-downsample each scan on a grid this many template voxels wide before "
+                                    "scoring (0 = off); every original point still gets a score")
     seed: int = option(0, "random seed (every method takes it)")
     amp: bool = True  # autocast on CUDA (training in bfloat16); False = float32 throughout
 
@@ -168,6 +174,7 @@ class MVRConfig:
             "smoothing_k": self.smoothing_k >= 0,
             "sparse_discount": self.sparse_discount >= 0,
             "max_points": self.max_points is None or self.max_points >= 100,
+            "scan_voxel": self.scan_voxel >= 0,
             "deviation_weight": self.deviation_weight >= 0,
             "view_selection": self.view_selection in ("scan", "fixed"),
             "pose_search": self.pose_search in POSE_SEARCHES,
@@ -189,6 +196,9 @@ class MVRConfig:
         if self.reference == "template" and not self.align:
             raise InputError("MVRConfig.reference='template' needs align=True: the reference is the template "
                              "each scan is registered to")
+        if self.scan_voxel > 0 and not self.align:
+            raise InputError(f"MVRConfig.scan_voxel={self.scan_voxel} needs align=True: the grid is sized in "
+                             "voxels of the registration templates")
         if self.deviation_weight > 0 and not self.align:
             raise InputError(
                 f"MVRConfig.deviation_weight={self.deviation_weight} needs align=True: the deviation "

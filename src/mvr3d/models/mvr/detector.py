@@ -245,12 +245,18 @@ class MVRDetector(Detector):
         """Score several scans, running all their views through the network together."""
         self._check_fitted()
         originals = [as_points(scan) for scan in scans]
-        reduced = [reduce_points(points, self.config.max_points) for points in originals]
+        voxel = self._scan_voxel()
+        reduced = [reduce_points(points, self.config.max_points, voxel) for points in originals]
         clouds = [points for points, _ in reduced]
         needed = sum(self._memory_needed(len(points)) for points in clouds)
         with scoring_pool.memory_guard(needed, max(len(points) for points in clouds), len(self._poses()), self.device):
             results = self._score_clouds(clouds, scans)
         return [expand(result, inverse) for result, (_, inverse) in zip(results, reduced, strict=True)]
+
+    def _scan_voxel(self) -> float | None:
+        if self.config.scan_voxel <= 0 or self.aligner_ is None:
+            return None
+        return self.config.scan_voxel * self.aligner_.voxel_
 
     def _score_clouds(self, clouds: list[np.ndarray], scans: Sequence[ScanLike]) -> list[ScanScore]:
         """Register each scan (a few threads on a GPU), then render, run the network and map
