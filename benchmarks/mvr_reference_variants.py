@@ -17,13 +17,17 @@ Variants (the MVRConfig fields they stand for):
                scores instead of the top 1 % (point scores, so P-ROC, as ``name``)
 
   usage: python benchmarks/mvr_reference_variants.py --data ROOT --out DIR [--classes ...] [--save-errors DIR]
-             [--pose-search sparse|dense] [--views SPEC] [--object-fractions F ...] [--max-points N] [--scan-voxel R]
+             [--pose-search sparse|dense] [--views SPEC] [--object-fractions F ...] [--set FIELD=VALUE ...]
+  --set sets any further MVRConfig field, e.g. --set scan_voxel=1 --set denoise_k=16 (values as JSON).
 Writes DIR/classes/<class>.json (a rerun skips finished classes), DIR/table.md and
 DIR/run.json (settings, versions, git hash, machine).
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -35,6 +39,7 @@ from mvr3d.data.real3d import Real3DAD
 from mvr3d.metrics.ranking import PooledScores
 from mvr3d.models import MVRConfig, MVRDetector
 from mvr3d.models.components.scoring import discount_sparse, robust_standardise
+from mvr3d.models.mvr.batch_scoring import reduce_points
 from mvr3d.render.poses import views_spec
 from mvr3d.scans import object_score
 from variant_tables import facts_of, run_classes, variant_parser, variant_results
@@ -45,10 +50,9 @@ SPARSE_SMOOTHING = (8, 32)
 OBJECT_FRACTION = 0.01  # the product's default (MVRConfig.top_fraction)
 
 
-def config(seed: int, pose_search: str = "sparse", views: str = "paper3", max_points: int | None = None,
-           scan_voxel: float = 0.0) -> MVRConfig:
+def config(seed: int, pose_search: str = "sparse", views: str = "paper3", fields: dict | None = None) -> MVRConfig:
     return MVRConfig(reference="template", view_selection="scan", smoothing_k=0, seed=seed, pose_search=pose_search,
-                     views=views_spec(views), max_points=max_points, scan_voxel=scan_voxel)
+                     views=views_spec(views), **(fields or {}))
 
 
 def variant_scores(points: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarray]:
@@ -65,11 +69,34 @@ def variant_scores(points: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarr
     return out
 
 
+def scored_cloud(detector: MVRDetector, points: np.ndarray, errors: np.ndarray
+                 ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None]:
+    """The cloud the detector scored (with ``scan_voxel`` / ``max_points``, the reduced scan) and
+    its errors, and each scan point's index in it (None: the scan itself)."""
+    voxel = detector.config.scan_voxel * detector.aligner_.voxel_ if detector.config.scan_voxel > 0 else None
+    reduced, inverse = reduce_points(points, detector.config.max_points, voxel)
+    if inverse is None:
+        return (points.astype(np.float64), errors), None
+    on_grid = np.empty(len(reduced), dtype=errors.dtype)
+    on_grid[inverse] = errors  # every point of a voxel carries that voxel's error
+    return (reduced.astype(np.float64), on_grid), inverse
+
+
+def field_setting(text: str) -> tuple[str, object]:
+    """FIELD=VALUE -> (FIELD, VALUE parsed as JSON, else the text itself)."""
+    name, sep, value = text.partition("=")
+    if not sep or name not in {f.name for f in dataclasses.fields(MVRConfig)}:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected FIELD=VALUE with an MVRConfig field")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def run_class(root: Path, category: str, seed: int, errors_dir: Path | None = None, pose_search: str = "sparse",
-              fractions: tuple[float, ...] = (), views: str = "paper3", max_points: int | None = None,
-              scan_voxel: float = 0.0) -> dict:
+              fractions: tuple[float, ...] = (), views: str = "paper3", fields: dict | None = None) -> dict:
     started = time.perf_counter()
-    detector = MVRDetector(config(seed, pose_search, views, max_points, scan_voxel)).fit(Real3DAD(root, category, "train"), progress=False)
+    detector = MVRDetector(config(seed, pose_search, views, fields)).fit(Real3DAD(root, category, "train"), progress=False)
     fit_seconds = time.perf_counter() - started
     pooled: dict[str, PooledScores] = {}
     objects: dict[str, dict[str, float]] = {}
@@ -81,8 +108,10 @@ def run_class(root: Path, category: str, seed: int, errors_dir: Path | None = No
             (errors_dir / category).mkdir(parents=True, exist_ok=True)
             np.save(errors_dir / category / f"{sample.name}.npy", errors.astype(np.float32))
         point_labels = sample.point_labels if sample.point_labels is not None else np.zeros(len(sample.points))
-        for name, values in variant_scores(sample.points.astype(np.float64), errors).items():
-            pooled.setdefault(name, PooledScores()).add(values, point_labels)
+        scored, inverse = scored_cloud(detector, sample.points, errors)
+        for name, values in variant_scores(*scored).items():
+            # As the product: object scores from the scored cloud, every point its voxel's score.
+            pooled.setdefault(name, PooledScores()).add(values if inverse is None else values[inverse], point_labels)
             objects.setdefault(name, {})[sample.name] = object_score(values, "top1", OBJECT_FRACTION)
             for fraction in fractions:
                 objects.setdefault(f"{name}@{fraction:g}", {})[sample.name] = object_score(values, "top1", fraction)
@@ -102,15 +131,15 @@ def main() -> None:
     parser.add_argument("--save-errors", type=Path, help="also save each test scan's raw point errors here (.npy)")
     parser.add_argument("--object-fractions", type=float, nargs="*", default=(),
                         help="also score objects by the mean of these top fractions of point scores")
-    parser.add_argument("--max-points", type=int, help="MVRConfig.max_points (voxel-downsample larger scans)")
-    parser.add_argument("--scan-voxel", type=float, default=0.0, help="MVRConfig.scan_voxel (template voxels)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", type=field_setting,
+                        help="any further MVRConfig field (value as JSON), e.g. scan_voxel=1")
     args = parser.parse_args()
+    fields = dict(args.set)
     fractions = tuple(args.object_fractions)
-    settings = {"config": config(args.seed, args.pose_search, args.views, args.max_points, args.scan_voxel).to_dict(), "smoothing": SMOOTHING,
+    settings = {"config": config(args.seed, args.pose_search, args.views, fields).to_dict(), "smoothing": SMOOTHING,
                 "sparse_powers": SPARSE_POWERS, "sparse_smoothing": SPARSE_SMOOTHING, "object_fractions": list(fractions)}
     run_classes(args, lambda category: run_class(args.data, category, args.seed, args.save_errors, args.pose_search,
-                                                 fractions, args.views, args.max_points,
-                                                 args.scan_voxel), settings)
+                                                 fractions, args.views, fields), settings)
 
 
 if __name__ == "__main__":
