@@ -150,7 +150,8 @@ class MVRConfig:
     # The template reference is the aligner's voxel-downsampled template; a scan sampled finer
     # than it renders finer detail and scanner noise than its reference, so its errors grow with
     # its point count. Downsampling the scan on a grid this many template voxels wide makes both
-    # alike (0 = score every point as scanned).
+    # alike (0 = score every point as scanned). With 1, seeds 0-2: 7 instead of 14 good-scan
+    # nuisance correlations >= 0.3 of 60, but 1.8-3.7 O-ROC lower (docs/accuracy.md), so off.
     scan_voxel: float = option(0.0, "voxel-downsample each scan on a grid this many template voxels wide before "
                                     "scoring (0 = off); every original point still gets a score")
     seed: int = option(0, "random seed (every method takes it)")
