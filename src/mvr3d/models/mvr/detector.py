@@ -245,7 +245,7 @@ class MVRDetector(Detector):
         """Score several scans, running all their views through the network together."""
         self._check_fitted()
         originals = [as_points(scan) for scan in scans]
-        voxel = self._scan_voxel()
+        voxel = self.scan_voxel_size()
         reduced = [reduce_points(points, self.config.max_points, voxel) for points in originals]
         clouds = [points for points, _ in reduced]
         needed = sum(self._memory_needed(len(points)) for points in clouds)
@@ -253,7 +253,8 @@ class MVRDetector(Detector):
             results = self._score_clouds(clouds, scans)
         return [expand(result, inverse) for result, (_, inverse) in zip(results, reduced, strict=True)]
 
-    def _scan_voxel(self) -> float | None:
+    def scan_voxel_size(self) -> float | None:
+        """The grid scans are downsampled on before scoring (``scan_voxel`` template voxels), or None."""
         if self.config.scan_voxel <= 0 or self.aligner_ is None:
             return None
         return self.config.scan_voxel * self.aligner_.voxel_
