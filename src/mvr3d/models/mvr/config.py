@@ -154,6 +154,10 @@ class MVRConfig:
     # nuisance correlations >= 0.3 of 60, but 1.8-3.7 O-ROC lower (docs/accuracy.md), so off.
     scan_voxel: float = option(0.0, "voxel-downsample each scan on a grid this many template voxels wide before "
                                     "scoring (0 = off); every original point still gets a score")
+    # Registration templates (and so the template reference) are voxel-downsampled on a grid
+    # this fraction of their median diagonal wide; the aligner's ICP and pose search run on them.
+    template_voxel: float = option(0.004, "voxel size of the registration templates (and the template reference), "
+                                          "as a fraction of their median bounding-box diagonal")
     seed: int = option(0, "random seed (every method takes it)")
     amp: bool = True  # autocast on CUDA (training in bfloat16); False = float32 throughout
 
@@ -176,6 +180,7 @@ class MVRConfig:
             "sparse_discount": self.sparse_discount >= 0,
             "max_points": self.max_points is None or self.max_points >= 100,
             "scan_voxel": self.scan_voxel >= 0,
+            "template_voxel": 0 < self.template_voxel <= 0.1,
             "deviation_weight": self.deviation_weight >= 0,
             "view_selection": self.view_selection in ("scan", "fixed"),
             "pose_search": self.pose_search in POSE_SEARCHES,
@@ -206,9 +211,10 @@ class MVRConfig:
                 "is measured to the template each scan is registered to"
             )
 
-    def aligner_params(self) -> dict[str, int]:
-        """TemplateAligner arguments of ``pose_search`` (beyond the seed)."""
-        return dict(DENSE_POSE_SEARCH) if self.pose_search == "dense" else {}
+    def aligner_params(self) -> dict[str, float]:
+        """TemplateAligner arguments (beyond the seed): the template grid and ``pose_search``'s."""
+        search = dict(DENSE_POSE_SEARCH) if self.pose_search == "dense" else {}
+        return {"voxel_size_ratio": self.template_voxel, **search}
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
