@@ -25,9 +25,10 @@ SPREAD_FLOOR = 0.25
 class LocationStats:
     """Running sums of a score per template point, then smoothed mean and spread."""
 
-    def __init__(self, templates: list[Tensor], neighbours: int) -> None:
+    def __init__(self, templates: list[Tensor], neighbours: int, spread: str = "local") -> None:
         self.templates = templates
         self.neighbours = neighbours
+        self.spread = spread
         self._sums = [torch.zeros(len(t), 3, dtype=torch.float64, device=t.device) for t in templates]
         self.mean_: list[Tensor] = []
         self.spread_: list[Tensor] = []
@@ -51,9 +52,11 @@ class LocationStats:
             count = pooled[:, 0].clamp_min(1.0)
             mean = pooled[:, 1] / count
             spread = (pooled[:, 2] / count - mean.square()).clamp_min(0.0).sqrt()
-            floor = SPREAD_FLOOR * spread.median().clamp_min(torch.finfo(torch.float32).tiny)
+            typical = spread.median().clamp_min(torch.finfo(torch.float32).tiny)
+            if self.spread == "part":
+                spread = typical.expand_as(spread)
             self.mean_.append(mean.float())
-            self.spread_.append(spread.clamp_min(floor).float())
+            self.spread_.append(spread.clamp_min(SPREAD_FLOOR * typical).float())
         return self
 
     def standardise(self, template: int, nearest: Tensor, values: Tensor) -> Tensor:

@@ -115,6 +115,10 @@ class MVRConfig:
     calibration_scans: int = 16
     calibration_degrees: float = 1.0
     calibration_neighbours: int = 32
+    # "local": divide by each location's spread; "part": by the part's median spread, so that
+    # places where simulated scans happened to agree do not magnify a test scan's differences.
+    calibration_spread: str = option("local", "calibrated scores divide by each location's spread of normal "
+                                     "scores (local) or by the part's median spread (part)", ("local", "part"))
     # Not part of MVR: adds this weight x the distance of each point to the surface of the
     # template it was registered to (both as robust z-scores per scan). It pays where the
     # templates are exact copies of the good part and defects are geometric (docs/accuracy.md);
@@ -188,6 +192,7 @@ class MVRConfig:
             "train_directions": self.train_directions >= 1,
             "calibration_scans": self.calibration_scans >= 1,
             "calibration_neighbours": self.calibration_neighbours >= 1,
+            "calibration_spread": self.calibration_spread in ("local", "part"),
             "fill_gap": self.fill_gap > 0,
             "reference": self.reference in ("student", "template"),
             "reference_gap": self.reference_gap > 0,

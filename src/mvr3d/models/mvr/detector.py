@@ -168,7 +168,8 @@ class MVRDetector(Detector):
             self.net.eval()  # the template is the reference: the student is never used
         if cfg.calibrate and self.aligner_ is not None:
             self.score_stats_, self.deviation_stats_ = training.calibrate(
-                clouds, held, cfg, self._placement(), self._scanner(), self._raw_scores)
+                clouds, held, cfg, self._placement(), self._scanner(), self._raw_scores,
+                partial(reduce_points, max_points=cfg.max_points, voxel=self.scan_voxel_size()))
         return self
 
     def _train(self, clouds: list[np.ndarray], rng: np.random.Generator, progress: bool,

@@ -27,6 +27,7 @@ from mvr3d.render.poses import fibonacci_directions
 from mvr3d.utils.seeding import seed_everything
 
 CALIBRATION_BATCH = 8  # simulated scans scored together while calibrating
+Reduce = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
 
 Loss = Callable[[list[torch.Tensor], list[torch.Tensor], float, float], torch.Tensor]
 RawScores = Callable[[list[Placed]], tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]]
@@ -134,23 +135,39 @@ def train(net: MVRNet, pool: torch.Tensor, config: MVRConfig, device: torch.devi
 
 
 def calibrate(clouds: Sequence[np.ndarray], held_out: list[np.ndarray], config: MVRConfig, placement: Placement,
-              scanner: Scanner, raw_scores: RawScores) -> tuple[LocationStats, LocationStats]:
+              scanner: Scanner, raw_scores: RawScores, reduce: Reduce | None = None
+              ) -> tuple[LocationStats, LocationStats]:
     """Score simulated normal scans of every template; per-location statistics of the
-    error and of the template distance (see :mod:`mvr3d.models.mvr.calibration`)."""
+    error and of the template distance (see :mod:`mvr3d.models.mvr.calibration`).
+    ``reduce`` is the downsampling test scans get before scoring: the simulated scans get
+    it too, or their errors would describe a denser scan than the ones they calibrate."""
     rng = np.random.default_rng([config.seed, 0xCA1])  # its own stream: a resumed fit calibrates alike
     templates = placement.aligner.references
-    scores = LocationStats(templates, config.calibration_neighbours)
-    deviations = LocationStats(templates, config.calibration_neighbours)
+    scores = LocationStats(templates, config.calibration_neighbours, config.calibration_spread)
+    deviations = LocationStats(templates, config.calibration_neighbours, config.calibration_spread)
     for j, (points, centre) in enumerate(zip(clouds, placement.centres, strict=True)):
         rotations = random_rotations(config.calibration_scans, config.calibration_degrees, rng)
-        sims = [scanner.scan(points, centre, r, rng) for r in rotations]
+        sims = [as_scored(*scanner.scan(points, centre, r, rng), held_out[j], reduce) for r in rotations]
         for first in range(0, len(sims), CALIBRATION_BATCH):
             group = sims[first : first + CALIBRATION_BATCH]
             placed = [placement.in_template(sim, j) for sim, _ in group]
             raw, _, counts = raw_scores(placed)
-            for piece, p, (_, source) in zip(raw.split(list(counts)), placed, group, strict=True):
+            for piece, p, (_, new) in zip(raw.split(list(counts)), placed, group, strict=True):
                 scores.add(j, p.nearest, piece)
-                new = torch.from_numpy(held_out[j][source]).to(p.deviation.device)
+                new = torch.from_numpy(new).to(p.deviation.device)
                 if bool(new.any()):
                     deviations.add(j, p.nearest[new.to(p.nearest.device)], p.deviation[new])
     return scores.finish(), deviations.finish()
+
+
+def as_scored(sim: np.ndarray, source: np.ndarray, held_out: np.ndarray, reduce: Reduce | None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """A simulated scan as a test scan is scored (after ``reduce``), and which of its points
+    are new samples of the surface (held out of registration; a reduced point is new when
+    most of the points it stands for are)."""
+    new = held_out[source]
+    reduced, inverse = (sim, None) if reduce is None else reduce(sim)
+    if inverse is None:
+        return sim, new
+    share = np.bincount(inverse, weights=new, minlength=len(reduced)) / np.bincount(inverse, minlength=len(reduced))
+    return reduced, share >= 0.5
