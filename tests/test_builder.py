@@ -195,3 +195,22 @@ def test_scan_points_override_sets_every_test_scan_size(tmp_path: Path, capsys: 
         make_benchmark(demo_shapes_dir(), tmp_path / "b", preset="tiny")
     with pytest.raises(InputError, match=r"1 <= MIN <= MAX, got 500 and 400"):
         make_benchmark(demo_shapes_dir(), tmp_path / "c", preset="tiny", scan_points=(500, 400))
+
+
+def test_good_scans_override_sets_the_good_test_scans_per_class(tmp_path: Path) -> None:
+    """``--good-scans`` gives a nuisance check the good scans it needs; defective scans stay as
+    the preset has them, and the build carries a preset name of its own."""
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["make-benchmark", "--out", str(tmp_path / "b"), "--good-scans", "7"])
+    assert args.func(args) == 0
+    meta = json.loads((tmp_path / "b" / "meta.json").read_text())
+    assert meta["preset"] == "tiny-good-7" and meta["settings"]["n_test_good"] == 7
+    for name in meta["class_names"]:
+        test = Real3DAD(tmp_path / "b", name, "test")
+        assert len(test) == 11
+        labels = [test[i].label for i in range(11)]
+        assert sorted(labels) == [0] * 7 + [1] * 4
+        assert meta["classes"][name]["test_good"] == 7
+    with pytest.raises(InputError, match="good scans must be at least 1, got 0"):
+        make_benchmark(demo_shapes_dir(), tmp_path / "c", preset="tiny", good_scans=0)

@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=None, help="processes (default: preset's)")
     parser.add_argument("--scan-points", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
                         help="points per test scan, instead of the preset's range (e.g. 100000 100000)")
+    parser.add_argument("--good-scans", type=int, default=None, metavar="N",
+                        help="good test scans per class, instead of the preset's (e.g. 200 for a nuisance "
+                             "check with the power to decide it)")
     parser.set_defaults(func=run)
 
 
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     meta = make_benchmark(
         shapes, args.out, preset=args.preset, seed=args.seed, workers=args.workers,
         scan_points=None if args.scan_points is None else tuple(args.scan_points),
+        good_scans=args.good_scans,
     )
     elapsed = time.perf_counter() - start
     print(f"{meta['preset']} benchmark, seed {meta['seed']}, in {args.out} ({elapsed:.1f} s)")

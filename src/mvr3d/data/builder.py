@@ -40,6 +40,7 @@ from mvr3d.data.presets import (
     choose_shapes,
     class_name,
     licence_of,
+    with_good_scans,
     with_scan_points,
 )
 from mvr3d.data.scanner import Scan, load_mesh, make_template, make_test_scan, shuffled_kinds
@@ -196,15 +197,19 @@ def make_benchmark(
     seed: int = 0,
     workers: int | None = None,
     scan_points: tuple[int, int] | None = None,
+    good_scans: int | None = None,
 ) -> dict[str, Any]:
     """Build a benchmark in the Real3D-AD layout under ``out_root``; returns meta.json's
-    content. ``scan_points`` (min, max) overrides the preset's test scan sizes."""
+    content. ``scan_points`` (min, max) overrides the preset's test scan sizes, ``good_scans``
+    its number of good test scans per class."""
     if isinstance(preset, str):
         if preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
         preset = PRESETS[preset]
     if scan_points is not None:
         preset = with_scan_points(preset, *scan_points)
+    if good_scans is not None:
+        preset = with_good_scans(preset, good_scans)
     shapes_dir, out_root = Path(shapes_dir), Path(out_root)
     shapes = choose_shapes(shapes_dir, preset)
     names = [class_name(p) for p in shapes]

@@ -135,6 +135,15 @@ def with_scan_points(preset: BenchmarkPreset, low: int, high: int) -> BenchmarkP
     return replace(preset, name=f"{preset.name}-points-{low}-{high}", scan_points=(low, high))
 
 
+def with_good_scans(preset: BenchmarkPreset, count: int) -> BenchmarkPreset:
+    """``preset`` with ``count`` good test scans per class (the defective ones unchanged).
+    A nuisance check needs many: with 20, a detector whose scores follow no nuisance still
+    shows abs(Spearman) >= 0.3 somewhere almost surely (benchmarks/nuisance_null.md)."""
+    if count < 1:
+        raise InputError(f"good scans must be at least 1, got {count}")
+    return replace(preset, name=f"{preset.name}-good-{count}", n_test_good=count)
+
+
 PRESETS: dict[str, BenchmarkPreset] = {
     "tiny": TINY, "standard": STANDARD, "standard-topview": STANDARD_TOPVIEW,
 }  # fmt: skip
