@@ -9,6 +9,10 @@ on 20 x seeds scans. The same statistic on scores drawn independently of the nui
 the chance level beside it; Benjamini-Hochberg over all values of a method says which
 correlations are more than chance.
 
+A build with more good scans does the same in one seed: `mvr3d make-benchmark --preset
+standard --good-scans 100 --seed 3 ...`, benchmarked as usual, then `--seeds 3` here (100
+good scans a class: chance P(|rho| >= 0.3) ~ 0.003).
+
 Reads what `mvr3d benchmark` runs already recorded (object scores per class) and the
 builds' `meta.json` (each scan's nuisances); computes nothing on a GPU.
 

@@ -160,6 +160,8 @@ class MVRConfig:
                                     "scoring (0 = off); every original point still gets a score")
     # Registration templates (and so the template reference) are voxel-downsampled on a grid
     # this fraction of their median diagonal wide; the aligner's ICP and pose search run on them.
+    # 0.002 with scan_voxel 1 halves the nuisance dependence but loses 2.3 O-ROC on held-out
+    # seed 1 (docs/accuracy.md, sixth session of 2026-12-06), so 0.004 stays.
     template_voxel: float = option(0.004, "voxel size of the registration templates (and the template reference), "
                                           "as a fraction of their median bounding-box diagonal")
     seed: int = option(0, "random seed (every method takes it)")
