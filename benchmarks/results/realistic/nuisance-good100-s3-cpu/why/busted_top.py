@@ -7,6 +7,7 @@ scanned.
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -19,7 +20,7 @@ ROOT = "/work/data/std_s3_good100"
 
 def main() -> None:
     category = sys.argv[1] if len(sys.argv) > 1 else "busted"
-    facts = json.load(open(f"{ROOT}/meta.json"))["classes"][category]["scans"]
+    facts = json.loads(Path(ROOT, "meta.json").read_text())["classes"][category]["scans"]
     train = Real3DAD(ROOT, category, "train")
     detector = create_detector("template").fit([train[i].points for i in range(len(train))])
     test = Real3DAD(ROOT, category, "test")
