@@ -168,8 +168,7 @@ class MVRDetector(Detector):
             self.net.eval()  # the template is the reference: the student is never used
         if cfg.calibrate and self.aligner_ is not None:
             self.score_stats_, self.deviation_stats_ = training.calibrate(
-                clouds, held, cfg, self._placement(), self._scanner(), self._raw_scores,
-                partial(reduce_points, max_points=cfg.max_points, voxel=self.scan_voxel_size()))
+                clouds, held, cfg, self._placement(), self._scanner(), self._raw_scores, self._reduced)
         return self
 
     def _train(self, clouds: list[np.ndarray], rng: np.random.Generator, progress: bool,
@@ -245,14 +244,16 @@ class MVRDetector(Detector):
     def score_many(self, scans: Sequence[ScanLike]) -> list[ScanScore]:
         """Score several scans, running all their views through the network together."""
         self._check_fitted()
-        originals = [as_points(scan) for scan in scans]
-        voxel = self.scan_voxel_size()
-        reduced = [reduce_points(points, self.config.max_points, voxel) for points in originals]
+        reduced = [self._reduced(as_points(scan)) for scan in scans]
         clouds = [points for points, _ in reduced]
         needed = sum(self._memory_needed(len(points)) for points in clouds)
         with scoring_pool.memory_guard(needed, max(len(points) for points in clouds), len(self._poses()), self.device):
             results = self._score_clouds(clouds, scans)
         return [expand(result, inverse) for result, (_, inverse) in zip(results, reduced, strict=True)]
+
+    def _reduced(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The cloud a scan is scored as (``scan_voxel``, ``max_points``) and each point's index in it."""
+        return reduce_points(points, self.config.max_points, self.scan_voxel_size())
 
     def scan_voxel_size(self) -> float | None:
         """The grid scans are downsampled on before scoring (``scan_voxel`` template voxels), or None."""
