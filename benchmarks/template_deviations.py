@@ -35,7 +35,7 @@ def deviations(detector: object, clouds: list[np.ndarray]) -> list[dict[str, np.
     joined, sizes = join_clouds(clouds, detector.device)
     poses = detector.aligner_.pose_joined(joined, sizes)
     moved = move_clouds(joined, sizes, *zip(*[detector._to_reference(pose) for pose in poses], strict=True))
-    signed, normals = detector.reference_.signed_distance(moved)
+    signed, normals, _ = detector.reference_.signed_distance(moved)
     anchors = [anchor_points(cloud, detector.anchor_stride, detector.seed) for cloud in clouds]
     smoothed = smoothed_offsets(moved.split(sizes), signed.split(sizes), normals.split(sizes), detector.smoothing_k, anchors)
     return [{"points": p.float().cpu().numpy(), "signed": s.float().cpu().numpy(), "smoothed": m.float().cpu().numpy()}

@@ -47,7 +47,7 @@ def variant_scores(detector: TemplateDetector, points: np.ndarray, diagonal: flo
     reference = detector.reference_
     j, moved = detector.aligner_.to_template_frame(points.astype(np.float64))
     moved = torch.as_tensor(reference.from_template(j, moved), dtype=torch.float64, device=reference.points.device)
-    signed, normals = reference.signed_distance(moved)
+    signed, normals, _ = reference.signed_distance(moved)
     counts = [len(points)]
     out = {"abs": (signed.abs() / diagonal).float(), "abs_z": robust_standardise(signed.abs(), counts)}
     sizes = {f"smooth{k}": k for k in SMOOTHING}

@@ -116,7 +116,7 @@ def template_stages(detector: object, clouds: list[np.ndarray], device: str) -> 
     moved = [detector.reference_.from_template(j, c @ r.T + t) for c, (j, r, t) in zip(clouds, poses, strict=True)]
     sync(device)
     middle = time.perf_counter()
-    signed, normals = detector.reference_.signed_distance(torch.from_numpy(np.concatenate(moved)))
+    signed, normals, _ = detector.reference_.signed_distance(torch.from_numpy(np.concatenate(moved)))
     sync(device)
     last = time.perf_counter()
     sizes = [len(c) for c in clouds]

@@ -213,6 +213,34 @@ class TemplateAligner:
         means_host = means.cpu().numpy()
         return [(j, rot, trans + self.offsets_[j] - mean @ rot.T) for (j, rot, trans), mean in zip(found, means_host, strict=True)]
 
+    def refine_from(self, points: Tensor, sizes: Sequence[int],
+                    starts: Sequence[Sequence[tuple[int, np.ndarray, np.ndarray]]]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """The fine stage of :meth:`pose_joined` from given start poses instead of a search:
+        ``starts[i]`` holds cloud i's candidates (template j, R, t), each taking the cloud into
+        template j's frame as :meth:`pose` does; every candidate runs fine ICP on its template
+        and each cloud keeps its best, (j, R, t)."""
+        self._check_fitted()
+        points = points.to(self.device, torch.float64)
+        means = cloud_means(points, sizes)
+        centred = points - means.repeat_interleave(torch.as_tensor(sizes, device=self.device), dim=0)
+        fine, valid = self._subsamples(centred, sizes)[1]
+        count = max(len(candidates) for candidates in starts)
+        # Clouds with fewer candidates repeat their first: a tie keeps the first anyway.
+        padded = [[*candidates, *[candidates[0]] * (count - len(candidates))] for candidates in starts]
+        mean = means.cpu().numpy()
+        flat = [(j, rot, mean[cloud] @ rot.T + trans - self.offsets_[j])
+                for cloud, candidates in enumerate(padded) for j, rot, trans in candidates]
+        templates = torch.as_tensor([j for j, _, _ in flat], device=self.device)
+        scans = torch.arange(len(starts), device=self.device).repeat_interleave(count)
+        rot, trans, residual = icp_batch(fine[scans], self.joined_, self._tensor(np.stack([r for _, r, _ in flat])),
+                                         self._tensor(np.stack([t for _, _, t in flat])), self.fine_iterations,
+                                         self.trim, self.joined_normals_, cap=SELECTION_CAP * self.voxel_,
+                                         valid=valid[scans], groups=templates)
+        best = residual.view(len(starts), count).argmin(dim=1) + torch.arange(len(starts), device=self.device) * count
+        rot, trans = rot[best].cpu().numpy(), trans[best].cpu().numpy()
+        chosen = templates[best].tolist()
+        return [(j, r, t + self.offsets_[j] - m @ r.T) for j, r, t, m in zip(chosen, rot, trans, mean, strict=True)]
+
     def align(self, centred: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         """Best (template index, R, t) for a centred cloud, into that template's centred frame."""
         return self.align_many([centred])[0]

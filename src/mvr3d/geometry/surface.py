@@ -57,14 +57,20 @@ class SurfaceReference:
         gap = self.signed_distance(torch.as_tensor(query, dtype=torch.float64))[0].abs().float()
         return gap.cpu().numpy() if as_numpy else gap
 
-    def signed_distance(self, query: Tensor) -> tuple[Tensor, Tensor]:
-        """Float64 offset of each query point along its nearest sample's plane normal, and
-        that normal (N, 3), on the reference's device. PCA normals have no consistent
-        orientation, so signs only compare between points sharing a normal's direction."""
+    def signed_distance(self, query: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Float64 offset of each query point along its nearest sample's plane normal, that
+        normal (N, 3) and the nearest sample's index, on the reference's device. PCA normals
+        have no consistent orientation, so signs only compare between points sharing a
+        normal's direction."""
         query = query.to(self.points.device, torch.float64)
-        nearest = self.index.query(query)[1][:, 0].to(self.points.device)
+        nearest = self.nearest(query)
         normals = self.normals[nearest]
-        return ((query - self.centroids[nearest]) * normals).sum(dim=1), normals
+        return ((query - self.centroids[nearest]) * normals).sum(dim=1), normals, nearest
+
+    def nearest(self, query: np.ndarray | Tensor) -> Tensor:
+        """Index of each query point's nearest reference sample, on the reference's device."""
+        query = torch.as_tensor(query).to(self.points.device, torch.float64)
+        return self.index.query(query)[1][:, 0].to(self.points.device)
 
     def from_template(self, template: int, points: np.ndarray) -> np.ndarray:
         """Points given in template ``template``'s frame, moved into this reference's frame."""
@@ -232,13 +238,18 @@ def fuse_templates(templates: list[np.ndarray], register: Register, voxel_ratio:
     """One reference from all templates: ``register(points)`` gives the (R, t) taking a
     template onto the first (``points @ R.T + t``); the union is voxel-averaged."""
     first = np.asarray(templates[0], dtype=np.float64)
-    moved, transforms = [first], [(np.eye(3), np.zeros(3))]
-    for template in templates[1:]:
-        template = np.asarray(template, dtype=np.float64)
-        rotation, shift = register(template)
-        moved.append(template @ rotation.T + shift)
-        transforms.append((rotation, shift))
-    fused = voxel_downsample(np.concatenate(moved), voxel_ratio * bounding_diagonal(first))[0]
-    reference = SurfaceReference(fused, neighbours, device)
+    transforms = [(np.eye(3), np.zeros(3))]
+    transforms += [register(np.asarray(template, dtype=np.float64)) for template in templates[1:]]
+    moved = [np.asarray(template, dtype=np.float64) @ rotation.T + shift
+             for template, (rotation, shift) in zip(templates, transforms, strict=True)]
+    reference = fuse_placed(moved, voxel_ratio * bounding_diagonal(first), neighbours, device)
     reference.transforms = transforms
     return reference
+
+
+def fuse_placed(templates: list[np.ndarray], voxel: float, neighbours: int = PLANE_NEIGHBOURS,
+                device: str | torch.device = "cpu") -> SurfaceReference:
+    """One reference from templates already in one frame: their union, averaged in voxels of
+    side ``voxel``."""
+    fused = voxel_downsample(np.concatenate(templates), voxel)[0]
+    return SurfaceReference(fused, neighbours, device)

@@ -20,7 +20,7 @@ from mvr3d.models.components.scoring import (
     smooth_knn,
     upsample_maps,
 )
-from mvr3d.models.mvr.calibration import LocationStats
+from mvr3d.models.components.location_stats import LocationStats
 from mvr3d.models.mvr.config import MVRConfig
 from mvr3d.models.mvr.placement import Placed
 from mvr3d.render import render_batch, to_rgb

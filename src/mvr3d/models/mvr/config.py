@@ -107,7 +107,7 @@ class MVRConfig:
     # line of sight with a standard deviation of about this fraction of the object's
     # diagonal (each copy draws 0.5-1.5x it), as test scans are noisier than templates.
     augment_noise: float = 0.0
-    # Per-location calibration (models/mvr/calibration.py): ``calibration_scans`` simulated
+    # Per-location calibration (models/components/location_stats.py): ``calibration_scans`` simulated
     # normal scans per template, rotated by up to ``calibration_degrees``, give each
     # template point the mean and spread of normal scores there, pooled over
     # ``calibration_neighbours`` template points; scores become z-scores against them.

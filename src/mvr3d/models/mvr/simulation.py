@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from mvr3d.models.mvr.config import MVRConfig
-from mvr3d.models.mvr.placement import bounding_frame, on_device
+from mvr3d.models.mvr.placement import bounding_frame
 from mvr3d.models.mvr.sides import sphere_direction
-from mvr3d.render import render_views
-from mvr3d.render.poses import cone_direction, look_from
+from mvr3d.render.poses import cone_direction
+from mvr3d.render.visibility import visible_from
 
 MIN_SPLIT_POINTS = 500  # per half, for a template to be split into registered / held out
 
@@ -51,11 +51,8 @@ class Scanner:
 
     def visible(self, points: np.ndarray, direction: np.ndarray) -> np.ndarray:
         """Indices of the points visible from ``direction`` (hidden-point removal by the renderer)."""
-        rotation = look_from(torch.from_numpy(direction)[None])
-        views = render_views(on_device(points, self.device), rotation.to(self.device), self.config.render,
-                             centre=bounding_frame(points)[0], radius=self.radius)
-        visible = views.visible[0].cpu().numpy()
-        return np.flatnonzero(visible) if visible.sum() >= 16 else np.arange(len(points))
+        return visible_from(points, direction, self.config.render, centre=bounding_frame(points)[0],
+                            radius=self.radius, device=self.device)
 
     def noise(self, points: np.ndarray, direction: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
         """Gaussian depth noise along the line of sight (isotropic without one)."""

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from mvr3d.geometry import random_rotations
 from mvr3d.models.components.backbones import create_backbone, get_spec
 from mvr3d.models.mvr import training_state
-from mvr3d.models.mvr.calibration import LocationStats
+from mvr3d.models.components.location_stats import LocationStats
 from mvr3d.models.mvr.config import MVRConfig
 from mvr3d.models.mvr.network import MVRNet
 from mvr3d.models.mvr.optim import stable_adamw, warm_cosine_scheduler
@@ -138,7 +138,7 @@ def calibrate(clouds: Sequence[np.ndarray], held_out: list[np.ndarray], config: 
               scanner: Scanner, raw_scores: RawScores, reduce: Reduce | None = None
               ) -> tuple[LocationStats, LocationStats]:
     """Score simulated normal scans of every template; per-location statistics of the
-    error and of the template distance (see :mod:`mvr3d.models.mvr.calibration`).
+    error and of the template distance (see :mod:`mvr3d.models.components.location_stats`).
     ``reduce`` is the downsampling test scans get before scoring: the simulated scans get
     it too, or their errors would describe a denser scan than the ones they calibrate."""
     rng = np.random.default_rng([config.seed, 0xCA1])  # its own stream: a resumed fit calibrates alike

@@ -1,13 +1,15 @@
-"""Point scores calibrated per template location (learned at fit time).
+"""Scores calibrated per location on a part (learned at fit time).
 
-The reconstruction error of a normal scan is not the same everywhere on a part: sharp
-edges, thin walls and surfaces that a scanner sees edge-on all reconstruct worse than flat
-faces, and the distance to a noisy template is larger where the template is sparse. A raw
-score threshold then flags the hard places of every good part. At fit time the detector
-scores simulated partial scans of its own templates; these statistics record, for every
-template point, the mean and spread of the scores that normal scans produce there, and a
-test point is scored by how far it lies above them (a z-score), so "0" means "as normal
-scans look here" and one threshold fits the whole part.
+The error a normal scan shows is not the same everywhere on a part: sharp edges, thin
+walls and surfaces a scanner sees edge-on reconstruct worse than flat faces, and a
+reference is worse where its templates disagree. A raw score threshold then flags the hard
+places of every good part, and a scan's object score depends on which side was scanned.
+A detector scores simulated normal scans at fit time; these statistics record, for every
+point of a reference cloud (a template, or the fused templates), the mean and spread of
+the scores normal scans produce there, and a test point is scored by how far it lies above
+them (a z-score): "0" means "as normal scans look here" and one threshold fits the part.
+Used by MVR's calibration (models/mvr/training.py) and the template method's
+(baselines/template.py).
 """
 
 from __future__ import annotations
