@@ -357,9 +357,10 @@ def test_template_noise_floor_scales_scores_and_old_checkpoints_keep_none(tmp_pa
     from mvr3d.detectors import load_detector
 
     rng = np.random.default_rng(2)
-    detector = TemplateDetector(device="cpu", smoothing_k=16).fit([bumpy(3000, rng) for _ in range(2)], progress=False)
+    detector = TemplateDetector(device="cpu", smoothing_k=16, location_scans=0)
+    detector.fit([bumpy(3000, rng) for _ in range(2)], progress=False)
     scan = bumpy(2500, rng) + rng.normal(scale=0.01, size=(2500, 3))
-    deviations, floors = detector._deviations([scan])
+    deviations, floors, _ = detector._deviations([scan])
     assert floors.shape == (1,) and 0 < float(floors[0]) < 0.01  # about the noise over sqrt(16)
     floored = detector.score(scan).point_scores
     detector.noise_floor = False
