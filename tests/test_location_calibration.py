@@ -6,8 +6,8 @@ import torch
 
 from mvr3d.errors import InputError
 from mvr3d.models import MVRDetector
-from mvr3d.models.mvr.batch_scoring import reduce_points
 from mvr3d.models.components.location_stats import SPREAD_FLOOR, LocationStats
+from mvr3d.models.mvr.batch_scoring import reduce_points
 from mvr3d.models.mvr.training import as_scored
 from test_detector import sphere, tiny_config
 

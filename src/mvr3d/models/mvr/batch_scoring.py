@@ -11,6 +11,7 @@ import torch
 from torch.profiler import record_function
 
 from mvr3d.geometry import voxel_downsample
+from mvr3d.models.components.location_stats import LocationStats
 from mvr3d.models.components.scoring import (
     discount_sparse,
     fill_unseen_batch,
@@ -20,7 +21,6 @@ from mvr3d.models.components.scoring import (
     smooth_knn,
     upsample_maps,
 )
-from mvr3d.models.components.location_stats import LocationStats
 from mvr3d.models.mvr.config import MVRConfig
 from mvr3d.models.mvr.placement import Placed
 from mvr3d.render import render_batch, to_rgb

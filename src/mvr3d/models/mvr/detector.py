@@ -24,9 +24,9 @@ from torch.profiler import record_function
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.geometry import TemplateAligner
 from mvr3d.models.base import Detector
+from mvr3d.models.components.location_stats import LocationStats
 from mvr3d.models.mvr import batch_scoring, checkpoint, scoring_pool, training, training_state
 from mvr3d.models.mvr.batch_scoring import expand, reduce_points
-from mvr3d.models.components.location_stats import LocationStats
 from mvr3d.models.mvr.config import MVRConfig, Runtime, split_runtime
 from mvr3d.models.mvr.loss import global_cosine_hard_mining
 from mvr3d.models.mvr.network import MVRNet

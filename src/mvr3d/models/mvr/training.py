@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 
 from mvr3d.geometry import random_rotations
 from mvr3d.models.components.backbones import create_backbone, get_spec
-from mvr3d.models.mvr import training_state
 from mvr3d.models.components.location_stats import LocationStats
+from mvr3d.models.mvr import training_state
 from mvr3d.models.mvr.config import MVRConfig
 from mvr3d.models.mvr.network import MVRNet
 from mvr3d.models.mvr.optim import stable_adamw, warm_cosine_scheduler
