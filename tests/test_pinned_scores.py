@@ -7,7 +7,9 @@ them only for a change that is meant to alter results, and say so in the commit.
 ``template_unsmoothed`` keeps the original pins of the method with smoothing off. It was
 rewritten again when the noise floor of its standardisation was added (``noise_floor``);
 ``template_unfloored`` keeps the pins from before. And again when its location calibration
-was added (``location_scans``); ``template_uncalibrated`` keeps the pins from before.
+was added (``location_scans``); ``template_uncalibrated`` keeps the pins from before. And
+again when that calibration's simulated scans were cut from each template moved onto its
+local planes (``location_denoise``); ``template_raw_location`` keeps the pins from before.
 
 Tolerance: MVR runs float32 convolutions and attention whose summation order differs
 between CPU kernels (AVX2 / AVX-512), so its scores agree to ~1e-6 relative across machines,
@@ -30,11 +32,12 @@ from mvr3d.render import RenderConfig
 
 PINS = Path(__file__).with_name("pinned_scores.json")
 METHODS = ("mvr", "btf_raw", "btf_fpfh", "patchcore_fpfh", "registration", "template", "template_unsmoothed",
-           "template_unfloored", "template_uncalibrated")
+           "template_unfloored", "template_uncalibrated", "template_raw_location")
 # Pinned name -> (registered method, parameters set after construction).
 VARIANTS = {"template_unsmoothed": ("template", {"smoothing_k": 0, "noise_floor": False, "location_scans": 0}),
             "template_unfloored": ("template", {"noise_floor": False, "location_scans": 0}),
-            "template_uncalibrated": ("template", {"location_scans": 0})}
+            "template_uncalibrated": ("template", {"location_scans": 0}),
+            "template_raw_location": ("template", {"location_denoise": 0})}
 
 
 def blob(n: int, seed: int) -> np.ndarray:
