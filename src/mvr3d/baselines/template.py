@@ -51,7 +51,13 @@ from mvr3d.errors import CheckpointError, InputError
 from mvr3d.geometry import SurfaceReference, TemplateAligner, fuse_templates
 from mvr3d.geometry.aligner import DENSE_POSE_SEARCH
 from mvr3d.geometry.joined import join_clouds, move_clouds
-from mvr3d.geometry.surface import FUSED_VOXEL, anchor_points, fuse_placed, project_to_planes, smoothed_offsets
+from mvr3d.geometry.surface import (
+    FUSED_VOXEL,
+    anchor_points,
+    fuse_placed,
+    project_to_planes,
+    smoothed_offsets,
+)
 from mvr3d.geometry.voxels import bounding_diagonal
 from mvr3d.models.base import ArrayStateDetector
 from mvr3d.models.components.location_stats import LocationStats
