@@ -25,9 +25,9 @@ scanned (busted, 100 good scans of seed 3: Spearman +0.43 with the view directio
 ``location_scans`` partial scans, what a scanner sees from directions spread over the
 sphere (cut from the template moved onto its local planes, ``location_denoise``: one
 scan's noise, not the stack of its merged scans'); each is registered to the other
-templates (the fine stage of the pose search, from its pose known from the fit) and scored against the fusion of the others. Those are
-normal scans met by templates they were not made from, as test scans are; their scores,
-placed on the fused reference, give each reference sample a mean and spread of normal
+templates (the fine stage of the pose search, from its pose known from the fit) and
+scored against the fusion of the others. Those are normal scans met by templates they
+were not made from, as test scans are; their scores, placed on the fused reference, give each reference sample a mean and spread of normal
 scores (:class:`~mvr3d.models.components.location_stats.LocationStats`), and a test
 point's score becomes a z-score against them. Needs two templates or more; with one the
 scores stay uncalibrated. On held-out seed 4 (100 good scans a class) the values of the
