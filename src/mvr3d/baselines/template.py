@@ -27,9 +27,10 @@ sphere (cut from the template moved onto its local planes, ``location_denoise``:
 scan's noise, not the stack of its merged scans'); each is registered to the other
 templates (the fine stage of the pose search, from its pose known from the fit) and
 scored against the fusion of the others. Those are normal scans met by templates they
-were not made from, as test scans are; their scores, placed on the fused reference, give each reference sample a mean and spread of normal
-scores (:class:`~mvr3d.models.components.location_stats.LocationStats`), and a test
-point's score becomes a z-score against them. Needs two templates or more; with one the
+were not made from, as test scans are; their scores, placed on the fused reference,
+give each reference sample a mean and spread of normal scores
+(:class:`~mvr3d.models.components.location_stats.LocationStats`), and a test point's
+score becomes a z-score against them. Needs two templates or more; with one the
 scores stay uncalibrated. On held-out seed 4 (100 good scans a class) the values of the
 nuisance check at or above 0.3 fell from 8 to 4 of 60, accuracy within 0.2 (docs/accuracy.md);
 with the planes, on held-out seed 5, 7 -> 6 of 60 and the largest abs(rho) 0.44 -> 0.34.
