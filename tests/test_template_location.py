@@ -123,7 +123,8 @@ def test_simulated_scans_are_cut_from_one_layer_of_the_template() -> None:
     assert raw is template
 
 
-@pytest.mark.parametrize(("field", "value"), [("location_scans", -1), ("location_neighbours", 0), ("location_denoise", -1)])
+@pytest.mark.parametrize(("field", "value"), [("location_scans", -1), ("location_neighbours", 0), ("location_denoise", -1),
+                                                ("location_denoise", 2)])
 def test_location_settings_are_validated(field: str, value: int) -> None:
     with pytest.raises(InputError, match=field):
         TemplateDetector(**{field: value})

@@ -100,9 +100,11 @@ class TemplateDetector(ArrayStateDetector):
         if random_rotations < 0 or keep_poses < 1 or survivors < 0:
             raise InputError("random_rotations and survivors must be >= 0 and keep_poses >= 1, got "
                              f"{random_rotations}, {survivors} and {keep_poses}")
-        if location_scans < 0 or location_neighbours < 1 or location_denoise < 0:
-            raise InputError("location_scans and location_denoise must be 0 (off) or more and location_neighbours "
-                             f"1 or more, got {location_scans}, {location_denoise} and {location_neighbours}")
+        if location_scans < 0 or location_neighbours < 1:
+            raise InputError("location_scans must be 0 (off) or more and location_neighbours 1 or more, got "
+                             f"{location_scans} and {location_neighbours}")
+        if location_denoise != 0 and location_denoise < 3:
+            raise InputError(f"location_denoise must be 0 (off) or 3 or more (a plane needs 3 points), got {location_denoise}")
         self.seed = seed
         self.top_fraction = top_fraction
         self.standardise = standardise
@@ -177,7 +179,7 @@ class TemplateDetector(ArrayStateDetector):
         scans' spread followed that stacking, not the place: on seed 3, fertility's good
         scans' object scores then fell with the view's height (Spearman -0.45; -0.19 cut from
         the projected points, busted +0.09 -> -0.04; docs/accuracy.md)."""
-        if self.location_denoise < 2:
+        if self.location_denoise == 0:
             return template
         points = torch.from_numpy(np.ascontiguousarray(template)).to(self.device)
         return project_to_planes(points, self.location_denoise).cpu().numpy()
