@@ -53,6 +53,7 @@ from mvr3d.baselines.registration import aligner_arrays, restore_aligner
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.geometry import SurfaceReference, TemplateAligner, fuse_templates
 from mvr3d.geometry.aligner import DENSE_POSE_SEARCH
+from mvr3d.geometry.density import thinned_to_spacing
 from mvr3d.geometry.joined import join_clouds, move_clouds
 from mvr3d.geometry.surface import (
     FUSED_VOXEL,
@@ -72,6 +73,9 @@ from mvr3d.render.visibility import visible_from
 from mvr3d.scans import ScanScore, as_points, load_clouds, object_score
 from mvr3d.utils.parallel import host_map
 
+# Surface spacing (share of the part's diagonal) the smoothing neighbourhoods are drawn at.
+SMOOTHING_SPACING = 0.0
+
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -86,13 +90,14 @@ class TemplateDetector(ArrayStateDetector):
     # Saved before smoothing existed (off), before anchored smoothing (exact), or before
     # the dense pose search (the aligner's sparse default).
     legacy_params = {"smoothing_k": 0, "anchor_stride": 1, "random_rotations": 24, "keep_poses": 4, "survivors": 0,
-                     "noise_floor": False, "location_scans": 0, "location_denoise": 0}
+                     "noise_floor": False, "location_scans": 0, "location_denoise": 0, "smoothing_spacing": 0.0}
 
     def __init__(self, seed: int = 0, top_fraction: float = 0.01, standardise: bool = True,
                  device: str | torch.device | None = None, smoothing_k: int = 256, anchor_stride: int = 16,
                  random_rotations: int = DENSE_POSE_SEARCH["n_random"], keep_poses: int = DENSE_POSE_SEARCH["keep_best"],
                  survivors: int = DENSE_POSE_SEARCH["survivors"], noise_floor: bool = True,
-                 location_scans: int = 16, location_neighbours: int = 64, location_denoise: int = 32) -> None:
+                 location_scans: int = 16, location_neighbours: int = 64, location_denoise: int = 32,
+                 smoothing_spacing: float = SMOOTHING_SPACING) -> None:
         if smoothing_k < 0:
             raise InputError(f"smoothing_k must be 0 (off) or a number of neighbours, got {smoothing_k}")
         if anchor_stride < 1:
@@ -105,6 +110,8 @@ class TemplateDetector(ArrayStateDetector):
                              f"{location_scans} and {location_neighbours}")
         if location_denoise != 0 and location_denoise < 3:
             raise InputError(f"location_denoise must be 0 (off) or 3 or more (a plane needs 3 points), got {location_denoise}")
+        if not smoothing_spacing >= 0:
+            raise InputError(f"smoothing_spacing must be 0 (off) or a share of the part's diagonal, got {smoothing_spacing}")
         self.seed = seed
         self.top_fraction = top_fraction
         self.standardise = standardise
@@ -117,6 +124,7 @@ class TemplateDetector(ArrayStateDetector):
         self.location_scans = location_scans
         self.location_neighbours = location_neighbours
         self.location_denoise = location_denoise
+        self.smoothing_spacing = smoothing_spacing
         self.device = torch.device(device) if device is not None else default_device()
         self.aligner_: TemplateAligner | None = None
         self.reference_: SurfaceReference | None = None
@@ -129,6 +137,13 @@ class TemplateDetector(ArrayStateDetector):
         throughput_template_cuda.md; 8 -> 32 had lifted it by a third). A CPU gains nothing
         from batching and holds ~100 MB per 100 k-point scan, so it takes 32."""
         return 64 if self.device.type != "cpu" else 32
+
+    @property
+    def diagonal_(self) -> float:
+        """Bounding-box diagonal of the fused reference: the part's size, the unit of
+        ``smoothing_spacing``."""
+        points = self.reference_.points
+        return float((points.amax(dim=0) - points.amin(dim=0)).norm())
 
     @property
     def is_fitted(self) -> bool:
@@ -245,8 +260,14 @@ class TemplateDetector(ArrayStateDetector):
         ``smoothing_k``-point mean of its raw plane offsets (robust spread / sqrt(k)); and
         every point's nearest reference sample."""
         signed, normals, nearest = reference.signed_distance(moved)
-        smoothed = smoothed_offsets(moved.to(signed.device).split(sizes), signed.split(sizes), normals.split(sizes),
-                                    self.smoothing_k, anchors)
+        clouds = moved.to(signed.device).split(sizes)
+        spacing = self.smoothing_spacing * self.diagonal_
+        sources = None
+        if self.smoothing_k > 1 and spacing > 0:
+            # Measured on the reference's planes: scanner noise would pass for sparser sampling.
+            flattened = (moved.to(signed.device) - signed[:, None] * normals).split(sizes)
+            sources = thinned_to_spacing(flattened, normals.split(sizes), spacing, self.seed)
+        smoothed = smoothed_offsets(clouds, signed.split(sizes), normals.split(sizes), self.smoothing_k, anchors, sources)
         floors = torch.stack([(piece - piece.median()).abs().median() for piece in signed.split(sizes)])
         floors = floors * MAD_TO_SIGMA / max(self.smoothing_k, 1) ** 0.5
         return [offset.float() for offset in smoothed], floors, nearest

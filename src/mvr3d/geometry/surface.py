@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mvr3d.geometry.density import point_hash
 from mvr3d.geometry.joined import cloud_numbers
 from mvr3d.geometry.neighbours import NeighbourIndex
 from mvr3d.geometry.voxels import bounding_diagonal, voxel_downsample
@@ -81,7 +82,7 @@ class SurfaceReference:
 
 
 def smoothed_offset(points: Tensor, signed: Tensor, normals: Tensor, neighbours: int,
-                    anchors: Tensor | None = None) -> Tensor:
+                    anchors: Tensor | None = None, sources: Tensor | None = None) -> Tensor:
     """|mean signed offset| over each point's ``neighbours`` nearest points (itself included).
 
     Scanner noise moves neighbouring points independently and averages out over the
@@ -92,21 +93,26 @@ def smoothed_offset(points: Tensor, signed: Tensor, normals: Tensor, neighbours:
     only and every point gets the inverse-distance mean of its ``ANCHOR_BLEND`` nearest
     anchors: neighbourhoods of hundreds of points overlap so much that this changes little,
     and it divides the cost of the k-NN search (the method's largest) by the stride.
+    With ``sources`` (indices, e.g. :func:`~mvr3d.geometry.density.thinned_to_spacing`) the
+    neighbours are taken from those points only.
     """
-    return smoothed_offsets([points], [signed], [normals], neighbours, [anchors])[0]
+    return smoothed_offsets([points], [signed], [normals], neighbours, [anchors], [sources])[0]
 
 
 def smoothed_offsets(points: Sequence[Tensor], signed: Sequence[Tensor], normals: Sequence[Tensor], neighbours: int,
-                     anchors: Sequence[Tensor | None]) -> list[Tensor]:
+                     anchors: Sequence[Tensor | None], sources: Sequence[Tensor | None] | None = None) -> list[Tensor]:
     """:func:`smoothed_offset` of several scans (one list entry each), searched together: one
     grouped index finds every scan's neighbourhoods, another every point's nearest anchors."""
     if neighbours <= 1 or not points:
         return [offset.abs() for offset in signed]
     device = points[0].device
-    sizes = [len(cloud) for cloud in points]
+    sources = [None] * len(points) if sources is None else sources
     # A scan without anchors (small: exact smoothing) has all its points as centres.
     centres = [torch.arange(len(cloud), device=device) if chosen is None or len(chosen) == len(cloud)
                else chosen.to(device) for cloud, chosen in zip(points, anchors, strict=True)]
+    pools = [torch.arange(len(cloud), device=device) if chosen is None else chosen.to(device)
+             for cloud, chosen in zip(points, sources, strict=True)]
+    sizes = [len(pool) for pool in pools]
     around: list[Tensor | None] = [None] * len(points)
     # A scan smaller than the neighbourhood takes all its points (its own k): searched alone.
     together = [scan for scan, size in enumerate(sizes) if size >= neighbours]
@@ -116,7 +122,7 @@ def smoothed_offsets(points: Sequence[Tensor], signed: Sequence[Tensor], normals
     for group in [together, *alone]:
         if group:
             found = _neighbourhoods([points[i] for i in group], [signed[i] for i in group], [normals[i] for i in group],
-                                    neighbours, [centres[i] for i in group])
+                                    neighbours, [centres[i] for i in group], [pools[i] for i in group])
             for scan, value in zip(group, found, strict=True):
                 around[scan] = value
     anchored = [scan for scan, (cloud, chosen) in enumerate(zip(points, centres, strict=True)) if len(chosen) < len(cloud)]
@@ -129,19 +135,20 @@ def smoothed_offsets(points: Sequence[Tensor], signed: Sequence[Tensor], normals
 
 
 def _neighbourhoods(points: list[Tensor], signed: list[Tensor], normals: list[Tensor], neighbours: int,
-                    centres: list[Tensor]) -> list[Tensor]:
-    """:func:`neighbourhood_offset` around each scan's ``centres`` (indices), all scans in
-    one grouped index."""
+                    centres: list[Tensor], pools: list[Tensor]) -> list[Tensor]:
+    """:func:`neighbourhood_offset` around each scan's ``centres`` (indices) over its points
+    ``pools`` (indices), all scans in one grouped index."""
     device = points[0].device
-    sizes = [len(cloud) for cloud in points]
-    starts = np.cumsum([0, *sizes[:-1]]).tolist()
     # Hundreds of neighbours come faster by brute force than from a coarse grid's sorted
     # candidate lists (one H100: 14-16 vs 20-21 ms a scan, benchmarks/template_profile.py).
-    index = NeighbourIndex(torch.cat(points), grid=None if neighbours <= GRID_NEIGHBOURS else False, sizes=sizes)
-    everywhere = torch.cat([start + chosen for start, chosen in zip(starts, centres, strict=True)])
-    all_normals = torch.cat(normals)
-    around = neighbourhood_offset(index, index.reference[everywhere], torch.cat(signed), all_normals, neighbours,
-                                  centre_normals=all_normals[everywhere],
+    index = NeighbourIndex(torch.cat([cloud[pool] for cloud, pool in zip(points, pools, strict=True)]),
+                           grid=None if neighbours <= GRID_NEIGHBOURS else False, sizes=[len(pool) for pool in pools])
+    pooled = [(value[pool.to(value.device)], normal[pool.to(normal.device)])
+              for value, normal, pool in zip(signed, normals, pools, strict=True)]
+    centre_normals = torch.cat([normal[chosen.to(normal.device)] for normal, chosen in zip(normals, centres, strict=True)])
+    around = neighbourhood_offset(index, torch.cat([cloud[chosen] for cloud, chosen in zip(points, centres, strict=True)]),
+                                  torch.cat([value for value, _ in pooled]), torch.cat([normal for _, normal in pooled]),
+                                  neighbours, centre_normals=centre_normals,
                                   groups=cloud_numbers([len(chosen) for chosen in centres], device))
     return list(around.split([len(chosen) for chosen in centres]))
 
@@ -168,16 +175,10 @@ def anchor_points(points: np.ndarray, stride: int, seed: int = 0) -> Tensor | No
     """Indices of about one point in ``stride`` (never fewer than ``MIN_ANCHORS``; None for
     all), picked by a hash of each point's coordinates: pseudo-random and spread like the
     scan, yet the same points whatever order the scan lists them in."""
-    count = len(points)
-    stride = min(stride, count // MIN_ANCHORS)
+    stride = min(stride, len(points) // MIN_ANCHORS)
     if stride <= 1:
         return None
-    bits = np.ascontiguousarray(points, dtype=np.float64).view(np.uint64).reshape(count, 3)
-    mixed = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-    for axis, odd in enumerate((0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93)):
-        mixed = mixed ^ (bits[:, axis] * np.uint64(odd))
-        mixed = mixed ^ (mixed >> np.uint64(31))
-    return torch.from_numpy(np.flatnonzero(mixed % np.uint64(stride) == 0))
+    return torch.from_numpy(np.flatnonzero(point_hash(points, seed) % np.uint64(stride) == 0))
 
 
 def neighbourhood_offset(index: NeighbourIndex, centres: Tensor, signed: Tensor, normals: Tensor, neighbours: int,
