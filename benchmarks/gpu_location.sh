@@ -9,6 +9,7 @@
 #   ref           `--method mvr --preset reference` (HELDOUT only)
 # A second call within the warm period finds runs going, starts only what is missing, waits again.
 #   usage: benchmarks/gpu_location.sh DEADLINE_SECONDS [HELDOUT_SEED, default 4]
+#   OLD_SEEDS="6g" runs template-old on those builds only (default: all four).
 set -u
 deadline=$(( $(date +%s) + ${1:-540} ))
 held=${2:-4}
@@ -29,6 +30,8 @@ start() {  # start NAME DATA SRC ARGS...: one benchmark run unless running or do
 while [ "$(date +%s)" -lt "$deadline" ]; do
   for seed in 0 1 2 ${held}g; do
     start "template-new-s$seed" "runs/data_s$seed" src --method template
+  done
+  for seed in ${OLD_SEEDS:-0 1 2 ${held}g}; do
     [ -d oldsrc/src ] && start "template-old-s$seed" "runs/data_s$seed" oldsrc/src --method template
   done
   start "ref-s${held}g" runs/data_s${held}g src --method mvr --preset reference
