@@ -2,8 +2,9 @@
 # Device call finishing held-out runs that a lost machine cut short: builds only CLASSES of seed
 # SEED with 100 good scans a class (classes are seeded by name, so each equals its class in the full
 # build), then runs `--method template` at this tree (template-new) and at oldsrc/src (template-old)
-# into the carried run folders, which keep their finished classes. Combine the classes/*.json of a
-# run for its table: its results.json covers only CLASSES.
+# into the carried run folders, which keep their finished classes: one process per class, all at once
+# (a short call). Combine the classes/*.json of a run for its table: its results.json covers only
+# the class its last process ran.
 #   usage: benchmarks/gpu_heldout_classes.sh DEADLINE_SECONDS SEED "CLASSES"
 set -u
 deadline=$(( $(date +%s) + ${1:-560} ))
@@ -19,7 +20,10 @@ echo "built at $(( deadline - $(date +%s) )) s before the deadline"
 for run in new old; do
   src=src; [ $run = old ] && src=oldsrc/src
   [ -d "$src" ] || continue
-  PYTHONPATH=/tmp/site:$PWD/$src:$PWD/benchmarks setsid python3 -m mvr3d benchmark --data runs/data_s${seed}g \
-    --out runs/template-$run-s${seed}g --method template > runs/logs/template-$run-s${seed}g.log 2>&1 &
+  for class in $(ls runs/data_s${seed}g); do
+    [ -d runs/data_s${seed}g/$class ] && [ ! -f runs/template-$run-s${seed}g/classes/$class.json ] || continue
+    PYTHONPATH=/tmp/site:$PWD/$src:$PWD/benchmarks setsid python3 -m mvr3d benchmark --data runs/data_s${seed}g \
+      --classes $class --out runs/template-$run-s${seed}g --method template > runs/logs/template-$run-s${seed}g-$class.log 2>&1 &
+  done
 done
 collect_runs "$deadline"
