@@ -128,8 +128,9 @@ def sphere_scan(n: int, seed: int, ripple: float = 0.0) -> np.ndarray:
 
 
 def test_template_smoothing_spacing_validates_saves_and_old_checkpoints_load_without_it(tmp_path) -> None:
-    with pytest.raises(InputError, match="smoothing_spacing"):
-        TemplateDetector(smoothing_spacing=-0.1)
+    for wrong in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="smoothing_spacing"):
+            TemplateDetector(smoothing_spacing=wrong)
     templates = [sphere_scan(3000, seed) for seed in range(2)]
     detector = TemplateDetector(device="cpu", location_scans=0, smoothing_k=32,
                                 smoothing_spacing=0.02).fit(templates, progress=False)

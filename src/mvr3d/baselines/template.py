@@ -52,6 +52,7 @@ classes measured, O-ROC unchanged at 100.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -122,7 +123,7 @@ class TemplateDetector(ArrayStateDetector):
                              f"{location_scans} and {location_neighbours}")
         if location_denoise != 0 and location_denoise < 3:
             raise InputError(f"location_denoise must be 0 (off) or 3 or more (a plane needs 3 points), got {location_denoise}")
-        if not smoothing_spacing >= 0:
+        if not (math.isfinite(smoothing_spacing) and smoothing_spacing >= 0):
             raise InputError(f"smoothing_spacing must be 0 (off) or a share of the part's diagonal, got {smoothing_spacing}")
         self.seed = seed
         self.top_fraction = top_fraction
