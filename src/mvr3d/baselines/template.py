@@ -273,14 +273,15 @@ class TemplateDetector(ArrayStateDetector):
         ``smoothing_k``-point mean of its raw plane offsets (robust spread / sqrt(k)); and
         every point's nearest reference sample."""
         signed, normals, nearest = reference.signed_distance(moved)
-        clouds = moved.to(signed.device).split(sizes)
+        moved = moved.to(signed.device)
         spacing = self.smoothing_spacing * self.diagonal_
         sources = None
         if self.smoothing_k > 1 and spacing > 0:
             # Measured on the reference's planes: scanner noise would pass for sparser sampling.
-            flattened = (moved.to(signed.device) - signed[:, None] * normals).split(sizes)
+            flattened = (moved - signed[:, None] * normals).split(sizes)
             sources = thinned_to_spacing(flattened, normals.split(sizes), spacing, self.seed)
-        smoothed = smoothed_offsets(clouds, signed.split(sizes), normals.split(sizes), self.smoothing_k, anchors, sources)
+        smoothed = smoothed_offsets(moved.split(sizes), signed.split(sizes), normals.split(sizes), self.smoothing_k,
+                                    anchors, sources)
         floors = torch.stack([(piece - piece.median()).abs().median() for piece in signed.split(sizes)])
         floors = floors * MAD_TO_SIGMA / max(self.smoothing_k, 1) ** 0.5
         return [offset.float() for offset in smoothed], floors, nearest
