@@ -3,7 +3,7 @@
 # SEED with 100 good scans a class (classes are seeded by name, so each equals its class in the full
 # build), then runs `--method template` at this tree (template-new) and at oldsrc/src (template-old)
 # into the carried run folders, which keep their finished classes: one process per class, all at once
-# (a short call). Combine the classes/*.json of a run for its table: its results.json covers only
+# (a short call), each in its own folder under by-class/ (a run locks its output folder). Combine the classes/*.json of a run for its table: its results.json covers only
 # the class its last process ran.
 #   usage: benchmarks/gpu_heldout_classes.sh DEADLINE_SECONDS SEED "CLASSES"
 set -u
@@ -23,7 +23,13 @@ for run in new old; do
   for class in $(ls runs/data_s${seed}g); do
     [ -d runs/data_s${seed}g/$class ] && [ ! -f runs/template-$run-s${seed}g/classes/$class.json ] || continue
     PYTHONPATH=/tmp/site:$PWD/$src:$PWD/benchmarks setsid python3 -m mvr3d benchmark --data runs/data_s${seed}g \
-      --classes $class --out runs/template-$run-s${seed}g --method template > runs/logs/template-$run-s${seed}g-$class.log 2>&1 &
+      --classes $class --out runs/template-$run-s${seed}g/by-class/$class --method template \
+      > runs/logs/template-$run-s${seed}g-$class.log 2>&1 &
   done
+done
+# One process per output folder (a run locks its folder), so each class writes under by-class/.
+while [ "$(date +%s)" -lt "$deadline" ] && pgrep -f "mvr3d benchmark" >/dev/null; do sleep 5; done
+for done_json in runs/template-*-s${seed}g/by-class/*/classes/*.json; do
+  [ -f "$done_json" ] && cp "$done_json" "${done_json%%/by-class/*}/classes/"
 done
 collect_runs "$deadline"

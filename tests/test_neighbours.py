@@ -177,6 +177,26 @@ def test_large_neighbourhoods_come_from_a_coarser_grid_exactly(monkeypatch: pyte
     np.testing.assert_array_equal(found.numpy(), expected_index)
 
 
+def test_neighbourhoods_the_finest_cells_seldom_hold_get_a_grid_sized_for_them() -> None:
+    """16 neighbours of every point of two grouped clouds: the finest grid's discs hold fewer,
+    so a grid sized for k answers nearly all queries itself, the same as the k-d tree."""
+    clouds = [_shell(8000, 27), _shell(5000, 28) + 3.0]
+    reference = torch.cat(clouds)
+    sizes = [len(cloud) for cloud in clouds]
+    index = NeighbourIndex(reference, brute_force=True, grid=True, sizes=sizes)
+    groups = torch.cat([torch.full((size,), number) for number, size in enumerate(sizes)])
+    distances, found = index.query(reference, 16, groups=groups)
+    finest, sized = index._grids[0], index._sized[16]
+    assert finest.disc_reach < 16 <= finest.reach  # the finest level would have been chosen before
+    assert sized.cell > finest.cell
+    assert float((distances[:, -1] > sized.cell).double().mean()) < 0.05  # few left to coarser searches
+    for number, (cloud, start) in enumerate(zip(clouds, (0, sizes[0]), strict=True)):
+        expected, expected_index = cKDTree(cloud.numpy()).query(cloud.numpy(), k=16)
+        rows = groups == number
+        np.testing.assert_allclose(distances[rows].numpy(), expected, rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(found[rows].numpy() - start, expected_index)
+
+
 @pytest.mark.parametrize("k", [1, 5])
 def test_cell_grid_answers_the_same_in_small_pieces(k: int) -> None:
     """A small element budget splits the queries' candidate lists into many pieces (and

@@ -34,6 +34,13 @@ SPACING_SAMPLE = 2048
 # (benchmarks/template_profile.py, docs/accuracy.md); factor 2 instead of 4 was slower.
 GRID_LEVEL_FACTOR = 4
 GRID_LEVEL_SHARE = 0.05
+# A query of k neighbours that the finest grid's cells would seldom hold (a disc of one cell
+# edge around a surface point holding under k samples) gets a grid of its own, with cells wide
+# enough for a disc of SIZED_GRID_MARGIN x k samples. Without it, 16 neighbours on scans
+# (the density of geometry/density.py) left 86 % of the queries unsure on the finest grid and
+# sent them to brute force, the next level being too coarse to pay: 46 s on this 2-core CPU
+# for 4 scans of 66 k points, a third of one H100's scoring time (benchmarks/template_profile.py).
+SIZED_GRID_MARGIN = 3.0
 # Grids of at most this many cells (int32 each) find a cell's points from a table instead
 # of a binary search over the occupied cells' keys.
 MAX_TABLE_CELLS = 2**26
@@ -83,6 +90,7 @@ class NeighbourIndex:
         grid = grid and brute_force and min(self.sizes or [len(reference)]) > 1
         self._grids = [CellGrid(reference, max_elements, sizes=self.sizes)] if grid else []
         self._levels_complete = not self._grids
+        self._sized: dict[int, CellGrid] = {}
 
     def _parts(self, values: Tensor) -> list[Tensor]:
         return [values[a:b] for a, b in zip(self._starts, self._starts[1:], strict=False)]
@@ -139,10 +147,15 @@ class NeighbourIndex:
         if level is None:
             return self._brute_force(query, k, groups)
         grid = self._grid_level(level)
-        # Every query asks the first level: no gathers and scatters of all of them.
+        if level == 0 and grid.disc_reach < k:
+            grid = self._sized_grid(k)
+            while (coarser := self._grid_level(level)) is not None and coarser.cell <= grid.cell:
+                level += 1
+        else:
+            level += 1
+        # Every query asks the first grid: no gathers and scatters of all of them.
         distances, index = grid.nearest(query, k, groups)
         unsure = torch.nonzero(distances[:, -1] > grid.cell).flatten()
-        level += 1
         pick = (lambda rows: None) if groups is None else (lambda rows: groups[rows])
         while len(unsure) and (grid := self._grid_level(level)) is not None:
             distances[unsure], index[unsure] = grid.nearest(query[unsure], k, pick(unsure))
@@ -161,6 +174,15 @@ class NeighbourIndex:
                 return level
             level += 1
         return None
+
+    def _sized_grid(self, k: int) -> CellGrid:
+        """A grid for k neighbours (built on first use): cells wide enough that a disc of one
+        cell edge around a surface point typically holds ``SIZED_GRID_MARGIN`` x k samples."""
+        if k not in self._sized:
+            finest = self._grids[0]
+            widen = (SIZED_GRID_MARGIN * k / finest.disc_reach) ** 0.5
+            self._sized[k] = CellGrid(self.reference, self.max_elements, cell=finest.cell * widen, sizes=self.sizes)
+        return self._sized[k]
 
     def _grid_level(self, level: int) -> CellGrid | None:
         """The grid with cells ``GRID_LEVEL_FACTOR ** level`` times the finest, built on first
@@ -296,6 +318,12 @@ class CellGrid:
         """Points a query on the surface typically finds within one cell edge: a surface
         crosses about 9 of its 27 cells, each holding the mean occupied count."""
         return self._reach
+
+    @property
+    def disc_reach(self) -> float:
+        """Points a query on a surface typically finds within one cell edge, the k-th
+        nearest being sure only there: a disc of that radius, pi cells' worth of surface."""
+        return self._reach * torch.pi / 9.0
 
     def nearest(self, query: Tensor, k: int = 1, groups: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Float64 distances and indices, both (Q, k), nearest first; inf where fewer than
