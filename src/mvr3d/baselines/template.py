@@ -63,7 +63,7 @@ import torch
 from mvr3d.baselines.registration import aligner_arrays, restore_aligner
 from mvr3d.errors import CheckpointError, InputError
 from mvr3d.geometry import SurfaceReference, TemplateAligner, fuse_templates
-from mvr3d.geometry.aligner import DENSE_POSE_SEARCH
+from mvr3d.geometry.aligner import DENSE_POSE_SEARCH, SELECTION_CAP
 from mvr3d.geometry.density import thinned_to_spacing
 from mvr3d.geometry.joined import join_clouds, move_clouds
 from mvr3d.geometry.surface import (
@@ -73,6 +73,7 @@ from mvr3d.geometry.surface import (
     project_to_planes,
     smoothed_offsets,
 )
+from mvr3d.geometry.sweep import swept_motions
 from mvr3d.geometry.voxels import bounding_diagonal
 from mvr3d.models.base import ArrayStateDetector
 from mvr3d.models.components.location_stats import LocationStats
@@ -103,14 +104,15 @@ class TemplateDetector(ArrayStateDetector):
     # Saved before smoothing existed (off), before anchored smoothing (exact), or before
     # the dense pose search (the aligner's sparse default).
     legacy_params = {"smoothing_k": 0, "anchor_stride": 1, "random_rotations": 24, "keep_poses": 4, "survivors": 0,
-                     "noise_floor": False, "location_scans": 0, "location_denoise": 0, "smoothing_spacing": 0.0}
+                     "noise_floor": False, "location_scans": 0, "location_denoise": 0, "smoothing_spacing": 0.0,
+                     "pose_sweep": 0.0}
 
     def __init__(self, seed: int = 0, top_fraction: float = 0.01, standardise: bool = True,
                  device: str | torch.device | None = None, smoothing_k: int = 256, anchor_stride: int = 16,
                  random_rotations: int = DENSE_POSE_SEARCH["n_random"], keep_poses: int = DENSE_POSE_SEARCH["keep_best"],
                  survivors: int = DENSE_POSE_SEARCH["survivors"], noise_floor: bool = True,
                  location_scans: int = 16, location_neighbours: int = 64, location_denoise: int = 32,
-                 smoothing_spacing: float = SMOOTHING_SPACING) -> None:
+                 smoothing_spacing: float = SMOOTHING_SPACING, pose_sweep: float = 0.0) -> None:
         if smoothing_k < 0:
             raise InputError(f"smoothing_k must be 0 (off) or a number of neighbours, got {smoothing_k}")
         if anchor_stride < 1:
@@ -125,6 +127,8 @@ class TemplateDetector(ArrayStateDetector):
             raise InputError(f"location_denoise must be 0 (off) or 3 or more (a plane needs 3 points), got {location_denoise}")
         if not (math.isfinite(smoothing_spacing) and smoothing_spacing >= 0):
             raise InputError(f"smoothing_spacing must be 0 (off) or a share of the part's diagonal, got {smoothing_spacing}")
+        if not (math.isfinite(pose_sweep) and pose_sweep >= 0):
+            raise InputError(f"pose_sweep must be 0 (off) or a step in degrees, got {pose_sweep}")
         self.seed = seed
         self.top_fraction = top_fraction
         self.standardise = standardise
@@ -138,6 +142,7 @@ class TemplateDetector(ArrayStateDetector):
         self.location_neighbours = location_neighbours
         self.location_denoise = location_denoise
         self.smoothing_spacing = smoothing_spacing
+        self.pose_sweep = pose_sweep
         self.device = torch.device(device) if device is not None else default_device()
         self.aligner_: TemplateAligner | None = None
         self.reference_: SurfaceReference | None = None
@@ -263,7 +268,11 @@ class TemplateDetector(ArrayStateDetector):
             anchors = helper.submit(host_map, lambda cloud: anchor_points(cloud, self.anchor_stride, self.seed), clouds)
             poses = self.aligner_.pose_joined(joined, sizes)
             anchors = anchors.result()
-        moved = move_clouds(joined, sizes, *zip(*[self._to_reference(pose) for pose in poses], strict=True))
+        motions = [self._to_reference(pose) for pose in poses]
+        if self.pose_sweep > 0:
+            motions = swept_motions(clouds, motions, self.reference_, self.pose_sweep, self.aligner_.voxel_,
+                                    self.aligner_.trim, SELECTION_CAP * self.aligner_.voxel_, self.seed)
+        moved = move_clouds(joined, sizes, *zip(*motions, strict=True))
         return self._offsets(self.reference_, moved, sizes, anchors)
 
     def _offsets(self, reference: SurfaceReference, moved: torch.Tensor, sizes: list[int],
