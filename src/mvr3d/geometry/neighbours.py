@@ -38,8 +38,9 @@ GRID_LEVEL_SHARE = 0.05
 # edge around a surface point holding under k samples) gets a grid of its own, with cells wide
 # enough for a disc of SIZED_GRID_MARGIN x k samples. Without it, 16 neighbours on scans
 # (the density of geometry/density.py) left 86 % of the queries unsure on the finest grid and
-# sent them to brute force, the next level being too coarse to pay: 46 s on this 2-core CPU
-# for 4 scans of 66 k points, a third of one H100's scoring time (benchmarks/template_profile.py).
+# sent them to brute force, the next level being too coarse to pay: 46.6 s for 4 scans of 66 k
+# points on a 2-core CPU running the grid path, 10.4 s with this; on one H100 the template
+# default had fallen from 22.57 to 8.48 objects/s (docs/accuracy.md, tenth session).
 SIZED_GRID_MARGIN = 3.0
 # Grids of at most this many cells (int32 each) find a cell's points from a table instead
 # of a binary search over the occupied cells' keys.
