@@ -22,6 +22,8 @@ for run in new old; do
   [ -d "$src" ] || continue
   for class in $(ls runs/data_s${seed}g); do
     [ -d runs/data_s${seed}g/$class ] && [ ! -f runs/template-$run-s${seed}g/classes/$class.json ] || continue
+    # Ten runs at once ran out of one H100's memory (2026-12-07); six shared it before.
+    while [ "$(pgrep -fc 'mvr3d benchmark')" -ge "${MAX_RUNS:-6}" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 5; done
     PYTHONPATH=/tmp/site:$PWD/$src:$PWD/benchmarks setsid python3 -m mvr3d benchmark --data runs/data_s${seed}g \
       --classes $class --out runs/template-$run-s${seed}g/by-class/$class --method template \
       > runs/logs/template-$run-s${seed}g-$class.log 2>&1 &
