@@ -2,9 +2,9 @@
 # Device call finishing held-out runs that a lost machine cut short: builds only CLASSES of seed
 # SEED with 100 good scans a class (classes are seeded by name, so each equals its class in the full
 # build), then runs `--method template` at this tree (template-new) and at oldsrc/src (template-old)
-# into the carried run folders, which keep their finished classes: one process per class, all at once
-# (a short call), each in its own folder under by-class/ (a run locks its output folder). Combine the classes/*.json of a run for its table: its results.json covers only
-# the class its last process ran.
+# into the carried run folders, which keep their finished classes: one process per class, up to
+# MAX_RUNS (6) at once, each in its own folder under by-class/ (a run locks its output folder); the
+# finished classes/*.json are copied into the run folder, which holds a run's table.
 #   usage: benchmarks/gpu_heldout_classes.sh DEADLINE_SECONDS SEED "CLASSES"
 set -u
 deadline=$(( $(date +%s) + ${1:-560} ))
