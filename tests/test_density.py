@@ -3,14 +3,12 @@ template method's smoothing drawn at that spacing (``smoothing_spacing``)."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
+from checkpoints import assert_param_saves_and_old_checkpoints_get
 from mvr3d.baselines.template import TemplateDetector
-from mvr3d.detectors import load_detector
 from mvr3d.errors import InputError
 from mvr3d.geometry.density import (
     DENSITY_NEIGHBOURS,
@@ -135,15 +133,8 @@ def test_template_smoothing_spacing_validates_saves_and_old_checkpoints_load_wit
     detector = TemplateDetector(device="cpu", location_scans=0, smoothing_k=32,
                                 smoothing_spacing=0.02).fit(templates, progress=False)
     scan = sphere_scan(6000, 9)
-    detector.save(tmp_path / "m")
-    loaded = load_detector(tmp_path / "m", device="cpu")
-    assert loaded.smoothing_spacing == 0.02
-    np.testing.assert_array_equal(loaded.score(scan).point_scores, detector.score(scan).point_scores)
-    record = tmp_path / "m" / "detector.json"
-    saved = json.loads(record.read_text())
-    del saved["params"]["smoothing_spacing"]  # as saved before it existed
-    record.write_text(json.dumps(saved))
-    assert load_detector(tmp_path / "m", device="cpu").smoothing_spacing == 0.0
+    assert detector.smoothing_spacing == 0.02
+    assert_param_saves_and_old_checkpoints_get(detector, scan, tmp_path / "m", "smoothing_spacing", 0.0)
 
 
 def test_template_smoothing_spans_the_same_surface_on_a_denser_scan() -> None:
