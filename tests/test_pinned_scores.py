@@ -9,7 +9,9 @@ rewritten again when the noise floor of its standardisation was added (``noise_f
 ``template_unfloored`` keeps the pins from before. And again when its location calibration
 was added (``location_scans``); ``template_uncalibrated`` keeps the pins from before. And
 again when that calibration's simulated scans were cut from each template moved onto its
-local planes (``location_denoise``); ``template_raw_location`` keeps the pins from before.
+local planes (``location_denoise``); ``template_raw_location`` keeps the pins from before. And
+again when points past the fused reference's open edges stopped feeding the smoothing and the
+object score (``edge_reach``); ``template_all_points`` keeps the pins from before.
 
 Tolerance: MVR runs float32 convolutions and attention whose summation order differs
 between CPU kernels (AVX2 / AVX-512), so its scores agree to ~1e-6 relative across machines,
@@ -32,12 +34,15 @@ from mvr3d.render import RenderConfig
 
 PINS = Path(__file__).with_name("pinned_scores.json")
 METHODS = ("mvr", "btf_raw", "btf_fpfh", "patchcore_fpfh", "registration", "template", "template_unsmoothed",
-           "template_unfloored", "template_uncalibrated", "template_raw_location")
+           "template_unfloored", "template_uncalibrated", "template_raw_location", "template_all_points")
 # Pinned name -> (registered method, parameters set after construction).
-VARIANTS = {"template_unsmoothed": ("template", {"smoothing_k": 0, "noise_floor": False, "location_scans": 0}),
-            "template_unfloored": ("template", {"noise_floor": False, "location_scans": 0}),
-            "template_uncalibrated": ("template", {"location_scans": 0}),
-            "template_raw_location": ("template", {"location_denoise": 0})}
+# Each keeps the pins of its time, so it also turns off what came after (edge_reach).
+VARIANTS = {"template_unsmoothed": ("template", {"smoothing_k": 0, "noise_floor": False, "location_scans": 0,
+                                                 "edge_reach": 0.0}),
+            "template_unfloored": ("template", {"noise_floor": False, "location_scans": 0, "edge_reach": 0.0}),
+            "template_uncalibrated": ("template", {"location_scans": 0, "edge_reach": 0.0}),
+            "template_raw_location": ("template", {"location_denoise": 0, "edge_reach": 0.0}),
+            "template_all_points": ("template", {"edge_reach": 0.0})}
 
 
 def blob(n: int, seed: int) -> np.ndarray:
