@@ -360,7 +360,7 @@ def test_template_noise_floor_scales_scores_and_old_checkpoints_keep_none(tmp_pa
     detector = TemplateDetector(device="cpu", smoothing_k=16, location_scans=0)
     detector.fit([bumpy(3000, rng) for _ in range(2)], progress=False)
     scan = bumpy(2500, rng) + rng.normal(scale=0.01, size=(2500, 3))
-    deviations, floors, _ = detector._deviations([scan])
+    deviations, floors, _, _ = detector._deviations([scan])
     assert floors.shape == (1,) and 0 < float(floors[0]) < 0.01  # about the noise over sqrt(16)
     floored = detector.score(scan).point_scores
     detector.noise_floor = False
