@@ -6,10 +6,20 @@
 #       runs of seed 6 (100 good scans a class): this tree on every class into runs/template-new-s6g,
 #       the code before on the classes runs/template-old-s6g/classes lacks.
 #   benchmarks/gpu_coverage.sh collect DEADLINE_SECONDS — waits for those runs, packs them to $OUT.
+#   benchmarks/gpu_coverage.sh quick DEADLINE_SECONDS "CLASSES" — one call: throughput of this tree
+#       only, then the held-out runs of CLASSES of seed 6 in the foreground until the deadline.
 set -u
 source benchmarks/gpu_common.sh
 classes="angle_block busted cow cycloidal fandisk featuretype fertility idler_riser plate_holes rocker_arm"
-if [ "$1" = start ]; then
+if [ "$1" = quick ]; then
+  deadline=$(( $(date +%s) + $2 ))
+  build_classes 2 "angle_block cycloidal fandisk" 100000
+  python3 benchmarks/throughput.py --method template --device cuda --data runs/data_s2_p100000 \
+    --classes angle_block cycloidal fandisk --batches 64 --out "$OUT/throughput_template_edge.md" > "$OUT/throughput_edge.log" 2>&1
+  tail -4 "$OUT/throughput_edge.log"
+  bash benchmarks/gpu_heldout_classes.sh $(( deadline - $(date +%s) )) 6 "$3"
+  cp runs/logs/*.log "$OUT"/ 2>/dev/null
+elif [ "$1" = start ]; then
   build_classes 2 "angle_block cycloidal fandisk" 100000
   for code in oldsrc/src src; do
     name=$([ $code = src ] && echo edge || echo before)
