@@ -62,11 +62,11 @@ class OpenEdges:
 
 
 def find_open_edges(index: NeighbourIndex, normals: Tensor, neighbours: int = OPEN_EDGE_NEIGHBOURS,
-               chunk: int = 65536) -> OpenEdges:
+                    chunk: int = 65536) -> OpenEdges:
     """:class:`OpenEdges` of the indexed reference samples with plane ``normals``."""
     points = index.reference
     strength = torch.empty(len(points), dtype=points.dtype, device=points.device)
-    outward, nearest = torch.empty_like(points), torch.empty(len(points), dtype=points.dtype, device=points.device)
+    outward, closest = torch.empty_like(points), torch.empty(len(points), dtype=points.dtype, device=points.device)
     for start in range(0, len(points), chunk):
         rows = slice(start, start + chunk)
         distances, near = index.query(points[rows], neighbours)
@@ -76,8 +76,8 @@ def find_open_edges(index: NeighbourIndex, normals: Tensor, neighbours: int = OP
         length = towards.norm(dim=1)
         strength[rows] = length / distances[:, 1:].mean(dim=1).clamp_min(torch.finfo(points.dtype).tiny)
         outward[rows] = -towards / length.clamp_min(torch.finfo(points.dtype).tiny)[:, None]
-        nearest[rows] = distances[:, 1] if distances.shape[1] > 1 else 0.0
-    return OpenEdges(strength, outward, float(nearest.median()))
+        closest[rows] = distances[:, 1] if distances.shape[1] > 1 else 0.0
+    return OpenEdges(strength, outward, float(closest.median()))
 
 
 class SurfaceReference:
