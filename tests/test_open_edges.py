@@ -121,3 +121,18 @@ def test_template_edge_reach_validates_saves_and_old_checkpoints_load_without_it
         templates, progress=False)
     assert detector.edge_reach == 2.0
     assert_param_saves_and_old_checkpoints_get(detector, lopsided(3000, 9), tmp_path / "m", "edge_reach", 0.0)
+
+
+def test_a_scan_wholly_past_the_edges_is_still_scored_from_all_its_points() -> None:
+    """With no covered point left, the smoothing and the object score fall back to every point
+    rather than to nothing."""
+    templates = [capless(lopsided(6000, seed)) for seed in range(3)]
+    detector = TemplateDetector(device="cpu", smoothing_k=32, location_scans=0).fit(templates, progress=False)
+    detector.aligner_.pose_joined = lambda points, sizes: [(0, np.eye(3), np.zeros(3))] * len(sizes)
+    full = lopsided(20000, 12)
+    cap = full[full[:, 2] / np.linalg.norm(full, axis=1) > 0.85]
+    moved = torch.from_numpy(cap)
+    assert detector.reference_.beyond_edges(moved, detector.reference_.nearest(moved), 3.0).all()
+    result = detector.score(cap)
+    assert np.isfinite(result.point_scores).all() and np.isfinite(result.object_score)
+    assert result.object_score == pytest.approx(float(np.sort(result.point_scores)[-max(1, round(0.01 * len(cap))):].mean()), rel=1e-6)
