@@ -47,9 +47,9 @@ reference's planes); every point is still scored.
 
 Coverage (``edge_reach``): templates merged from a few scans each leave places no template
 saw (the walls deep in a gear's holes, seen only from near its axis), and a test scan that
-sees one lies off the reference there by millimetres: on cycloidal of development seed 3 the
-top-scoring good scans registered within 0.2 deg of the true pose had their top points 1.9 mm
-from any reference sample (spacing 0.12 mm), all of them scans from below. The reference's open
+sees one lies off the reference there by many sample spacings: on cycloidal of development seed 3 the
+top-scoring good scans registered within 0.2 deg of the true pose had their top points 1.9 units
+from any reference sample (spacing 0.12; diagonal 77), all of them scans from below. The reference's open
 edges, samples whose neighbours lie to one side (:class:`~mvr3d.geometry.surface.OpenEdges`),
 mark where coverage stops; scan points over ``edge_reach`` sample spacings outward past one
 neither feed other points' smoothing nor count towards the object score. Their own point
