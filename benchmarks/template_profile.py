@@ -13,6 +13,12 @@ Stages (nested ones are part of their parent):
   distance            SurfaceReference.signed_distance (fused reference)
   smoothing           smoothed_offsets (smoothed_offset scan by scan in older code)
     neighbourhoods      the k nearest scan points of each anchor
+  density             thinned_to_spacing (smoothing sources at one surface spacing)
+    areas               local_areas (every point's 16 nearest points)
+    draws               point_uniforms (host hash of the coordinates)
+  edges               SurfaceReference.beyond_edges (coverage rule)
+  location            LocationStats.standardise
+  deviations          TemplateDetector._deviations (all of the above but location)
   index builds        NeighbourIndex construction (inside the stages above)
   grid queries        CellGrid.nearest (inside the stages above)
   brute-force queries NeighbourIndex._brute_force (inside the stages above)
@@ -33,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import mvr3d.geometry.density as density
 import mvr3d.geometry.surface as surface
 from common import class_run_parser, machine, sync
 from mvr3d.baselines import template as template_module
@@ -40,6 +47,7 @@ from mvr3d.data.real3d import Real3DAD, list_categories
 from mvr3d.geometry import neighbours
 from mvr3d.geometry.aligner import TemplateAligner
 from mvr3d.metrics.ranking import PooledScores, auroc
+from mvr3d.models.components.location_stats import LocationStats
 from mvr3d.models.registry import create_detector
 from mvr3d.utils.atomic import atomic_write_text
 from mvr3d.utils.provenance import provenance
@@ -51,6 +59,12 @@ STAGES = {
     "distance": (surface.SurfaceReference, "signed_distance"),
     "smoothing": (template_module, ("smoothed_offsets", "smoothed_offset")),
     "neighbourhoods": (surface, "neighbourhood_offset"),
+    "density": (template_module, "thinned_to_spacing"),
+    "areas": (density, "local_areas"),
+    "draws": (density, "point_uniforms"),
+    "edges": (surface.SurfaceReference, "beyond_edges"),
+    "location": (LocationStats, "standardise"),
+    "deviations": (template_module.TemplateDetector, "_deviations"),
     "index builds": (neighbours.NeighbourIndex, "__init__"),
     "grid queries": (neighbours.CellGrid, "nearest"),
     "brute-force queries": (neighbours.NeighbourIndex, "_brute_force"),
@@ -69,7 +83,10 @@ class StageTimer:
     def __enter__(self) -> StageTimer:
         for name, (owner, attributes) in STAGES.items():
             # The first of several names that this code version has (older code: the last).
-            attribute = next(a for a in ([attributes] if isinstance(attributes, str) else attributes) if hasattr(owner, a))
+            names = [attributes] if isinstance(attributes, str) else attributes
+            attribute = next((a for a in names if hasattr(owner, a)), None)
+            if attribute is None:  # a stage this code version does not have
+                continue
             original = getattr(owner, attribute)
             self._saved.append((owner, attribute, original))
             setattr(owner, attribute, self._timed(name, original))

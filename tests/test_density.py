@@ -12,6 +12,7 @@ from mvr3d.baselines.template import TemplateDetector
 from mvr3d.errors import InputError
 from mvr3d.geometry.density import (
     DENSITY_NEIGHBOURS,
+    anchored_areas,
     local_areas,
     point_uniforms,
     thinned_to_spacing,
@@ -80,15 +81,57 @@ def test_thinning_leaves_the_same_density_whatever_the_scan_density() -> None:
 def test_thinning_evens_out_a_scan_denser_on_one_side() -> None:
     """A scanner seen at an angle samples one side of a part more densely: after thinning
     both halves hold about the same points per area."""
-    left, _ = plane(40_000, 6, side=10.0)
-    right, _ = plane(10_000, 7, side=10.0)
-    points = torch.cat([left[left[:, 0] < 5], right[right[:, 0] >= 5]])
-    normals = torch.tensor([[0.0, 0.0, 1.0]]).repeat(len(points), 1)
-    kept = points[thinned_to_spacing([points], normals.split(len(points)), 0.2)[0]]
+    points, normals = two_density_plane()
+    kept = points[thinned_to_spacing([points], [normals], 0.2)[0]]
     away_from_seam = (kept[:, 1] > 1) & (kept[:, 1] < 9)
     left_count = (away_from_seam & (kept[:, 0] > 1) & (kept[:, 0] < 4)).sum().item()
     right_count = (away_from_seam & (kept[:, 0] > 6) & (kept[:, 0] < 9)).sum().item()
     assert left_count == pytest.approx(right_count, rel=0.15)  # 600 each expected (+- 25)
+
+
+def two_density_plane() -> tuple[torch.Tensor, torch.Tensor]:
+    """A 10 x 10 square with 400 points per unit area left of x = 5 and 100 right of it."""
+    left, _ = plane(40_000, 6, side=10.0)
+    right, _ = plane(10_000, 7, side=10.0)
+    points = torch.cat([left[left[:, 0] < 5], right[right[:, 0] >= 5]])
+    return points, torch.tensor([[0.0, 0.0, 1.0]]).repeat(len(points), 1)
+
+
+def test_areas_around_centres_are_those_points_areas() -> None:
+    points, normals = two_density_plane()
+    centres = torch.arange(3, len(points), 7)
+    around = local_areas([points], [normals], [centres])[0]
+    assert around.shape == (len(centres),)
+    torch.testing.assert_close(around, local_areas([points], [normals])[0][centres])
+
+
+def test_anchored_areas_follow_the_density_on_each_side() -> None:
+    """Measured at one point in 16 and spread to the rest from the nearest anchor, areas keep
+    the density of each half (0.0025 and 0.01 per point; medians within 10 %) and thinning
+    from them still evens the halves out."""
+    points, normals = two_density_plane()
+    anchors = torch.arange(0, len(points), 16)
+    areas = anchored_areas([points], [normals], [anchors])[0]
+    assert areas.shape == (len(points),)
+    inner = (points[:, 1] > 1) & (points[:, 1] < 9)
+    left, right = inner & (points[:, 0] > 1) & (points[:, 0] < 4), inner & (points[:, 0] > 6) & (points[:, 0] < 9)
+    assert float(areas[left].median()) == pytest.approx(0.0025, rel=0.1)
+    assert float(areas[right].median()) == pytest.approx(0.01, rel=0.1)
+    kept = points[thinned_to_spacing([points], [normals], 0.2, anchors=[anchors])[0]]
+    inner = (kept[:, 1] > 1) & (kept[:, 1] < 9)
+    left_count = (inner & (kept[:, 0] > 1) & (kept[:, 0] < 4)).sum().item()
+    right_count = (inner & (kept[:, 0] > 6) & (kept[:, 0] < 9)).sum().item()
+    assert left_count == pytest.approx(right_count, rel=0.15)  # 600 each expected (+- 25)
+
+
+def test_clouds_without_anchors_have_every_point_measured() -> None:
+    points, normals = plane(3000, 12)
+    other, other_normals = two_density_plane()
+    whole = local_areas([points], [normals])[0]
+    for missing in (None, torch.zeros(0, dtype=torch.long)):
+        areas = anchored_areas([points, other], [normals, other_normals], [missing, torch.arange(0, len(other), 16)])
+        torch.testing.assert_close(areas[0], whole, rtol=0, atol=0)
+        assert areas[1].shape == (len(other),)
 
 
 def test_thinning_off_small_or_no_clouds() -> None:
@@ -151,3 +194,14 @@ def test_template_smoothing_spans_the_same_surface_on_a_denser_scan() -> None:
                                smoothing_spacing=0.015).fit(templates, progress=False)
     assert spread(by_count, 16_000) / spread(by_count, 4000) > 1.2
     assert spread(by_area, 16_000) / spread(by_area, 4000) == pytest.approx(1.0, abs=0.1)
+
+
+def test_template_anchored_density_saves_and_old_checkpoints_measure_every_point(tmp_path) -> None:
+    """Scans of over 8192 points have anchors, and their areas are measured there (the new
+    default); a checkpoint from before measures every point, as it did."""
+    templates = [sphere_scan(3000, seed) for seed in range(2)]
+    detector = TemplateDetector(device="cpu", location_scans=0, smoothing_k=32,
+                                smoothing_spacing=0.02).fit(templates, progress=False)
+    scan = sphere_scan(9000, 9)
+    assert detector.anchored_density is True
+    assert_param_saves_and_old_checkpoints_get(detector, scan, tmp_path / "m", "anchored_density", False)

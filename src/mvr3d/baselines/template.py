@@ -122,7 +122,7 @@ class TemplateDetector(ArrayStateDetector):
     # the dense pose search (the aligner's sparse default).
     legacy_params = {"smoothing_k": 0, "anchor_stride": 1, "random_rotations": 24, "keep_poses": 4, "survivors": 0,
                      "noise_floor": False, "location_scans": 0, "location_denoise": 0, "smoothing_spacing": 0.0,
-                     "pose_sweep": 0.0, "edge_reach": 0.0}
+                     "pose_sweep": 0.0, "edge_reach": 0.0, "anchored_density": False}
 
     def __init__(self, seed: int = 0, top_fraction: float = 0.01, standardise: bool = True,
                  device: str | torch.device | None = None, smoothing_k: int = 256, anchor_stride: int = 16,
@@ -130,7 +130,7 @@ class TemplateDetector(ArrayStateDetector):
                  survivors: int = DENSE_POSE_SEARCH["survivors"], noise_floor: bool = True,
                  location_scans: int = 16, location_neighbours: int = 64, location_denoise: int = 32,
                  smoothing_spacing: float = SMOOTHING_SPACING, pose_sweep: float = 0.0,
-                 edge_reach: float = EDGE_REACH) -> None:
+                 edge_reach: float = EDGE_REACH, anchored_density: bool = True) -> None:
         if smoothing_k < 0:
             raise InputError(f"smoothing_k must be 0 (off) or a number of neighbours, got {smoothing_k}")
         if anchor_stride < 1:
@@ -164,6 +164,7 @@ class TemplateDetector(ArrayStateDetector):
         self.smoothing_spacing = smoothing_spacing
         self.pose_sweep = pose_sweep
         self.edge_reach = edge_reach
+        self.anchored_density = bool(anchored_density)
         self.device = torch.device(device) if device is not None else default_device()
         self.aligner_: TemplateAligner | None = None
         self.reference_: SurfaceReference | None = None
@@ -313,7 +314,8 @@ class TemplateDetector(ArrayStateDetector):
         if self.smoothing_k > 1 and spacing > 0:
             # Measured on the reference's planes: scanner noise would pass for sparser sampling.
             flattened = (moved - signed[:, None] * normals).split(sizes)
-            sources = thinned_to_spacing(flattened, normals.split(sizes), spacing, self.seed)
+            sources = thinned_to_spacing(flattened, normals.split(sizes), spacing, self.seed,
+                                         anchors if self.anchored_density else None)
         beyond = torch.zeros(len(moved), dtype=torch.bool, device=signed.device)
         if self.edge_reach > 0:
             beyond = reference.beyond_edges(moved, nearest, self.edge_reach).to(signed.device)
