@@ -320,3 +320,25 @@ def test_grouped_index_checks_sizes_and_groups() -> None:
         grouped.query(clouds[0][:5], groups=torch.tensor([0, 1, 2, 0, 0]))
     with pytest.raises(InputError, match="only it takes groups"):
         NeighbourIndex(clouds[0]).query(clouds[0][:5], groups=torch.zeros(5, dtype=torch.long))
+
+
+def test_grid_spacing_of_grouped_clouds_is_measured_within_each_cloud() -> None:
+    """The cell size of a grouped grid comes from the sampled points' nearest other point of
+    their own cloud: the same median as a k-d tree per cloud gives over that sample. Clouds of
+    one region at different densities: across clouds the nearest point would often be
+    another cloud's, closer."""
+    clouds = [_shell(n, seed) for n, seed in ((3000, 40), (500, 41), (1, 42), (6000, 43))]
+    joined = torch.cat(clouds)
+    sizes = [len(c) for c in clouds]
+    group = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    sample = torch.randperm(len(joined), generator=torch.Generator().manual_seed(0))[:neighbours.SPACING_SAMPLE]
+    truth = []
+    for row in sample.tolist():
+        cloud = int(group[row])
+        if sizes[cloud] > 1:
+            points = clouds[cloud].numpy()
+            truth.append(cKDTree(points).query(joined[row].numpy(), k=2)[0][1])
+    spacing = neighbours._median_spacing(joined, group)
+    lower_median = float(np.sort(truth)[(len(truth) - 1) // 2])  # torch's median of an even count
+    assert spacing == pytest.approx(lower_median, rel=1e-9)
+    assert spacing > 1.2 * neighbours._median_spacing(joined)  # the clouds mixed: closer neighbours
