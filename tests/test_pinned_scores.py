@@ -11,7 +11,10 @@ was added (``location_scans``); ``template_uncalibrated`` keeps the pins from be
 again when that calibration's simulated scans were cut from each template moved onto its
 local planes (``location_denoise``); ``template_raw_location`` keeps the pins from before. And
 again when points past the fused reference's open edges stopped feeding the smoothing and the
-object score (``edge_reach``); ``template_all_points`` keeps the pins from before.
+object score (``edge_reach``); ``template_all_points`` keeps the pins from before. And again
+when deviations were put in units of the scan's noise measured about each point's local mean
+and the location calibration was turned off by default (``scan_noise``, ``location_scans``);
+``template_spread_noise`` keeps the pins from before.
 
 Tolerance: MVR runs float32 convolutions and attention whose summation order differs
 between CPU kernels (AVX2 / AVX-512), so its scores agree to ~1e-6 relative across machines,
@@ -34,15 +37,21 @@ from mvr3d.render import RenderConfig
 
 PINS = Path(__file__).with_name("pinned_scores.json")
 METHODS = ("mvr", "btf_raw", "btf_fpfh", "patchcore_fpfh", "registration", "template", "template_unsmoothed",
-           "template_unfloored", "template_uncalibrated", "template_raw_location", "template_all_points")
+           "template_unfloored", "template_uncalibrated", "template_raw_location", "template_all_points",
+           "template_spread_noise")
 # Pinned name -> (registered method, parameters set after construction).
-# Each keeps the pins of its time, so it also turns off what came after (edge_reach).
+# Each keeps the pins of its time, so it also sets what came after as it was then (edge_reach,
+# scan_noise, location_scans).
+BEFORE_NOISE = {"scan_noise": "spread"}
 VARIANTS = {"template_unsmoothed": ("template", {"smoothing_k": 0, "noise_floor": False, "location_scans": 0,
-                                                 "edge_reach": 0.0}),
-            "template_unfloored": ("template", {"noise_floor": False, "location_scans": 0, "edge_reach": 0.0}),
-            "template_uncalibrated": ("template", {"location_scans": 0, "edge_reach": 0.0}),
-            "template_raw_location": ("template", {"location_denoise": 0, "edge_reach": 0.0}),
-            "template_all_points": ("template", {"edge_reach": 0.0})}
+                                                 "edge_reach": 0.0, **BEFORE_NOISE}),
+            "template_unfloored": ("template", {"noise_floor": False, "location_scans": 0, "edge_reach": 0.0,
+                                               **BEFORE_NOISE}),
+            "template_uncalibrated": ("template", {"location_scans": 0, "edge_reach": 0.0, **BEFORE_NOISE}),
+            "template_raw_location": ("template", {"location_scans": 16, "location_denoise": 0, "edge_reach": 0.0,
+                                                   **BEFORE_NOISE}),
+            "template_all_points": ("template", {"location_scans": 16, "edge_reach": 0.0, **BEFORE_NOISE}),
+            "template_spread_noise": ("template", {"location_scans": 16, **BEFORE_NOISE})}
 
 
 def blob(n: int, seed: int) -> np.ndarray:

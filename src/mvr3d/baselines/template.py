@@ -7,9 +7,7 @@ positions, then point-to-plane ICP, :class:`~mvr3d.geometry.TemplateAligner`) an
 into the fused frame. Each point's offset along the local plane normal of its nearest
 reference sample is averaged over its ``smoothing_k`` nearest scan points (scanner noise
 averages out, a dent or bump does not), and the result is divided by the scan's own
-robust spread (1.4826 x MAD): "how many noise levels off the surface". That spread has a
-floor (``noise_floor``): the noise a ``smoothing_k``-point mean keeps, from the robust
-spread of the scan's raw offsets over sqrt(smoothing_k); combined as sqrt(spread^2 + floor^2).
+scan's noise level: "how many noise levels off the surface" (see "Noise units").
 
 The pose search is denser than the aligner's default (200 random start rotations, the
 432 best after 3 ICP iterations go on, 12 poses refined): on cycloidal of the
@@ -59,6 +57,17 @@ outward in the plane, and a closed surface has no open edge, so neither is affec
 class (100 good scans): O-ROC 84.9 -> 87.6, P-ROC 98.1 either way, Spearman with the view's
 z -0.42 -> -0.30 (zeroing those points instead cost 4 points of P-ROC).
 
+Noise units (``scan_noise``): "local" (default) divides each scan's deviations, less their
+median, by the noise a ``smoothing_k``-point mean keeps: the scan's scanner noise over
+sqrt(smoothing_k), the noise measured as the spread of its raw offsets about their local mean
+over the 16 nearest points of each smoothing anchor
+(:func:`~mvr3d.geometry.surface.local_noise`). "spread" (before; old checkpoints) divides by
+the robust spread of the smoothed deviations themselves (1.4826 x MAD) with that noise as a
+floor (``noise_floor``), the noise then taken from the spread of the raw offsets over the
+whole scan: both spreads hold the templates' misfit on the side that was scanned, so good
+scans' object scores followed the view (development seed 3, 100 good scans: busted view z
++0.33 uncalibrated; the location calibration traded it for view x -0.44).
+
 The smoothing was chosen on the development seed of the realistic ``standard`` preset
 (``benchmarks/template_variants.py``, docs/accuracy.md): P-ROC 93.8 -> 99.5 on the
 classes measured, O-ROC unchanged at 100.
@@ -84,6 +93,7 @@ from mvr3d.geometry.surface import (
     FUSED_VOXEL,
     anchor_points,
     fuse_placed,
+    local_noise,
     project_to_planes,
     smoothed_offsets,
 )
@@ -106,6 +116,8 @@ SMOOTHING_SPACING = 0.003
 # Scan points over this many reference sample spacings past an open edge of the fused
 # reference (where no template saw the part) are not scored: see "Coverage" in the module doc.
 EDGE_REACH = 3.0
+# How a scan's deviations are put in noise units (see "Noise units" in the module doc).
+SCAN_NOISE = ("local", "spread")
 
 
 def default_device() -> torch.device:
@@ -122,15 +134,15 @@ class TemplateDetector(ArrayStateDetector):
     # the dense pose search (the aligner's sparse default).
     legacy_params = {"smoothing_k": 0, "anchor_stride": 1, "random_rotations": 24, "keep_poses": 4, "survivors": 0,
                      "noise_floor": False, "location_scans": 0, "location_denoise": 0, "smoothing_spacing": 0.0,
-                     "pose_sweep": 0.0, "edge_reach": 0.0, "anchored_density": False}
+                     "pose_sweep": 0.0, "edge_reach": 0.0, "anchored_density": False, "scan_noise": "spread"}
 
     def __init__(self, seed: int = 0, top_fraction: float = 0.01, standardise: bool = True,
                  device: str | torch.device | None = None, smoothing_k: int = 256, anchor_stride: int = 16,
                  random_rotations: int = DENSE_POSE_SEARCH["n_random"], keep_poses: int = DENSE_POSE_SEARCH["keep_best"],
                  survivors: int = DENSE_POSE_SEARCH["survivors"], noise_floor: bool = True,
-                 location_scans: int = 16, location_neighbours: int = 64, location_denoise: int = 32,
+                 location_scans: int = 0, location_neighbours: int = 64, location_denoise: int = 32,
                  smoothing_spacing: float = SMOOTHING_SPACING, pose_sweep: float = 0.0,
-                 edge_reach: float = EDGE_REACH, anchored_density: bool = True) -> None:
+                 edge_reach: float = EDGE_REACH, anchored_density: bool = True, scan_noise: str = "local") -> None:
         if smoothing_k < 0:
             raise InputError(f"smoothing_k must be 0 (off) or a number of neighbours, got {smoothing_k}")
         if anchor_stride < 1:
@@ -149,6 +161,8 @@ class TemplateDetector(ArrayStateDetector):
             raise InputError(f"pose_sweep must be 0 (off) or a step in degrees, got {pose_sweep}")
         if not (math.isfinite(edge_reach) and edge_reach >= 0):
             raise InputError(f"edge_reach must be 0 (off) or a number of reference sample spacings, got {edge_reach}")
+        if scan_noise not in SCAN_NOISE:
+            raise InputError(f"scan_noise must be one of {', '.join(SCAN_NOISE)}, got {scan_noise!r}")
         self.seed = seed
         self.top_fraction = top_fraction
         self.standardise = standardise
@@ -165,6 +179,7 @@ class TemplateDetector(ArrayStateDetector):
         self.pose_sweep = pose_sweep
         self.edge_reach = edge_reach
         self.anchored_density = bool(anchored_density)
+        self.scan_noise = scan_noise
         self.device = torch.device(device) if device is not None else default_device()
         self.aligner_: TemplateAligner | None = None
         self.reference_: SurfaceReference | None = None
@@ -274,6 +289,10 @@ class TemplateDetector(ArrayStateDetector):
         merged = torch.cat(deviations)
         if not self.standardise:
             return merged
+        if self.scan_noise == "local":
+            tiny = torch.finfo(torch.float32).tiny ** 0.5
+            return torch.cat([(piece.float() - piece.float().median()) / floor.float().clamp_min(tiny)
+                              for piece, floor in zip(deviations, floors, strict=True)])
         # Without the floor a scan's spread is that of its smoothed deviations alone, which
         # the smoothing strips of most scanner noise: the noise left in the tail then
         # raised noisy scans' scores (good scans' object scores followed the noise level,
@@ -311,9 +330,9 @@ class TemplateDetector(ArrayStateDetector):
         moved = moved.to(signed.device)
         spacing = self.smoothing_spacing * self.diagonal_
         sources: list[torch.Tensor | None] = [None] * len(sizes)
+        # On the reference's planes: scanner noise would pass for sparser sampling.
+        flattened = (moved - signed[:, None] * normals).split(sizes)
         if self.smoothing_k > 1 and spacing > 0:
-            # Measured on the reference's planes: scanner noise would pass for sparser sampling.
-            flattened = (moved - signed[:, None] * normals).split(sizes)
             sources = thinned_to_spacing(flattened, normals.split(sizes), spacing, self.seed,
                                          anchors if self.anchored_density else None)
         beyond = torch.zeros(len(moved), dtype=torch.bool, device=signed.device)
@@ -322,8 +341,12 @@ class TemplateDetector(ArrayStateDetector):
             sources = [_supported(pool, outside) for pool, outside in zip(sources, beyond.split(sizes), strict=True)]
         smoothed = smoothed_offsets(moved.split(sizes), signed.split(sizes), normals.split(sizes), self.smoothing_k,
                                     anchors, sources)
-        floors = torch.stack([(piece - piece.median()).abs().median() for piece in signed.split(sizes)])
-        floors = floors * MAD_TO_SIGMA / max(self.smoothing_k, 1) ** 0.5
+        if self.scan_noise == "local":
+            floors = local_noise(flattened, signed.split(sizes), normals.split(sizes), anchors)
+        else:
+            floors = torch.stack([(piece - piece.median()).abs().median() for piece in signed.split(sizes)])
+            floors = floors * MAD_TO_SIGMA
+        floors = floors / max(self.smoothing_k, 1) ** 0.5
         return [offset.float() for offset in smoothed], floors, nearest, list((~beyond).split(sizes))
 
     def _to_reference(self, pose: tuple[int, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

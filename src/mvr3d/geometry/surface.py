@@ -32,6 +32,8 @@ FUSED_VOXEL = 0.0015
 # point blends this many nearest anchors.
 MIN_ANCHORS = 4096
 ANCHOR_BLEND = 4
+# Neighbours over which local_noise measures a scan's noise about its local mean.
+NOISE_NEIGHBOURS = 16
 # Most neighbours a smoothing neighbourhood takes from a cell grid; more by brute force.
 GRID_NEIGHBOURS = 32
 # Open edges of a reference (where its templates' coverage stops): a sample's neighbourhood
@@ -227,6 +229,37 @@ def _blend_anchors(clouds: list[Tensor], anchors: list[Tensor], around: list[Ten
     weights = 1.0 / (distances + floor[groups, None] + torch.finfo(torch.float64).tiny)
     values = (torch.cat(around)[nearest.to(device)] * weights).sum(dim=1) / weights.sum(dim=1)
     return list(values.split(sizes))
+
+
+def local_noise(points: Sequence[Tensor], signed: Sequence[Tensor], normals: Sequence[Tensor],
+                centres: Sequence[Tensor | None], neighbours: int = NOISE_NEIGHBOURS) -> Tensor:
+    """Scanner noise of each scan (one value per scan, a standard deviation along the surface
+    normal): the spread of its points' ``signed`` offsets about their local mean, over the
+    ``neighbours`` nearest points of each of its ``centres`` (indices; None: every point),
+    the median variance over the centres. A shape the templates do not match moves a small
+    neighbourhood together, so it leaves this spread alone; the spread of the smoothed
+    deviations over the whole scan does not, and it changes with which side was scanned.
+    The ``points`` should lie on the surface (moved onto a reference's planes): neighbours
+    found among noisy points are those of like offset, and the noise comes out too small
+    by as much as the noise approaches the sample spacing."""
+    device = signed[0].device
+    sizes = [len(cloud) for cloud in points]
+    picks = [torch.arange(size, device=device) if chosen is None else chosen.to(device)
+             for size, chosen in zip(sizes, centres, strict=True)]
+    starts = np.cumsum([0, *sizes[:-1]]).tolist()
+    rows = torch.cat([pick + start for pick, start in zip(picks, starts, strict=True)])
+    joined = torch.cat([cloud.to(device, torch.float64) for cloud in points])
+    all_signed, all_normals = torch.cat(list(signed)), torch.cat(list(normals)).to(device)
+    counts = [len(pick) for pick in picks]
+    index = NeighbourIndex(joined, grid=True, sizes=sizes)
+    variance = torch.empty(len(rows), dtype=torch.float64, device=device)
+    for start in range(0, len(rows), 2**18):
+        part = rows[start : start + 2**18]
+        near = index.query(joined[part], neighbours, groups=cloud_numbers(counts, device)[start : start + len(part)])[1]
+        near = near.to(device)
+        aligned = torch.sign((all_normals[near] * all_normals[part, None]).sum(dim=2))
+        variance[start : start + len(part)] = (all_signed[near] * aligned).double().var(dim=1)
+    return torch.stack([piece.median().sqrt() for piece in variance.split(counts)])
 
 
 def anchor_points(points: np.ndarray, stride: int, seed: int = 0) -> Tensor | None:
