@@ -239,9 +239,9 @@ def local_noise(points: Sequence[Tensor], signed: Sequence[Tensor], normals: Seq
     the median variance over the centres. A shape the templates do not match moves a small
     neighbourhood together, so it leaves this spread alone; the spread of the smoothed
     deviations over the whole scan does not, and it changes with which side was scanned.
-    The ``points`` should lie on the surface (moved onto a reference's planes): neighbours
-    found among noisy points are those of like offset, and the noise comes out too small
-    by as much as the noise approaches the sample spacing."""
+    Neighbours are found among ``points`` as given: on noisy points they tend to be points
+    of like offset, and the value falls short of the noise as the noise nears the sample
+    spacing (points moved onto the surface give the noise itself)."""
     device = signed[0].device
     sizes = [len(cloud) for cloud in points]
     picks = [torch.arange(size, device=device) if chosen is None else chosen.to(device)
