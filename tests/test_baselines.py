@@ -348,16 +348,17 @@ def test_template_detector_from_before_the_dense_pose_search_keeps_the_sparse_on
 
 
 def test_template_noise_floor_scales_scores_and_old_checkpoints_keep_none(tmp_path) -> None:
-    """The noise floor divides a scan's deviations by sqrt(spread^2 + floor^2), with the
-    floor from the raw offsets' spread over sqrt(smoothing_k); a checkpoint from before the
-    floor existed loads without it and scores as it did."""
+    """In the old noise units (``scan_noise`` "spread") the noise floor divides a scan's
+    deviations by sqrt(spread^2 + floor^2), with the floor from the raw offsets' spread over
+    sqrt(smoothing_k); a checkpoint from before the floor existed loads without it and scores
+    as it did."""
     import json
 
     from mvr3d.baselines.template import TemplateDetector
     from mvr3d.detectors import load_detector
 
     rng = np.random.default_rng(2)
-    detector = TemplateDetector(device="cpu", smoothing_k=16, location_scans=0)
+    detector = TemplateDetector(device="cpu", smoothing_k=16, location_scans=0, scan_noise="spread")
     detector.fit([bumpy(3000, rng) for _ in range(2)], progress=False)
     scan = bumpy(2500, rng) + rng.normal(scale=0.01, size=(2500, 3))
     deviations, floors, _, _ = detector._deviations([scan])
@@ -391,8 +392,11 @@ def test_benchmark_key_follows_method_parameters(monkeypatch) -> None:
     assert key != config_key(MVRConfig(seed=1), "template")
     assert _legacy_config_key(config, "template") is None  # its scores changed with smoothing
     assert _legacy_config_key(config, "btf_raw") is not None
-    defaults = TemplateDetector.__init__.__defaults__
-    monkeypatch.setattr(TemplateDetector.__init__, "__defaults__", (*defaults[:-1], 8))  # the last one, survivors
+    code = TemplateDetector.__init__.__code__
+    names = code.co_varnames[1 : code.co_argcount]
+    defaults = list(TemplateDetector.__init__.__defaults__)
+    defaults[len(defaults) - len(names) + names.index("survivors")] = 8
+    monkeypatch.setattr(TemplateDetector.__init__, "__defaults__", tuple(defaults))
     assert config_key(config, "template") != key
 
 
