@@ -48,6 +48,12 @@ def test_local_noise_of_several_scans_and_around_anchors() -> None:
     torch.testing.assert_close(together[1], alone[0])
     anchored = local_noise([loud[0]], [loud[1]], [loud[2]], [torch.arange(0, 30_000, 16)])
     assert float(anchored[0]) == pytest.approx(float(alone[0]), rel=0.1)
+    # Tiny scans in the batch are measured alone: they do not shrink the others' neighbourhoods.
+    single, few = wavy_plane(1, 4, 0.01, 0.0), wavy_plane(5, 5, 0.01, 0.0)
+    mixed = local_noise([single[0], loud[0], few[0]], [single[1], loud[1], few[1]], [single[2], loud[2], few[2]],
+                        [None, None, None])
+    assert float(mixed[0]) == 0.0 and float(mixed[2]) > 0
+    torch.testing.assert_close(mixed[1], alone[0])
 
 
 def test_template_scan_noise_validates_saves_and_old_checkpoints_keep_the_spread(tmp_path) -> None:

@@ -6,8 +6,8 @@ the scan is registered to its nearest template (pose search over rotations and c
 positions, then point-to-plane ICP, :class:`~mvr3d.geometry.TemplateAligner`) and moved
 into the fused frame. Each point's offset along the local plane normal of its nearest
 reference sample is averaged over its ``smoothing_k`` nearest scan points (scanner noise
-averages out, a dent or bump does not), and the result is divided by the scan's own
-scan's noise level: "how many noise levels off the surface" (see "Noise units").
+averages out, a dent or bump does not), and the result is divided by the scan's noise
+level: "how many noise levels off the surface" (see "Noise units").
 
 The pose search is denser than the aligner's default (200 random start rotations, the
 432 best after 3 ICP iterations go on, 12 poses refined): on cycloidal of the

@@ -241,7 +241,22 @@ def local_noise(points: Sequence[Tensor], signed: Sequence[Tensor], normals: Seq
     deviations over the whole scan does not, and it changes with which side was scanned.
     Neighbours are found among ``points`` as given: on noisy points they tend to be points
     of like offset, and the value falls short of the noise as the noise nears the sample
-    spacing (points moved onto the surface give the noise itself)."""
+    spacing (points moved onto the surface give the noise itself). A scan of fewer than
+    ``neighbours`` points is measured over all of its points (alone, so that it does not
+    shrink the others' neighbourhoods); one of a single point has no spread (0)."""
+    device = signed[0].device
+    noise = torch.zeros(len(points), dtype=torch.float64, device=device)
+    together = [scan for scan, cloud in enumerate(points) if len(cloud) >= neighbours]
+    for group in [together, *([scan] for scan, cloud in enumerate(points) if len(cloud) < neighbours)]:
+        if group:
+            noise[group] = _local_noise([points[i] for i in group], [signed[i] for i in group],
+                                        [normals[i] for i in group], [centres[i] for i in group], neighbours)
+    return noise
+
+
+def _local_noise(points: list[Tensor], signed: list[Tensor], normals: list[Tensor], centres: list[Tensor | None],
+                 neighbours: int) -> Tensor:
+    """:func:`local_noise` of scans searched in one grouped index."""
     device = signed[0].device
     sizes = [len(cloud) for cloud in points]
     picks = [torch.arange(size, device=device) if chosen is None else chosen.to(device)
@@ -249,16 +264,17 @@ def local_noise(points: Sequence[Tensor], signed: Sequence[Tensor], normals: Seq
     starts = np.cumsum([0, *sizes[:-1]]).tolist()
     rows = torch.cat([pick + start for pick, start in zip(picks, starts, strict=True)])
     joined = torch.cat([cloud.to(device, torch.float64) for cloud in points])
-    all_signed, all_normals = torch.cat(list(signed)), torch.cat(list(normals)).to(device)
+    all_signed, all_normals = torch.cat(signed), torch.cat(normals).to(device)
     counts = [len(pick) for pick in picks]
+    groups = cloud_numbers(counts, device)
     index = NeighbourIndex(joined, grid=True, sizes=sizes)
-    variance = torch.empty(len(rows), dtype=torch.float64, device=device)
+    variance = torch.zeros(len(rows), dtype=torch.float64, device=device)
     for start in range(0, len(rows), 2**18):
         part = rows[start : start + 2**18]
-        near = index.query(joined[part], neighbours, groups=cloud_numbers(counts, device)[start : start + len(part)])[1]
-        near = near.to(device)
-        aligned = torch.sign((all_normals[near] * all_normals[part, None]).sum(dim=2))
-        variance[start : start + len(part)] = (all_signed[near] * aligned).double().var(dim=1)
+        near = index.query(joined[part], neighbours, groups=groups[start : start + len(part)])[1].to(device)
+        if near.shape[1] > 1:
+            aligned = torch.sign((all_normals[near] * all_normals[part, None]).sum(dim=2))
+            variance[start : start + len(part)] = (all_signed[near] * aligned).double().var(dim=1)
     return torch.stack([piece.median().sqrt() for piece in variance.split(counts)])
 
 
