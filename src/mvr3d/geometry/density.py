@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from mvr3d.geometry.joined import cloud_numbers
-from mvr3d.geometry.neighbours import NeighbourIndex
+from mvr3d.geometry.neighbours import NeighbourIndex, centre_neighbourhoods
 
 # Neighbours (the point itself included) whose spread gives a point's local density.
 DENSITY_NEIGHBOURS = 16
@@ -59,25 +59,15 @@ def local_areas(clouds: Sequence[Tensor], normals: Sequence[Tensor],
         return []
     if min(sizes) < DENSITY_NEIGHBOURS:
         raise ValueError(f"a density needs clouds of {DENSITY_NEIGHBOURS} points or more, got {min(sizes)}")
-    device = clouds[0].device
     centres = [None] * len(clouds) if centres is None else centres
-    picks = [torch.arange(size, device=device) if chosen is None else chosen.to(device)
-             for size, chosen in zip(sizes, centres, strict=True)]
-    joined = torch.cat([cloud.double() for cloud in clouds])
-    starts = np.cumsum([0, *sizes[:-1]]).tolist()
-    rows_of = torch.cat([pick + start for pick, start in zip(picks, starts, strict=True)])
-    all_normals = torch.cat([normal.double() for normal in normals]).to(device)
-    counts = [len(pick) for pick in picks]
-    groups = cloud_numbers(counts, device)
-    index = NeighbourIndex(joined, grid=True, sizes=sizes)
-    reach = torch.empty(len(rows_of), dtype=torch.float64, device=device)
-    for start in range(0, len(rows_of), CHUNK):
-        rows = slice(start, start + CHUNK)
-        centre = joined[rows_of[rows]]
-        found = index.query(centre, DENSITY_NEIGHBOURS, groups=groups[rows])[1].to(device)
+    joined, rows, counts, neighbourhoods = centre_neighbourhoods(clouds, centres, DENSITY_NEIGHBOURS, CHUNK)
+    all_normals = torch.cat([normal.double() for normal in normals]).to(joined.device)
+    reach = torch.empty(len(rows), dtype=torch.float64, device=joined.device)
+    for part, found in neighbourhoods:
+        centre = joined[rows[part]]
         offsets = joined[found] - centre[:, None]
-        normal = all_normals[rows_of[rows], None]
-        reach[rows] = (offsets - (offsets * normal).sum(dim=2, keepdim=True) * normal).norm(dim=2).amax(dim=1)
+        normal = all_normals[rows[part], None]
+        reach[part] = (offsets - (offsets * normal).sum(dim=2, keepdim=True) * normal).norm(dim=2).amax(dim=1)
     return list((torch.pi * reach.square() / (DENSITY_NEIGHBOURS - 1)).split(counts))
 
 

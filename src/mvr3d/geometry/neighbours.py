@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -240,6 +240,32 @@ def _check_sizes(sizes: Sequence[int] | None, total: int) -> list[int] | None:
     if not sizes or min(sizes) < 1 or sum(sizes) != total:
         raise InputError(f"sizes must be positive cloud sizes adding up to the reference's {total} points, got {sizes[:8]}")
     return sizes
+
+
+def centre_neighbourhoods(clouds: Sequence[Tensor], centres: Sequence[Tensor | None], k: int,
+                          chunk: int = 2**18) -> tuple[Tensor, Tensor, list[int], Iterator[tuple[slice, Tensor]]]:
+    """The ``k`` nearest points of each cloud's ``centres`` (indices; None: every point) among
+    that cloud's points, all clouds searched in one grouped index. Returns the clouds joined
+    end to end (float64, on the first cloud's device), the centres as rows of it, the number
+    of centres per cloud, and the neighbourhoods ``chunk`` centres at a time: (slice of the
+    centre rows, (c, k) indices into the joined clouds)."""
+    device = clouds[0].device
+    sizes = [len(cloud) for cloud in clouds]
+    picks = [torch.arange(size, device=device) if chosen is None else chosen.to(device)
+             for size, chosen in zip(sizes, centres, strict=True)]
+    starts = np.cumsum([0, *sizes[:-1]]).tolist()
+    rows = torch.cat([pick + start for pick, start in zip(picks, starts, strict=True)])
+    joined = torch.cat([cloud.to(device, torch.float64) for cloud in clouds])
+    counts = [len(pick) for pick in picks]
+    groups = cloud_numbers(counts, device)
+    index = NeighbourIndex(joined, grid=True, sizes=sizes)
+
+    def pieces() -> Iterator[tuple[slice, Tensor]]:
+        for start in range(0, len(rows), chunk):
+            part = slice(start, start + chunk)
+            yield part, index.query(joined[rows[part]], k, groups=groups[part])[1].to(device)
+
+    return joined, rows, counts, pieces()
 
 
 def nearest_neighbours(reference: Tensor, query: Tensor, k: int) -> Tensor:

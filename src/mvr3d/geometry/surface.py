@@ -21,7 +21,7 @@ from torch import Tensor
 
 from mvr3d.geometry.density import point_hash
 from mvr3d.geometry.joined import cloud_numbers
-from mvr3d.geometry.neighbours import NeighbourIndex
+from mvr3d.geometry.neighbours import NeighbourIndex, centre_neighbourhoods
 from mvr3d.geometry.voxels import bounding_diagonal, voxel_downsample
 
 PLANE_NEIGHBOURS = 16
@@ -258,23 +258,15 @@ def _local_noise(points: list[Tensor], signed: list[Tensor], normals: list[Tenso
                  neighbours: int) -> Tensor:
     """:func:`local_noise` of scans searched in one grouped index."""
     device = signed[0].device
-    sizes = [len(cloud) for cloud in points]
-    picks = [torch.arange(size, device=device) if chosen is None else chosen.to(device)
-             for size, chosen in zip(sizes, centres, strict=True)]
-    starts = np.cumsum([0, *sizes[:-1]]).tolist()
-    rows = torch.cat([pick + start for pick, start in zip(picks, starts, strict=True)])
-    joined = torch.cat([cloud.to(device, torch.float64) for cloud in points])
+    _, rows, counts, neighbourhoods = centre_neighbourhoods(points, centres, neighbours)
+    rows = rows.to(device)
     all_signed, all_normals = torch.cat(signed), torch.cat(normals).to(device)
-    counts = [len(pick) for pick in picks]
-    groups = cloud_numbers(counts, device)
-    index = NeighbourIndex(joined, grid=True, sizes=sizes)
     variance = torch.zeros(len(rows), dtype=torch.float64, device=device)
-    for start in range(0, len(rows), 2**18):
-        part = rows[start : start + 2**18]
-        near = index.query(joined[part], neighbours, groups=groups[start : start + len(part)])[1].to(device)
+    for part, near in neighbourhoods:
+        near = near.to(device)
         if near.shape[1] > 1:
-            aligned = torch.sign((all_normals[near] * all_normals[part, None]).sum(dim=2))
-            variance[start : start + len(part)] = (all_signed[near] * aligned).double().var(dim=1)
+            aligned = torch.sign((all_normals[near] * all_normals[rows[part], None]).sum(dim=2))
+            variance[part] = (all_signed[near] * aligned).double().var(dim=1)
     return torch.stack([piece.median().sqrt() for piece in variance.split(counts)])
 
 
