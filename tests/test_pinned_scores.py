@@ -14,7 +14,9 @@ again when points past the fused reference's open edges stopped feeding the smoo
 object score (``edge_reach``); ``template_all_points`` keeps the pins from before. And again
 when deviations were put in units of the scan's noise measured about each point's local mean
 and the location calibration was turned off by default (``scan_noise``, ``location_scans``);
-``template_spread_noise`` keeps the pins from before.
+``template_spread_noise`` keeps the pins from before. And again when each scan's noise was
+measured on the reference's planes and the templates' noise joined it (``scan_noise`` "planes");
+``template_local_noise`` keeps the pins from before.
 
 Tolerance: MVR runs float32 convolutions and attention whose summation order differs
 between CPU kernels (AVX2 / AVX-512), so its scores agree to ~1e-6 relative across machines,
@@ -38,7 +40,7 @@ from mvr3d.render import RenderConfig
 PINS = Path(__file__).with_name("pinned_scores.json")
 METHODS = ("mvr", "btf_raw", "btf_fpfh", "patchcore_fpfh", "registration", "template", "template_unsmoothed",
            "template_unfloored", "template_uncalibrated", "template_raw_location", "template_all_points",
-           "template_spread_noise")
+           "template_spread_noise", "template_local_noise")
 # Pinned name -> (registered method, parameters set after construction).
 # Each keeps the pins of its time, so it also sets what came after as it was then (edge_reach,
 # scan_noise, location_scans).
@@ -51,7 +53,8 @@ VARIANTS = {"template_unsmoothed": ("template", {"smoothing_k": 0, "noise_floor"
             "template_raw_location": ("template", {"location_scans": 16, "location_denoise": 0, "edge_reach": 0.0,
                                                    **BEFORE_NOISE}),
             "template_all_points": ("template", {"location_scans": 16, "edge_reach": 0.0, **BEFORE_NOISE}),
-            "template_spread_noise": ("template", {"location_scans": 16, **BEFORE_NOISE})}
+            "template_spread_noise": ("template", {"location_scans": 16, **BEFORE_NOISE}),
+            "template_local_noise": ("template", {"scan_noise": "local"})}
 
 
 def blob(n: int, seed: int) -> np.ndarray:
