@@ -32,6 +32,7 @@ done
 # One process per output folder (a run locks its folder), so each class writes under by-class/.
 while [ "$(date +%s)" -lt "$deadline" ] && pgrep -f "mvr3d benchmark" >/dev/null; do sleep 5; done
 for done_json in runs/template-*-s${seed}g/by-class/*/classes/*.json; do
-  [ -f "$done_json" ] && cp "$done_json" "${done_json%%/by-class/*}/classes/"
+  [ -f "$done_json" ] || continue
+  mkdir -p "${done_json%%/by-class/*}/classes" && cp "$done_json" "${done_json%%/by-class/*}/classes/"
 done
 collect_runs "$deadline"
