@@ -71,6 +71,9 @@ def test_template_scan_noise_validates_saves_and_old_checkpoints_keep_the_spread
                                                                                                   progress=False)
     assert local.template_noise_ is None and "template_noise" not in local.state_arrays()
     assert_param_saves_and_old_checkpoints_get(local, sphere_scan(4000, 9), tmp_path / "l", "scan_noise", "spread")
+    local.scan_noise = "planes"  # switched after fitting: no templates' noise was measured
+    with pytest.raises(InputError, match="scan_noise 'planes' needs the templates' noise, measured by fit"):
+        local.score(sphere_scan(4000, 9))
 
 
 def test_a_checkpoint_without_the_templates_noise_is_refused() -> None:
