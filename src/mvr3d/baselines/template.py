@@ -62,18 +62,17 @@ outward in the plane, and a closed surface has no open edge, so neither is affec
 class (100 good scans): O-ROC 84.9 -> 87.6, P-ROC 98.1 either way, Spearman with the view's
 z -0.42 -> -0.30 (zeroing those points instead cost 4 points of P-ROC).
 
-Shared coverage (``shared_reach``): a place one template missed (the bottom of a gear's deep
-holes, seen by three of four) is still on the fused reference, from the others, and no open edge
-marks it, but the reference there is fused from fewer templates and good scans that see it
-deviate more: on cycloidal of development seed 3 (100 good scans), the top 1 % points of scans
-from below lay where fewer templates reached (3.4 of 4 on average within 3 sample spacings,
-against 4.0 from above), and the object score followed view z (-0.33). Scan points whose nearest
-reference sample lies over ``shared_reach`` (12) sample spacings from some template's points do
-not count towards the object score (their point scores stay, as past open edges): 0.1 % of
-cycloidal's reference, 0.2 % of featuretype's and none of the other 6 classes' of that seed.
-There cycloidal's view z went -0.33 -> +0.07 and its O-ROC 89.5 -> 90.7 (largest abs(rho) 0.17);
-featuretype's largest value is +0.26 (noise; +0.21 before), the other classes are unchanged.
-Needs two templates or more.
+Shared coverage (``shared_reach``): a place some template missed is still on the fused
+reference, from the others, and no open edge marks it, but good scans that see it deviate more
+there. On cycloidal of development seed 3 (100 good scans) the object score followed view z
+(-0.33): the top 1 % points of scans from below lay low on the part and where fewer templates
+reached (3.4 of 4 on average within 1.4 units, the part's diagonal being 77, against 4.0 from
+above). Scan points whose nearest reference sample lies over ``shared_reach`` (12) sample
+spacings from some template's points do not count towards the object score (their point scores
+stay, as past open edges): 0.1 % of cycloidal's reference, 0.2 % of featuretype's and none of
+the other 6 classes' of that seed. There cycloidal's view z went -0.33 -> +0.07 and its O-ROC
+89.5 -> 90.7 (largest abs(rho) 0.17); featuretype's largest value is +0.26 (noise; +0.21
+before), the other classes are unchanged. Needs two templates or more.
 
 Noise units (``scan_noise``): "planes" (default) divides each scan's deviations, less their
 median, by the noise a ``smoothing_k``-point mean keeps, sqrt(scan noise^2 + template noise^2)
