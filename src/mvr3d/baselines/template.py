@@ -72,7 +72,8 @@ spacings from some template's points do not count towards the object score (thei
 stay, as past open edges): 0.1 % of cycloidal's reference, 0.2 % of featuretype's and none of
 the other 6 classes' of that seed. There cycloidal's view z went -0.33 -> +0.07 and its O-ROC
 89.5 -> 90.7 (largest abs(rho) 0.17); featuretype's largest value is +0.26 (noise; +0.21
-before), the other classes are unchanged. Needs two templates or more.
+before), the other classes are unchanged. Held out on seed 8 (100 good scans): cycloidal's view
+z -0.35 -> -0.01, featuretype's +0.30 -> +0.36 (docs/accuracy.md). Needs two templates or more.
 
 Noise units (``scan_noise``): "planes" (default) divides each scan's deviations, less their
 median, by the noise a ``smoothing_k``-point mean keeps, sqrt(scan noise^2 + template noise^2)
