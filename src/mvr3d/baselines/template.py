@@ -250,15 +250,15 @@ class TemplateDetector(ArrayStateDetector):
         self.aligner_ = self._aligner().fit(clouds, progress=progress)
         anchor = TemplateAligner(seed=self.seed, device=self.device).fit(clouds[:1])
         self.reference_ = fuse_templates(clouds, lambda points: anchor.pose(points)[1:], device=self.device)
-        self.template_noise_ = self._template_noise(clouds) if self.scan_noise == "planes" else None
-        self.shared_ = self._shared_samples(clouds) if self.shared_reach > 0 and len(clouds) > 1 else None
-        self.location_ = self._location_stats(clouds) if self.location_scans and len(clouds) > 1 else None
+        placed = [self.reference_.from_template(j, np.asarray(cloud, dtype=np.float64)) for j, cloud in enumerate(clouds)]
+        self.template_noise_ = self._template_noise(placed) if self.scan_noise == "planes" else None
+        self.shared_ = self._shared_samples(placed) if self.shared_reach > 0 and len(clouds) > 1 else None
+        self.location_ = self._location_stats(clouds, placed) if self.location_scans and len(clouds) > 1 else None
         return self
 
-    def _template_noise(self, clouds: list[np.ndarray]) -> float:
-        """The templates' scanner noise, measured as a scan's is (``scan_noise`` "planes") with
-        each template in its place on the fused reference; the median over the templates."""
-        placed = [self.reference_.from_template(j, np.asarray(cloud, dtype=np.float64)) for j, cloud in enumerate(clouds)]
+    def _template_noise(self, placed: list[np.ndarray]) -> float:
+        """The templates' scanner noise, measured as a scan's is (``scan_noise`` "planes"), each
+        template ``placed`` on the fused reference; the median over the templates."""
         joined, sizes = join_clouds(placed, self.device)
         signed, normals, _ = self.reference_.signed_distance(joined)
         anchors = [anchor_points(cloud, self.anchor_stride, self.seed) for cloud in placed]
@@ -266,25 +266,24 @@ class TemplateDetector(ArrayStateDetector):
         noise = _planar_noise(planar, signed, normals, sizes, anchors)
         return float(noise.median())
 
-    def _shared_samples(self, clouds: list[np.ndarray]) -> torch.Tensor:
+    def _shared_samples(self, placed: list[np.ndarray]) -> torch.Tensor:
         """Whether each reference sample lies within ``shared_reach`` sample spacings of every
-        template's points (module doc, "Shared coverage")."""
+        template's points (``placed`` on the fused reference; module doc, "Shared coverage")."""
         samples = self.reference_.points
         reach = self.shared_reach * self.reference_.open_edges.spacing
         shared = torch.ones(len(samples), dtype=torch.bool, device=samples.device)
-        for j, cloud in enumerate(clouds):
-            placed = torch.from_numpy(self.reference_.from_template(j, np.asarray(cloud, dtype=np.float64)))
-            distance = NeighbourIndex(placed.to(samples.device)).query(samples, 1)[0][:, 0]
+        for template in placed:
+            distance = NeighbourIndex(torch.from_numpy(template).to(samples.device)).query(samples, 1)[0][:, 0]
             shared &= distance.to(samples.device) <= reach
         return shared
 
-    def _location_stats(self, clouds: list[np.ndarray]) -> LocationStats:
+    def _location_stats(self, clouds: list[np.ndarray], placed: list[np.ndarray]) -> LocationStats:
         """Each reference sample's mean and spread of the scores of normal partial scans,
         each template's registered to the other templates and scored against their fusion
-        (module doc). Every template's pose on the others is known from the fit, so a scan
-        needs only the fine stage of registration, not the pose search."""
+        (module doc; ``placed``: the templates on the fused reference). Every template's pose on
+        the others is known from the fit, so a scan needs only the fine stage of registration,
+        not the pose search."""
         stats = LocationStats([self.reference_.points], self.location_neighbours)
-        placed = [self.reference_.from_template(j, np.asarray(cloud, dtype=np.float64)) for j, cloud in enumerate(clouds)]
         voxel = FUSED_VOXEL * bounding_diagonal(np.asarray(clouds[0]))
         directions = fibonacci_directions(self.location_scans).numpy()
         for left_out, template in enumerate(placed):
