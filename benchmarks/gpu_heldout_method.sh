@@ -4,6 +4,8 @@
 # name), then runs `mvr3d benchmark ARGS` at this tree, one process per class (up to MAX_RUNS, 6, at
 # once), into runs/NAME-s<SEED>g/by-class/<class>; finished classes are gathered under
 # runs/NAME-s<SEED>g/classes. A second call on the warm machine finds the runs still going and waits.
+# Written 2026-12-07 for MVR's powered check on seed 9 (carry the weights xz-compressed: with them as they are
+# the tree passes the device's 64 MiB); no device could be had, so it has not run yet.
 #   usage: benchmarks/gpu_heldout_method.sh DEADLINE_SECONDS SEED "CLASSES" NAME ARGS...
 #   e.g.:  benchmarks/gpu_heldout_method.sh 560 9 "cow busted" mvr-reference --method mvr --preset reference
 set -u
