@@ -73,7 +73,8 @@ def scored_cloud(detector: MVRDetector, points: np.ndarray, errors: np.ndarray
                  ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None]:
     """The cloud the detector scored (with ``scan_voxel`` / ``max_points``, the reduced scan) and
     its errors, and each scan point's index in it (None: the scan itself)."""
-    reduced, inverse = reduce_points(points, detector.config.max_points, detector.scan_voxel_size())
+    reduced, inverse = reduce_points(points, detector.config.max_points, detector.scan_voxel_size(),
+                                     detector.config.scan_voxel_point)
     if inverse is None:
         return (points.astype(np.float64), errors), None
     on_grid = np.empty(len(reduced), dtype=errors.dtype)

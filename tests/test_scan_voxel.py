@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mvr3d.errors import InputError
-from mvr3d.geometry import voxel_downsample
+from mvr3d.geometry import voxel_downsample, voxel_thin
 from mvr3d.models import MVRDetector
 from mvr3d.models.mvr.batch_scoring import MIN_GRID_POINTS, reduce_points
 from test_detector import sphere, tiny_config
@@ -61,8 +61,62 @@ def test_detector_scores_the_grid_cloud_and_gives_every_point_its_voxel_score(re
     assert result.object_score == pytest.approx(direct.object_score, rel=1e-6)
 
 
+def noisy_plane(points: int, noise: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.c_[rng.uniform(0, 10, (points, 2)), rng.normal(0, noise, points)]
+
+
+def test_thinning_keeps_one_of_the_points_of_each_voxel():
+    points = sphere(6000, 4)
+    thinned, inverse = voxel_thin(points, 1.0)
+    centroids, expected_inverse = voxel_downsample(points, 1.0)
+    np.testing.assert_array_equal(inverse, expected_inverse)
+    assert len(thinned) == len(centroids)
+    # Each kept point is an input point, and one of its own voxel's.
+    rows = {tuple(p): i for i, p in enumerate(points)}
+    kept = np.array([rows[tuple(p)] for p in thinned])
+    np.testing.assert_array_equal(inverse[kept], np.arange(len(thinned)))
+    # Seeded: the same draw again, another with another seed.
+    np.testing.assert_array_equal(voxel_thin(points, 1.0)[0], thinned)
+    assert not np.array_equal(voxel_thin(points, 1.0, seed=1)[0], thinned)
+
+
+def test_thinning_keeps_the_noise_that_centroids_average_away():
+    # ~500 points in each 0.5-unit column; the noise stays within one layer of voxels.
+    plane = noisy_plane(200_000, noise=0.05, seed=0)
+    centroids, _ = voxel_downsample(plane, 0.5)
+    thinned, _ = voxel_thin(plane, 0.5)
+    assert centroids[:, 2].std() < 0.2 * 0.05
+    # One draw from each voxel has the points' spread (400-odd draws: within 15 %).
+    assert thinned[:, 2].std() == pytest.approx(plane[:, 2].std(), rel=0.15)
+
+
+def test_thinned_clouds_of_any_density_come_out_alike():
+    sparse, dense = noisy_plane(20_000, 0.02, 1), noisy_plane(200_000, 0.02, 2)
+    thinned = [voxel_thin(cloud, 0.2)[0] for cloud in (sparse, dense)]
+    assert len(thinned[1]) == pytest.approx(len(thinned[0]), rel=0.03)  # 2500 columns, nearly all occupied
+    assert thinned[1][:, 2].std() == pytest.approx(thinned[0][:, 2].std(), rel=0.1)
+
+
+def test_detector_draws_each_voxel_as_one_of_its_points_when_asked(reference_detector):
+    scan = sphere(20000, 6).astype(np.float32)
+    voxel = 0.5 * reference_detector.aligner_.voxel_
+    thinned, inverse = voxel_thin(scan, voxel)
+    direct = reference_detector.score(thinned.astype(np.float32))
+    plain = reference_detector.config
+    reference_detector.config = replace(plain, scan_voxel=0.5, scan_voxel_point="random")
+    try:
+        result = reference_detector.score(scan)
+    finally:
+        reference_detector.config = plain
+    assert result.point_scores.shape == (20000,)
+    np.testing.assert_allclose(result.point_scores, direct.point_scores[inverse], rtol=1e-6, atol=1e-9)
+
+
 def test_scan_voxel_is_validated():
     with pytest.raises(InputError, match="scan_voxel"):
         tiny_config(scan_voxel=-1.0)
     with pytest.raises(InputError, match="scan_voxel=1.0 needs align=True"):
         tiny_config(scan_voxel=1.0, align=False)
+    with pytest.raises(InputError, match="scan_voxel_point"):
+        tiny_config(scan_voxel=1.0, scan_voxel_point="median")

@@ -11,7 +11,7 @@ from mvr3d.geometry.neighbours import NeighbourIndex
 from mvr3d.geometry.normals import estimate_normals
 from mvr3d.geometry.rotations import random_rotations, rotvec_to_matrix
 from mvr3d.geometry.surface import SurfaceReference, fuse_templates, local_planes
-from mvr3d.geometry.voxels import bounding_diagonal, voxel_downsample
+from mvr3d.geometry.voxels import bounding_diagonal, voxel_downsample, voxel_thin
 
 __all__ = [
     "NeighbourIndex",
@@ -24,4 +24,5 @@ __all__ = [
     "random_rotations",
     "rotvec_to_matrix",
     "voxel_downsample",
+    "voxel_thin",
 ]

@@ -33,3 +33,18 @@ def voxel_downsample(points: np.ndarray, voxel: float) -> tuple[np.ndarray, np.n
     counts = np.bincount(inverse)
     sums = np.stack([np.bincount(inverse, weights=pts[:, d]) for d in range(3)], axis=1)
     return sums / counts[:, None], inverse
+
+
+def voxel_thin(points: np.ndarray, voxel: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One of the points themselves per occupied voxel, drawn at random (``seed``), and each
+    point's voxel index, in :func:`voxel_downsample`'s voxel order.
+
+    Unlike centroids, which average away more noise the more points share a voxel, a drawn
+    point carries the cloud's own noise (choosing the one nearest the centroid would favour
+    points with little noise, the more so in full voxels): every cloud thinned on one grid has
+    about the same density and the noise it was scanned with.
+    """
+    centroids, inverse = voxel_downsample(points, voxel)
+    order = np.random.default_rng(seed).permutation(len(inverse))
+    _, first = np.unique(inverse[order], return_index=True)
+    return np.asarray(points, dtype=np.float64)[order[first]], inverse

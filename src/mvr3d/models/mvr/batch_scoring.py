@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.profiler import record_function
 
-from mvr3d.geometry import voxel_downsample
+from mvr3d.geometry import voxel_downsample, voxel_thin
 from mvr3d.models.components.location_stats import LocationStats
 from mvr3d.models.components.scoring import (
     discount_sparse,
@@ -32,12 +32,14 @@ Each = Callable[[Callable, list[tuple]], list]
 MIN_GRID_POINTS = 100
 
 
-def reduce_points(points: np.ndarray, max_points: int | None, voxel: float | None = None
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Voxel-downsample on a ``voxel`` grid, then to roughly ``max_points``; also each
-    point's voxel index (None when nothing was reduced). A grid that would leave fewer than
-    MIN_GRID_POINTS points (a tiny scan) is not applied."""
-    sampled, inverse = (None, None) if voxel is None else voxel_downsample(points, voxel)
+def reduce_points(points: np.ndarray, max_points: int | None, voxel: float | None = None,
+                  voxel_point: str = "mean") -> tuple[np.ndarray, np.ndarray | None]:
+    """Voxel-downsample on a ``voxel`` grid (each voxel drawn as its points' mean, or as one of
+    them: ``voxel_point`` "random"), then to roughly ``max_points``; also each point's voxel
+    index (None when nothing was reduced). A grid that would leave fewer than MIN_GRID_POINTS
+    points (a tiny scan) is not applied."""
+    downsample = voxel_thin if voxel_point == "random" else voxel_downsample
+    sampled, inverse = (None, None) if voxel is None else downsample(points, voxel)
     if sampled is not None and len(sampled) >= MIN_GRID_POINTS:
         further, again = reduce_points(sampled.astype(points.dtype), max_points)
         return further, inverse if again is None else again[inverse]

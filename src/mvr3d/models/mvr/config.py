@@ -12,6 +12,7 @@ from mvr3d.render import RenderConfig
 
 SCORE_DTYPES = ("float16", "bfloat16", "float32")
 POSE_SEARCHES = ("sparse", "dense")
+VOXEL_POINTS = ("mean", "random")
 
 # Settings that decide how a run executes, not what it computes (scores agree within the
 # float tolerances of benchmarks/consistency_*.md). They stay out of the config key and the
@@ -158,6 +159,11 @@ class MVRConfig:
     # nuisance correlations >= 0.3 of 60, but 1.8-3.7 O-ROC lower (docs/accuracy.md), so off.
     scan_voxel: float = option(0.0, "voxel-downsample each scan on a grid this many template voxels wide before "
                                     "scoring (0 = off); every original point still gets a score")
+    # A voxel's mean averages away more scanner noise the more points share it, so centroids
+    # leave denser scans smoother; one of the voxel's own points keeps the scan's noise, and on a
+    # grid finer than the template's every scan is drawn at about the same density.
+    scan_voxel_point: str = option("mean", "how each scan_voxel voxel is drawn: the mean of its points, or one "
+                                           "of them at random (seeded; keeps the scan's noise)", VOXEL_POINTS)
     # Registration templates (and so the template reference) are voxel-downsampled on a grid
     # this fraction of their median diagonal wide; the aligner's ICP and pose search run on them.
     # 0.002 with scan_voxel 1 halves the nuisance dependence but loses 2.3 O-ROC on held-out
@@ -186,6 +192,7 @@ class MVRConfig:
             "sparse_discount": self.sparse_discount >= 0,
             "max_points": self.max_points is None or self.max_points >= 100,
             "scan_voxel": self.scan_voxel >= 0,
+            "scan_voxel_point": self.scan_voxel_point in VOXEL_POINTS,
             "template_voxel": 0 < self.template_voxel <= 0.1,
             "deviation_weight": self.deviation_weight >= 0,
             "view_selection": self.view_selection in ("scan", "fixed"),

@@ -253,7 +253,7 @@ class MVRDetector(Detector):
 
     def _reduced(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The cloud a scan is scored as (``scan_voxel``, ``max_points``) and each point's index in it."""
-        return reduce_points(points, self.config.max_points, self.scan_voxel_size())
+        return reduce_points(points, self.config.max_points, self.scan_voxel_size(), self.config.scan_voxel_point)
 
     def scan_voxel_size(self) -> float | None:
         """The grid scans are downsampled on before scoring (``scan_voxel`` template voxels), or None."""
