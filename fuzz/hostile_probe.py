@@ -136,7 +136,9 @@ class Case:
     expect: str = "error"  # "error": one error line, non-zero exit; "ok": exit 0; "any": either
     output: str = ""  # a regex the combined output must match
     needs: str = ""  # "checkpoint" when it scores with the shared checkpoint; "root" for tmpfs
-    timeout: float = 60.0
+    # Fits take ~10-20 s on an idle 2-core machine and over 60 s beside another full-CPU job; a real
+    # hang runs into any limit, so the limit leaves room for a busy machine.
+    timeout: float = 150.0
     owned: tuple[str, ...] = ()  # pre-existing files the command may change (its own state)
 
 

@@ -25,7 +25,7 @@ def test_scan_too_large_for_free_memory_fails_before_work(fitted: MVRDetector, m
     points = 20_000_000
     monkeypatch.setattr(memory, "available_bytes", lambda device: 2 * 2**30)
     monkeypatch.setattr(MVRDetector, "_score_clouds", lambda *a: pytest.fail("scoring started"))
-    monkeypatch.setattr(detector_module, "reduce_points", lambda cloud, limit, voxel=None: (np.broadcast_to(np.zeros(3), (points, 3)), None))
+    monkeypatch.setattr(detector_module, "reduce_points", lambda cloud, limit, voxel=None, voxel_point="mean": (np.broadcast_to(np.zeros(3), (points, 3)), None))
     with pytest.raises(ResourceError, match=r"needs about 2\.\d GiB on cpu but only 2\.0 GiB is free.*max_points") as error:
         fitted.score(sphere(500, 3))
     message = str(error.value)
