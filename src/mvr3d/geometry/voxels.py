@@ -44,7 +44,7 @@ def voxel_thin(points: np.ndarray, voxel: float, seed: int = 0) -> tuple[np.ndar
     points with little noise, the more so in full voxels): every cloud thinned on one grid has
     about the same density and the noise it was scanned with.
     """
-    centroids, inverse = voxel_downsample(points, voxel)
+    _, inverse = voxel_downsample(points, voxel)
     order = np.random.default_rng(seed).permutation(len(inverse))
     _, first = np.unique(inverse[order], return_index=True)
     return np.asarray(points, dtype=np.float64)[order[first]], inverse
