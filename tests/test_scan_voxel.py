@@ -44,17 +44,22 @@ def reference_detector():
         [sphere(8000, s) for s in range(2)], progress=False)
 
 
+def score_with(detector: MVRDetector, scan: np.ndarray, **fields):
+    """The detector's score of ``scan`` with ``fields`` changed for this one call."""
+    plain = detector.config
+    detector.config = replace(plain, **fields)
+    try:
+        return detector.score(scan)
+    finally:
+        detector.config = plain
+
+
 def test_detector_scores_the_grid_cloud_and_gives_every_point_its_voxel_score(reference_detector):
     scan = sphere(20000, 5).astype(np.float32)
     voxel = reference_detector.aligner_.voxel_
     on_grid, inverse = voxel_downsample(scan, voxel)
     direct = reference_detector.score(on_grid.astype(np.float32))
-    plain = reference_detector.config
-    reference_detector.config = replace(plain, scan_voxel=1.0)
-    try:
-        result = reference_detector.score(scan)
-    finally:
-        reference_detector.config = plain
+    result = score_with(reference_detector, scan, scan_voxel=1.0)
     assert result.point_scores.shape == (20000,)
     # The same cloud through the same code: only the expansion to the original points differs.
     np.testing.assert_allclose(result.point_scores, direct.point_scores[inverse], rtol=1e-6, atol=1e-9)
@@ -103,12 +108,7 @@ def test_detector_draws_each_voxel_as_one_of_its_points_when_asked(reference_det
     voxel = 0.5 * reference_detector.aligner_.voxel_
     thinned, inverse = voxel_thin(scan, voxel)
     direct = reference_detector.score(thinned.astype(np.float32))
-    plain = reference_detector.config
-    reference_detector.config = replace(plain, scan_voxel=0.5, scan_voxel_point="random")
-    try:
-        result = reference_detector.score(scan)
-    finally:
-        reference_detector.config = plain
+    result = score_with(reference_detector, scan, scan_voxel=0.5, scan_voxel_point="random")
     assert result.point_scores.shape == (20000,)
     np.testing.assert_allclose(result.point_scores, direct.point_scores[inverse], rtol=1e-6, atol=1e-9)
 
