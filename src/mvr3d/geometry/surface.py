@@ -305,6 +305,26 @@ def project_to_planes(points: Tensor, neighbours: int) -> Tensor:
     return (points.double() - offset * normals).to(points.dtype)
 
 
+def shaped_like(points: Tensor, reference: Tensor, smoothing: int, neighbours: int = PLANE_NEIGHBOURS) -> Tensor:
+    """``points`` with the reference's shape: each point moved along the normal of the plane
+    through its ``neighbours`` nearest reference points, by the mean offset from those planes
+    of its ``smoothing`` nearest points (signed against its own normal, as PCA normals are
+    oriented at random). A dent or bump moves a neighbourhood together and is taken out;
+    scanner noise moves points apart and stays, so the result keeps the points' sampling and
+    noise, and differs from them only where their shape does."""
+    points64, reference64 = points.double(), reference.double()
+    near = NeighbourIndex(reference64).query(points64, min(neighbours, len(reference64)))[1].to(points.device)
+    patch = reference64[near]
+    centre = patch.mean(dim=1)
+    spread = patch - centre[:, None]
+    normals = smallest_eigenvector(spread.transpose(1, 2) @ spread)
+    offsets = ((points64 - centre) * normals).sum(dim=1)
+    around = NeighbourIndex(points64).query(points64, min(smoothing, len(points64)))[1].to(points.device)
+    aligned = torch.sign((normals[around] * normals[:, None]).sum(dim=2))
+    broad = (offsets[around] * aligned).mean(dim=1)
+    return (points64 - broad[:, None] * normals).to(points.dtype)
+
+
 def local_planes(index: NeighbourIndex, neighbours: int, chunk: int = 65536) -> tuple[Tensor, Tensor]:
     """Centroid and unit PCA normal of each reference point's ``neighbours`` nearest points."""
     points = index.reference

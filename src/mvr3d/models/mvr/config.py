@@ -13,6 +13,7 @@ from mvr3d.render import RenderConfig
 SCORE_DTYPES = ("float16", "bfloat16", "float32")
 POSE_SEARCHES = ("sparse", "dense")
 VOXEL_POINTS = ("mean", "random")
+REFERENCE_DRAWS = ("template", "scan")
 
 # Settings that decide how a run executes, not what it computes (scores agree within the
 # float tolerances of benchmarks/consistency_*.md). They stay out of the config key and the
@@ -104,6 +105,16 @@ class MVRConfig:
     reference: str = option("student", "what the teacher's tokens are compared with: the student's reconstruction, "
                             "or the teacher's tokens of the registered template cut to the scan", ("student", "template"))
     reference_gap: float = 3.0
+    # How the template reference is drawn. "template": its points under the scan, as sampled
+    # when the templates were made (denser or sparser, smoother or noisier than the scan, so
+    # the error followed the scan's point count and noise: docs/accuracy.md). "scan": the
+    # scan's own points (as drawn) with the template's shape, each moved onto the template's
+    # local plane by the mean offset of its ``reference_smoothing`` nearest points
+    # (geometry/surface.py: shaped_like): the same sampling and noise, only a shape differs.
+    reference_draw: str = option("template", "draw the template reference from its own points, or as the scan's "
+                                 "points moved onto the template's shape", REFERENCE_DRAWS)
+    reference_smoothing: int = option(32, "with reference_draw 'scan': the neighbourhood (points) whose mean "
+                                          "offset from the template is taken out")
     # Scanner noise on the augmented and calibration copies: Gaussian offsets along the
     # line of sight with a standard deviation of about this fraction of the object's
     # diagonal (each copy draws 0.5-1.5x it), as test scans are noisier than templates.
@@ -207,6 +218,8 @@ class MVRConfig:
             "fill_gap": self.fill_gap > 0,
             "reference": self.reference in ("student", "template"),
             "reference_gap": self.reference_gap > 0,
+            "reference_draw": self.reference_draw in REFERENCE_DRAWS,
+            "reference_smoothing": self.reference_smoothing >= 1,
             "denoise_k": self.denoise_k in (0, 1) or self.denoise_k >= 3,  # two points fit no plane
         }
         bad = [name for name, ok in checks.items() if not ok]

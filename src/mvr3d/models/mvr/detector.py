@@ -121,8 +121,9 @@ class MVRDetector(Detector):
         cfg = self.config
         fill_gap = cfg.fill_gap if cfg.complete_with_template else None
         reference_gap = cfg.reference_gap if cfg.reference == "template" else None
+        smoothing = cfg.reference_smoothing if reference_gap is not None and cfg.reference_draw == "scan" else None
         return Placement(self.device, self.template_centres_, self.aligner_, self.sides_, fill_gap, cfg.denoise_k,
-                         reference_gap)
+                         reference_gap, smoothing)
 
     def _scanner(self) -> Scanner:
         return Scanner(self.config, self.radius_, self.device)

@@ -14,7 +14,7 @@ import torch
 
 from mvr3d.geometry import TemplateAligner
 from mvr3d.geometry.neighbours import SPACING_SAMPLE, NeighbourIndex
-from mvr3d.geometry.surface import project_to_planes
+from mvr3d.geometry.surface import project_to_planes, shaped_like
 from mvr3d.models.mvr.config import MVRConfig
 from mvr3d.models.mvr.sides import SideFinder, facing_rotation, turn_to_views
 from mvr3d.scans import ScanLike
@@ -74,6 +74,7 @@ class Placement:
     fill_gap: float | None = None  # complete scans from their template (None: do not)
     denoise_k: int = 0  # draw scans projected onto their local planes (0 or 1: as scanned)
     reference_gap: float | None = None  # cut the template to the scan as its reference (None: do not)
+    reference_smoothing: int | None = None  # draw that reference as the scan shaped like it (None: its own points)
 
     def in_template(self, cloud: np.ndarray, template: int) -> Placed:
         """A scan already in ``template``'s frame, matched, completed from its template when
@@ -91,6 +92,8 @@ class Placement:
             reference = None if self.reference_gap is None else candidates[gaps <= self.reference_gap]
             if reference is not None and len(reference) < MIN_REFERENCE_POINTS:
                 reference = candidates  # the scan lies off its template (a failed match): compare with all of it
+            if reference is not None and self.reference_smoothing is not None:
+                reference = shaped_like(points if drawn is None else drawn, reference, self.reference_smoothing)
         if self.sides is not None:
             turn = facing_rotation(self.sides.direction(template, nearest))
             points, fill, drawn, reference = (None if cloud is None else turn_to_views(cloud, centre, turn)
