@@ -111,6 +111,10 @@ class MVRConfig:
     # scan's own points (as drawn) with the template's shape, each moved onto the template's
     # local plane by the mean offset of its ``reference_smoothing`` nearest points
     # (geometry/surface.py: shaped_like): the same sampling and noise, only a shape differs.
+    # Off: with denoise_k 16 it takes out featuretype's view z (dev seed 3, +0.53 -> +0.26 raw) but
+    # costs accuracy (featuretype 90.6 -> 84.7 O-ROC), and the error level still follows point count
+    # and noise (cow +0.36 / +0.46); with standardise_scores, held-out seed 10: 78.0 mean O-ROC on 4
+    # classes, 3 of 24 values >= 0.3 (docs/accuracy.md, sixteenth session).
     reference_draw: str = option("template", "draw the template reference from its own points, or as the scan's "
                                  "points moved onto the template's shape", REFERENCE_DRAWS)
     reference_smoothing: int = option(32, "with reference_draw 'scan': the neighbourhood (points) whose mean "
