@@ -6,6 +6,8 @@
 # runs/NAME-s<SEED>g/classes. A second call on the warm machine finds the runs still going and waits.
 # Written 2026-12-07 for MVR's powered check on seed 9 (carry the weights xz-compressed: with them as they are
 # the tree passes the device's 64 MiB); no device could be had, so it has not run yet.
+# Memory: ten MVR runs at once fit one H200 (seed 10, 2026-12-07); twenty (two seeds at once) did not fit one H100:
+# 11 of them stopped at their first batch. Keep MAX_RUNS at 10 or less for MVR.
 #   usage: benchmarks/gpu_heldout_method.sh DEADLINE_SECONDS SEED "CLASSES" NAME ARGS...
 #   e.g.:  benchmarks/gpu_heldout_method.sh 560 9 "cow busted" mvr-reference --method mvr --preset reference
 set -u
