@@ -391,6 +391,21 @@ def test_standardised_scores_are_robust_z_scores_of_each_scan():
         assert 1.4826 * lower_median(np.abs(scores)) == pytest.approx(1.0, abs=1e-4)
 
 
+def assert_finds_a_bulge_and_reloads(detector: MVRDetector, folder) -> MVRDetector:
+    """A bulge on a dense sphere stands out (points and object) and the saved detector scores
+    a good sphere exactly as before; returns the loaded detector."""
+    bumped, _ = with_bulge(sphere(8000, 9), height=2.0)
+    labels = np.linalg.norm(bumped, axis=1) > 10.4  # as in the deviation test above
+    result = detector.score(bumped)
+    assert auroc(result.point_scores, labels) > 0.9
+    good = detector.score(sphere(8000, 10))
+    assert result.object_score > 2 * good.object_score
+    detector.save(folder / "model")
+    loaded = MVRDetector.load(folder / "model")
+    np.testing.assert_array_equal(good.point_scores, loaded.score(sphere(8000, 10)).point_scores)
+    return loaded
+
+
 def test_template_reference_finds_a_bulge_without_training(monkeypatch, tmp_path):
     """reference='template' compares each view's teacher tokens with those of the registered
     template cut to the scan: no student is trained, the cut covers the scan's side only,
@@ -416,16 +431,8 @@ def test_template_reference_finds_a_bulge_without_training(monkeypatch, tmp_path
     spacing = np.median(cKDTree(cloud).query(cloud, k=2)[0][:, 1])
     # 5 %: the detector takes the median spacing from a sample of the scan, not from all of it.
     assert cKDTree(cloud).query(cut)[0].max() <= detector.config.reference_gap * spacing * 1.05
-    bumped, _ = with_bulge(sphere(8000, 9), height=2.0)
-    labels = np.linalg.norm(bumped, axis=1) > 10.4  # as in the deviation test above
-    result = detector.score(bumped)
-    assert auroc(result.point_scores, labels) > 0.9
-    good = detector.score(sphere(8000, 10))
-    assert result.object_score > 2 * good.object_score
-    detector.save(tmp_path / "model")
-    loaded = MVRDetector.load(tmp_path / "model")
+    loaded = assert_finds_a_bulge_and_reloads(detector, tmp_path)
     assert loaded.config.reference == "template"
-    np.testing.assert_array_equal(good.point_scores, loaded.score(sphere(8000, 10)).point_scores)
     with pytest.raises(InputError, match="reference='template' needs align"):
         tiny_config(reference="template", align=False)
 
