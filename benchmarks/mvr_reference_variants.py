@@ -15,9 +15,18 @@ Variants (the MVRConfig fields they stand for):
   sparseP_smoothK  sparseP, then smoothK
   name@F       with --object-fractions: the object score as the mean of the top F of point
                scores instead of the top 1 % (point scores, so P-ROC, as ``name``)
+  twin_...     with --twins N: each scan is also scored as N normal twins (geometry/surface.py:
+               normal_twin: its points on the template's planes with its own noise rearranged),
+               and its errors are compared with theirs (their mean, e0): twin_diff e - e0,
+               twin_diff_s e - smooth128(e0), twin_ratio_s e / smooth128(e0), twin_level
+               e / median(e0), twin_shift e - median(e0); twin_obj_diff / twin_obj_ratio: raw
+               point scores, the object score top1(e) - top1(e0) / top1(e) / top1(e0);
+               ownshape_diff: e - the error of the scan moved onto the template's shape with its
+               own noise (geometry/surface.py: shaped_like)
 
   usage: python benchmarks/mvr_reference_variants.py --data ROOT --out DIR [--classes ...] [--save-errors DIR]
              [--pose-search sparse|dense] [--views SPEC] [--object-fractions F ...] [--set FIELD=VALUE ...]
+             [--twins N] [--limit-good N]
   --set sets any further MVRConfig field, e.g. --set scan_voxel=1 --set denoise_k=16 (values as JSON).
 Writes DIR/classes/<class>.json (a rerun skips finished classes), DIR/table.md and
 DIR/run.json (settings, versions, git hash, machine).
@@ -36,10 +45,12 @@ import torch
 from scipy.spatial import cKDTree
 
 from mvr3d.data.real3d import Real3DAD
+from mvr3d.geometry.surface import normal_twin, shaped_like
 from mvr3d.metrics.ranking import PooledScores
 from mvr3d.models import MVRConfig, MVRDetector
 from mvr3d.models.components.scoring import discount_sparse, robust_standardise
 from mvr3d.models.mvr.batch_scoring import reduce_points
+from mvr3d.models.mvr.placement import MIN_REFERENCE_POINTS
 from mvr3d.render.poses import views_spec
 from mvr3d.scans import object_score
 from variant_tables import facts_of, run_classes, variant_parser, variant_results
@@ -69,6 +80,49 @@ def variant_scores(points: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarr
     return out
 
 
+TWIN_SMOOTHING = 32  # the neighbourhood whose mean offset is the twin's shape (as reference_smoothing)
+TWIN_BLUR = 128  # neighbours over which a twin's errors are averaged for the smoothed rules
+
+
+def twin_errors(detector: MVRDetector, cloud: np.ndarray, twins: int, seed: int) -> tuple[np.ndarray, ...]:
+    """The scan's raw point errors, the mean errors of ``twins`` normal twins, and the errors
+    of the scan moved onto the template's shape with its own noise, from one batch. Each twin
+    is placed as a scan is, with its own cut of the template as reference: the scan's cut has
+    holes where a defect lifts the scan off the template, which a normal scan's would not."""
+    placement = detector._placement()
+    if placement.reference_gap is None or placement.denoise_k > 1 or placement.fill_gap is not None:
+        raise SystemExit("--twins needs the template reference, no denoise_k and no fill")
+    template, moved = detector.aligner_.to_template_frame(cloud.astype(np.float64))
+    placed = placement.in_template(moved, template)
+    points = torch.from_numpy(moved).to(detector.device)
+    candidates, gaps = placement._template_gaps(template, points)
+    reference = candidates[gaps <= placement.reference_gap]
+    if len(reference) < MIN_REFERENCE_POINTS:
+        reference = candidates
+    generator = torch.Generator().manual_seed(seed)
+    others = [normal_twin(points, reference, TWIN_SMOOTHING, generator) for _ in range(twins)]
+    others.append(shaped_like(points, reference, TWIN_SMOOTHING))
+    placed_others = [placement.in_template(other.cpu().numpy(), template) for other in others]
+    with torch.no_grad():
+        scores, _, counts = detector._raw_scores([placed, *placed_others])
+    pieces = [piece.float().cpu().numpy() for piece in scores.split(list(counts))]
+    return pieces[0], np.mean(pieces[1:-1], axis=0), pieces[-1]
+
+
+def twin_variants(points: np.ndarray, errors: np.ndarray, null: np.ndarray, own: np.ndarray, prefix: str = ""
+                  ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Point scores of the twin rules, and the object scores of the object-level ones."""
+    _, neighbours = cKDTree(points).query(points, k=min(TWIN_BLUR, len(points)), workers=-1)
+    blurred = null[neighbours].mean(axis=1)
+    level = float(np.median(null))
+    points_out = {"twin_diff": errors - null, "twin_diff_s": errors - blurred,
+                  "twin_ratio_s": errors / np.maximum(blurred, 1e-6), "twin_level": errors / max(level, 1e-6),
+                  "twin_shift": errors - level, "ownshape_diff": errors - own}
+    top_e, top_0 = (object_score(v, "top1", OBJECT_FRACTION) for v in (errors, null))
+    objects = {"twin_obj_diff": top_e - top_0, "twin_obj_ratio": top_e / max(top_0, 1e-6)}
+    return ({prefix + k: v for k, v in points_out.items()}, {prefix + k: v for k, v in objects.items()})
+
+
 def scored_cloud(detector: MVRDetector, points: np.ndarray, errors: np.ndarray
                  ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None]:
     """The cloud the detector scored (with ``scan_voxel`` / ``max_points``, the reduced scan) and
@@ -94,7 +148,8 @@ def field_setting(text: str) -> tuple[str, object]:
 
 
 def run_class(root: Path, category: str, seed: int, errors_dir: Path | None = None, pose_search: str = "sparse",
-              fractions: tuple[float, ...] = (), views: str = "paper3", fields: dict | None = None) -> dict:
+              fractions: tuple[float, ...] = (), views: str = "paper3", fields: dict | None = None,
+              twins: int = 0, limit_good: int | None = None) -> dict:
     started = time.perf_counter()
     detector = MVRDetector(config(seed, pose_search, views, fields)).fit(Real3DAD(root, category, "train"), progress=False)
     fit_seconds = time.perf_counter() - started
@@ -102,25 +157,50 @@ def run_class(root: Path, category: str, seed: int, errors_dir: Path | None = No
     objects: dict[str, dict[str, float]] = {}
     labels, stems = [], []
     started = time.perf_counter()
+    good_seen = 0
     for sample in Real3DAD(root, category, "test"):
-        errors = detector.score(sample.points).point_scores
+        if sample.label == 0:
+            good_seen += 1
+            if limit_good is not None and good_seen > limit_good:
+                continue
+        point_labels = sample.point_labels if sample.point_labels is not None else np.zeros(len(sample.points))
+        if twins:
+            cloud, inverse = detector._reduced(sample.points)
+            errors, null, own = twin_errors(detector, cloud, twins, seed * 100003 + len(stems))
+            scored = (cloud.astype(np.float64), errors)
+        else:
+            errors = detector.score(sample.points).point_scores
+            scored, inverse = scored_cloud(detector, sample.points, errors)
         if errors_dir is not None:  # kept to try further scoring rules without rendering again
             (errors_dir / category).mkdir(parents=True, exist_ok=True)
             np.save(errors_dir / category / f"{sample.name}.npy", errors.astype(np.float32))
-        point_labels = sample.point_labels if sample.point_labels is not None else np.zeros(len(sample.points))
-        scored, inverse = scored_cloud(detector, sample.points, errors)
-        for name, values in variant_scores(*scored).items():
+        variants = variant_scores(*scored)
+        object_only: dict[str, float] = {}
+        if twins:
+            twin_points, object_only = twin_variants(scored[0], errors, null, own)
+            variants.update(twin_points)
+            ones = torch.ones(len(errors), dtype=torch.float64)  # the discount depends on the points alone
+            discount = discount_sparse(torch.from_numpy(scored[0]), ones, 1.5).numpy()
+            twin_points, discounted_objects = twin_variants(scored[0], variants["sparse1.5"], null * discount,
+                                                            own * discount, "sparse1.5_")
+            variants.update(twin_points)
+            object_only.update(discounted_objects)
+        for name, values in variants.items():
             # As the product: object scores from the scored cloud, every point its voxel's score.
             pooled.setdefault(name, PooledScores()).add(values if inverse is None else values[inverse], point_labels)
             objects.setdefault(name, {})[sample.name] = object_score(values, "top1", OBJECT_FRACTION)
             for fraction in fractions:
                 objects.setdefault(f"{name}@{fraction:g}", {})[sample.name] = object_score(values, "top1", fraction)
+        for name, value in object_only.items():
+            objects.setdefault(name, {})[sample.name] = value
         labels.append(sample.label)
         stems.append(sample.name)
         print(category, sample.name, f"{objects['raw'][sample.name]:.4f}", flush=True)
     seconds = (time.perf_counter() - started) / len(stems)
     facts = facts_of(root, category)
     pooled.update({name: pooled[name.split("@")[0]] for name in objects if "@" in name})
+    pooled.update({name: pooled["raw"] for name in objects if name.startswith("twin_obj")})
+    pooled.update({name: pooled["sparse1.5"] for name in objects if name.startswith("sparse1.5_twin_obj")})
     return {"category": category, "fit_seconds": fit_seconds, "seconds_per_object": seconds, "variants": variant_results(objects, pooled, stems, labels, facts)}
 
 
@@ -133,13 +213,17 @@ def main() -> None:
                         help="also score objects by the mean of these top fractions of point scores")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", type=field_setting,
                         help="any further MVRConfig field (value as JSON), e.g. scan_voxel=1")
+    parser.add_argument("--twins", type=int, default=0, help="score each scan against N normal twins too (twin_ rules)")
+    parser.add_argument("--limit-good", type=int, help="score only the first N good test scans of a class")
     args = parser.parse_args()
     fields = dict(args.set)
     fractions = tuple(args.object_fractions)
     settings = {"config": config(args.seed, args.pose_search, args.views, fields).to_dict(), "smoothing": SMOOTHING,
-                "sparse_powers": SPARSE_POWERS, "sparse_smoothing": SPARSE_SMOOTHING, "object_fractions": list(fractions)}
+                "sparse_powers": SPARSE_POWERS, "sparse_smoothing": SPARSE_SMOOTHING, "object_fractions": list(fractions),
+                "twins": args.twins, "twin_smoothing": TWIN_SMOOTHING, "twin_blur": TWIN_BLUR, "limit_good": args.limit_good}
     run_classes(args, lambda category: run_class(args.data, category, args.seed, args.save_errors, args.pose_search,
-                                                 fractions, args.views, fields), settings)
+                                                 fractions, args.views, fields, args.twins, args.limit_good),
+                settings)
 
 
 if __name__ == "__main__":

@@ -312,6 +312,32 @@ def shaped_like(points: Tensor, reference: Tensor, smoothing: int, neighbours: i
     oriented at random). A dent or bump moves a neighbourhood together and is taken out;
     scanner noise moves points apart and stays, so the result keeps the points' sampling and
     noise, and differs from them only where their shape does."""
+    points64, normals, offsets, around, aligned = _offsets_about_reference(points, reference, smoothing, neighbours)
+    broad = (offsets[around] * aligned).mean(dim=1)
+    return (points64 - broad[:, None] * normals).to(points.dtype)
+
+
+def normal_twin(points: Tensor, reference: Tensor, smoothing: int, generator: torch.Generator,
+                neighbours: int = PLANE_NEIGHBOURS) -> Tensor:
+    """A normal scan like ``points``: each point moved onto the reference's local plane, then
+    off it by the noise (offset less its ``smoothing``-point mean, as in :func:`shaped_like`) of
+    a point drawn at random among its ``smoothing`` nearest. Same sampling, density and local
+    noise level as the scan, the reference's shape, and a fresh arrangement of the noise: what a
+    normal part scanned the same way would give (a null to compare the scan's errors with)."""
+    points64, normals, offsets, around, aligned = _offsets_about_reference(points, reference, smoothing, neighbours)
+    noise = offsets - (offsets[around] * aligned).mean(dim=1)
+    pick = torch.randint(0, around.shape[1], (len(points64),), generator=generator, device="cpu").to(around.device)
+    rows = torch.arange(len(points64), device=around.device)
+    donor = around[rows, pick]
+    lent = noise[donor] * aligned[rows, pick]
+    return (points64 - (offsets - lent)[:, None] * normals).to(points.dtype)
+
+
+def _offsets_about_reference(points: Tensor, reference: Tensor, smoothing: int, neighbours: int
+                             ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Each point (float64) with the normal of the plane through its ``neighbours`` nearest
+    reference points, its offset from that plane, its ``smoothing`` nearest points and the
+    sign that turns their normals to its own."""
     points64, reference64 = points.double(), reference.double()
     near = NeighbourIndex(reference64).query(points64, min(neighbours, len(reference64)))[1].to(points.device)
     patch = reference64[near]
@@ -321,8 +347,7 @@ def shaped_like(points: Tensor, reference: Tensor, smoothing: int, neighbours: i
     offsets = ((points64 - centre) * normals).sum(dim=1)
     around = NeighbourIndex(points64).query(points64, min(smoothing, len(points64)))[1].to(points.device)
     aligned = torch.sign((normals[around] * normals[:, None]).sum(dim=2))
-    broad = (offsets[around] * aligned).mean(dim=1)
-    return (points64 - broad[:, None] * normals).to(points.dtype)
+    return points64, normals, offsets, around, aligned
 
 
 def local_planes(index: NeighbourIndex, neighbours: int, chunk: int = 65536) -> tuple[Tensor, Tensor]:
