@@ -99,8 +99,7 @@ def twin_errors(detector: MVRDetector, cloud: np.ndarray, twins: int, seed: int)
     reference = candidates[gaps <= placement.reference_gap]
     if len(reference) < MIN_REFERENCE_POINTS:
         reference = candidates
-    generator = torch.Generator().manual_seed(seed)
-    others = [normal_twin(points, reference, TWIN_SMOOTHING, generator) for _ in range(twins)]
+    others = [normal_twin(points, reference, TWIN_SMOOTHING, seed + twin) for twin in range(twins)]
     others.append(shaped_like(points, reference, TWIN_SMOOTHING))
     placed_others = [placement.in_template(other.cpu().numpy(), template) for other in others]
     with torch.no_grad():

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mvr3d.geometry.density import point_hash
+from mvr3d.geometry.density import point_hash, point_uniforms
 from mvr3d.geometry.joined import cloud_numbers
 from mvr3d.geometry.neighbours import NeighbourIndex, centre_neighbourhoods
 from mvr3d.geometry.voxels import bounding_diagonal, voxel_downsample
@@ -317,27 +317,28 @@ def shaped_like(points: Tensor, reference: Tensor, smoothing: int, neighbours: i
     return (points64 - broad[:, None] * normals).to(points.dtype)
 
 
-def normal_twin(points: Tensor, reference: Tensor, smoothing: int, generator: torch.Generator,
+def normal_twin(points: Tensor, reference: Tensor, smoothing: int, seed: int = 0,
                 neighbours: int = PLANE_NEIGHBOURS) -> Tensor:
     """A normal scan like ``points``: each point moved onto the reference's local plane, then
     off it by the noise (offset less its ``smoothing``-point mean, as in :func:`shaped_like`) of
     a point drawn at random among its ``smoothing`` nearest. Same sampling, density and local
     noise level as the scan, the reference's shape, and a fresh arrangement of the noise: what a
-    normal part scanned the same way would give (a null to compare the scan's errors with)."""
+    normal part scanned the same way would give (a null to compare the scan's errors with).
+    The draw hangs on each point's coordinates and ``seed``, not on the order of the points."""
     points64, normals, offsets, around, aligned = _offsets_about_reference(points, reference, smoothing, neighbours)
     noise = offsets - (offsets[around] * aligned).mean(dim=1)
-    pick = torch.randint(0, around.shape[1], (len(points64),), generator=generator, device="cpu").to(around.device)
+    uniforms = torch.from_numpy(point_uniforms(points64.cpu().numpy(), seed)).to(around.device)
+    pick = (uniforms * around.shape[1]).long().clamp_max(around.shape[1] - 1)
     rows = torch.arange(len(points64), device=around.device)
-    donor = around[rows, pick]
-    lent = noise[donor] * aligned[rows, pick]
+    lent = noise[around[rows, pick]] * aligned[rows, pick]
     return (points64 - (offsets - lent)[:, None] * normals).to(points.dtype)
 
 
 def _offsets_about_reference(points: Tensor, reference: Tensor, smoothing: int, neighbours: int
                              ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Each point (float64) with the normal of the plane through its ``neighbours`` nearest
-    reference points, its offset from that plane, its ``smoothing`` nearest points and the
-    sign that turns their normals to its own."""
+    reference points, its offset from that plane, its ``smoothing`` nearest points (as moved
+    onto the planes) and the sign that turns their normals to its own."""
     points64, reference64 = points.double(), reference.double()
     near = NeighbourIndex(reference64).query(points64, min(neighbours, len(reference64)))[1].to(points.device)
     patch = reference64[near]
@@ -345,7 +346,10 @@ def _offsets_about_reference(points: Tensor, reference: Tensor, smoothing: int, 
     spread = patch - centre[:, None]
     normals = smallest_eigenvector(spread.transpose(1, 2) @ spread)
     offsets = ((points64 - centre) * normals).sum(dim=1)
-    around = NeighbourIndex(points64).query(points64, min(smoothing, len(points64)))[1].to(points.device)
+    # Neighbours among the points moved onto the planes: among noisy points, points of like
+    # offset lie closer, and a mean over them would keep part of the noise.
+    flat = points64 - offsets[:, None] * normals
+    around = NeighbourIndex(flat).query(flat, min(smoothing, len(points64)))[1].to(points.device)
     aligned = torch.sign((normals[around] * normals[:, None]).sum(dim=2))
     return points64, normals, offsets, around, aligned
 

@@ -105,6 +105,24 @@ def raw_scores(placed: list[Placed], poses: torch.Tensor, config: MVRConfig, rad
     return finished, coverage, batch_counts
 
 
+def against_twins(scores: torch.Tensor, coverage: torch.Tensor, counts: tuple[int, ...], placed: list[Placed],
+                  group: int, rule: str, blur: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """Each scan's errors set against its normal twins' (``placed`` and the scores hold each scan
+    followed by its ``group - 1`` twins, point for point alike): "shift" less the twins' median
+    error, "level" divided by it, "local" less their mean over each point's ``blur`` nearest
+    points. Returns the scans' scores, coverage and point counts."""
+    pieces = scores.split(list(counts))
+    out = []
+    for first in range(0, len(pieces), group):
+        own, null = pieces[first], torch.stack(pieces[first + 1:first + group]).mean(dim=0)
+        if rule == "local":
+            out.append(own - smooth_knn(placed[first].cloud, null, blur))
+        else:
+            level = null.median()
+            out.append(own - level if rule == "shift" else own / level.clamp_min(torch.finfo(own.dtype).tiny))
+    return torch.cat(out), coverage[::group], counts[::group]
+
+
 def final_scores(scores: torch.Tensor, placed: list[Placed], counts: tuple[int, ...], weight: float,
                  score_stats: LocationStats | None, deviation_stats: LocationStats | None,
                  standardise: bool = False) -> torch.Tensor:

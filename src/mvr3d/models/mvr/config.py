@@ -14,6 +14,7 @@ SCORE_DTYPES = ("float16", "bfloat16", "float32")
 POSE_SEARCHES = ("sparse", "dense")
 VOXEL_POINTS = ("mean", "random")
 REFERENCE_DRAWS = ("template", "scan")
+TWIN_RULES = ("shift", "level", "local")
 
 # Settings that decide how a run executes, not what it computes (scores agree within the
 # float tolerances of benchmarks/consistency_*.md). They stay out of the config key and the
@@ -119,6 +120,18 @@ class MVRConfig:
                                  "points moved onto the template's shape", REFERENCE_DRAWS)
     reference_smoothing: int = option(32, "with reference_draw 'scan': the neighbourhood (points) whose mean "
                                           "offset from the template is taken out")
+    # Normal twins (with the template reference): each scan is also drawn as ``null_twins``
+    # normal scans of the same sampling, density and noise level, its points moved onto the
+    # template's planes with their own noise rearranged (geometry/surface.py: normal_twin), each
+    # compared with its own cut of the template; their errors say what this scan's views,
+    # sampling and noise give on a normal part. "shift": the scan's errors less their median;
+    # "level": divided by it; "local": less their mean over each point's ``twin_blur`` nearest.
+    null_twins: int = option(0, "with the template reference: also score each scan as this many normal twins "
+                                "(same sampling and noise, the template's shape) and report its errors against "
+                                "theirs (0 = off)")
+    twin_rule: str = option("shift", "how the twins' errors set each point's score", TWIN_RULES)
+    twin_smoothing: int = option(32, "the neighbourhood (points) whose mean offset a twin's noise is measured about")
+    twin_blur: int = option(128, "with twin_rule 'local': neighbours the twins' errors are averaged over")
     # Scanner noise on the augmented and calibration copies: Gaussian offsets along the
     # line of sight with a standard deviation of about this fraction of the object's
     # diagonal (each copy draws 0.5-1.5x it), as test scans are noisier than templates.
@@ -224,6 +237,10 @@ class MVRConfig:
             "reference_gap": self.reference_gap > 0,
             "reference_draw": self.reference_draw in REFERENCE_DRAWS,
             "reference_smoothing": self.reference_smoothing >= 1,
+            "null_twins": self.null_twins >= 0,
+            "twin_rule": self.twin_rule in TWIN_RULES,
+            "twin_smoothing": self.twin_smoothing >= 2,
+            "twin_blur": self.twin_blur >= 1,
             "denoise_k": self.denoise_k in (0, 1) or self.denoise_k >= 3,  # two points fit no plane
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -235,6 +252,9 @@ class MVRConfig:
         if self.reference == "template" and not self.align:
             raise InputError("MVRConfig.reference='template' needs align=True: the reference is the template "
                              "each scan is registered to")
+        if self.null_twins > 0 and self.reference != "template":
+            raise InputError(f"MVRConfig.null_twins={self.null_twins} needs reference='template': a twin is "
+                             "compared with its own cut of the template")
         if self.scan_voxel > 0 and not self.align:
             raise InputError(f"MVRConfig.scan_voxel={self.scan_voxel} needs align=True: the grid is sized in "
                              "voxels of the registration templates")

@@ -123,7 +123,7 @@ class MVRDetector(Detector):
         reference_gap = cfg.reference_gap if cfg.reference == "template" else None
         smoothing = cfg.reference_smoothing if reference_gap is not None and cfg.reference_draw == "scan" else None
         return Placement(self.device, self.template_centres_, self.aligner_, self.sides_, fill_gap, cfg.denoise_k,
-                         reference_gap, smoothing)
+                         reference_gap, smoothing, cfg.null_twins, cfg.twin_smoothing, cfg.seed)
 
     def _scanner(self) -> Scanner:
         return Scanner(self.config, self.radius_, self.device)
@@ -247,7 +247,7 @@ class MVRDetector(Detector):
         self._check_fitted()
         reduced = [self._reduced(as_points(scan)) for scan in scans]
         clouds = [points for points, _ in reduced]
-        needed = sum(self._memory_needed(len(points)) for points in clouds)
+        needed = sum(self._memory_needed(len(points)) for points in clouds) * (1 + self.config.null_twins)
         with scoring_pool.memory_guard(needed, max(len(points) for points in clouds), len(self._poses()), self.device):
             results = self._score_clouds(clouds, scans)
         return [expand(result, inverse) for result, (_, inverse) in zip(results, reduced, strict=True)]
@@ -265,10 +265,19 @@ class MVRDetector(Detector):
     def _score_clouds(self, clouds: list[np.ndarray], scans: Sequence[ScanLike]) -> list[ScanScore]:
         """Register each scan (a few threads on a GPU), then render, run the network and map
         scores back for all scans together: few, large operations and few host syncs."""
+        group = 1 + self.config.null_twins
         with record_function("mvr3d.register"):
-            placed = self._each(self._placed, [(points,) for points in clouds])
-            warn_if_unlike_training([p.cloud for p in placed], scans, self.radius_)
+            if group == 1:
+                placed = self._each(self._placed, [(points,) for points in clouds])
+            else:
+                placed = [p for together in self._each(self._placement().place_with_twins, [(c,) for c in clouds])
+                          for p in together]
+            warn_if_unlike_training([p.cloud for p in placed[::group]], scans, self.radius_)
         scores, coverage, counts = self._raw_scores(placed)
+        if group > 1:
+            scores, coverage, counts = batch_scoring.against_twins(scores, coverage, counts, placed, group,
+                                                                   self.config.twin_rule, self.config.twin_blur)
+            placed = placed[::group]
         with record_function("mvr3d.calibrate"):
             finished = batch_scoring.final_scores(scores, placed, counts, self.config.deviation_weight,
                                                   self.score_stats_, self.deviation_stats_,

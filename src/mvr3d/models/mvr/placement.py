@@ -14,7 +14,7 @@ import torch
 
 from mvr3d.geometry import TemplateAligner
 from mvr3d.geometry.neighbours import SPACING_SAMPLE, NeighbourIndex
-from mvr3d.geometry.surface import project_to_planes, shaped_like
+from mvr3d.geometry.surface import normal_twin, project_to_planes, shaped_like
 from mvr3d.models.mvr.config import MVRConfig
 from mvr3d.models.mvr.sides import SideFinder, facing_rotation, turn_to_views
 from mvr3d.scans import ScanLike
@@ -75,6 +75,9 @@ class Placement:
     denoise_k: int = 0  # draw scans projected onto their local planes (0 or 1: as scanned)
     reference_gap: float | None = None  # cut the template to the scan as its reference (None: do not)
     reference_smoothing: int | None = None  # draw that reference as the scan shaped like it (None: its own points)
+    twins: int = 0  # normal twins placed with each scan (see place_with_twins)
+    twin_smoothing: int = 32
+    seed: int = 0
 
     def in_template(self, cloud: np.ndarray, template: int) -> Placed:
         """A scan already in ``template``'s frame, matched, completed from its template when
@@ -89,9 +92,7 @@ class Placement:
         if self.fill_gap is not None or self.reference_gap is not None:
             candidates, gaps = self._template_gaps(template, points)
             fill = None if self.fill_gap is None else candidates[gaps > self.fill_gap]
-            reference = None if self.reference_gap is None else candidates[gaps <= self.reference_gap]
-            if reference is not None and len(reference) < MIN_REFERENCE_POINTS:
-                reference = candidates  # the scan lies off its template (a failed match): compare with all of it
+            reference = None if self.reference_gap is None else _cut(candidates, gaps, self.reference_gap)
             if reference is not None and self.reference_smoothing is not None:
                 reference = shaped_like(points if drawn is None else drawn, reference, self.reference_smoothing)
         if self.sides is not None:
@@ -123,6 +124,28 @@ class Placement:
             return Placed(cloud, (cloud.amin(dim=0).double() + cloud.amax(dim=0)) / 2, drawn=self.denoised(cloud))
         index, moved = self.aligner.to_template_frame(points.astype(np.float64))
         return self.in_template(moved, index)
+
+    def place_with_twins(self, points: np.ndarray) -> list[Placed]:
+        """The scan placed, then its ``twins`` normal twins (:func:`normal_twin`: its points on
+        the template's planes with their own noise rearranged), each placed as a scan is, so
+        that each has its own cut of the template: the scan's cut has holes where a defect
+        lifts it off the template, a normal scan's has none."""
+        if self.aligner is None or self.reference_gap is None:
+            raise ValueError("normal twins need an aligner and the template reference")
+        index, moved = self.aligner.to_template_frame(points.astype(np.float64))
+        placed = self.in_template(moved, index)
+        cloud = on_device(moved, self.device)
+        candidates, gaps = self._template_gaps(index, cloud)
+        reference = _cut(candidates, gaps, self.reference_gap)
+        twins = [normal_twin(cloud, reference, self.twin_smoothing, self.seed + twin) for twin in range(self.twins)]
+        return [placed, *(self.in_template(twin.cpu().numpy(), index) for twin in twins)]
+
+
+def _cut(candidates: torch.Tensor, gaps: torch.Tensor, gap: float) -> torch.Tensor:
+    """The template points within ``gap`` scan spacings of the scan: its reference."""
+    reference = candidates[gaps <= gap]
+    # Fewer: the scan lies off its template (a failed match); compare with all of it.
+    return candidates if len(reference) < MIN_REFERENCE_POINTS else reference
 
 
 def warn_if_unlike_training(clouds: list[torch.Tensor], scans: Sequence[ScanLike], radius: float) -> None:
