@@ -19,7 +19,8 @@ Variants (the MVRConfig fields they stand for):
                normal_twin: its points on the template's planes with its own noise rearranged),
                and its errors are compared with theirs (their mean, e0): twin_diff e - e0,
                twin_diff_s e - smooth128(e0), twin_ratio_s e / smooth128(e0), twin_level
-               e / median(e0), twin_shift e - median(e0); twin_obj_diff / twin_obj_ratio: raw
+               e / median(e0), twin_shift e - median(e0), twin_top e - top1(e0) (the product's
+               twin_rule "top"); twin_obj_diff / twin_obj_ratio: raw
                point scores, the object score top1(e) - top1(e0) / top1(e) / top1(e0);
                ownshape_diff: e - the error of the scan moved onto the template's shape with its
                own noise (geometry/surface.py: shaped_like)
@@ -118,6 +119,7 @@ def twin_variants(points: np.ndarray, errors: np.ndarray, null: np.ndarray, own:
                   "twin_ratio_s": errors / np.maximum(blurred, 1e-6), "twin_level": errors / max(level, 1e-6),
                   "twin_shift": errors - level, "ownshape_diff": errors - own}
     top_e, top_0 = (object_score(v, "top1", OBJECT_FRACTION) for v in (errors, null))
+    points_out["twin_top"] = errors - top_0  # the object score of twin_obj_diff, pooled points shifted per scan
     objects = {"twin_obj_diff": top_e - top_0, "twin_obj_ratio": top_e / max(top_0, 1e-6)}
     return ({prefix + k: v for k, v in points_out.items()}, {prefix + k: v for k, v in objects.items()})
 

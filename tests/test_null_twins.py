@@ -8,6 +8,7 @@ from mvr3d.errors import InputError
 from mvr3d.geometry.surface import normal_twin
 from mvr3d.metrics.ranking import auroc
 from mvr3d.models import MVRDetector
+from mvr3d.scans import as_points
 from test_detector import sphere, tiny_config, with_bulge
 from test_reference_draw import NOISE, flat_reference, noisy_plane_with_bump
 
@@ -43,7 +44,7 @@ def test_a_twin_hangs_on_the_points_and_the_seed_not_their_order():
 @pytest.fixture(scope="module")
 def with_twins():
     # Dense spheres, as in test_detector's template-reference test.
-    config = tiny_config(reference="template", view_selection="scan", null_twins=2, twin_rule="shift")
+    config = tiny_config(reference="template", view_selection="scan", null_twins=2)
     return MVRDetector(config).fit([sphere(8000, s) for s in range(2)], progress=False)
 
 
@@ -54,8 +55,9 @@ def test_each_scan_gets_twins_of_its_own_points(with_twins):
     assert all(p.reference is not None for p in placed)
 
 
-@pytest.mark.parametrize("rule", ["shift", "level", "local"])
+@pytest.mark.parametrize("rule", ["top", "shift", "level", "local"])
 def test_a_bulge_stands_out_against_the_twins(with_twins, rule, tmp_path):
+    config = with_twins.config
     with_twins.config = type(with_twins.config).from_dict({**with_twins.config.to_dict(), "twin_rule": rule})
     bumped, _ = with_bulge(sphere(8000, 9), height=2.0)
     labels = np.linalg.norm(bumped, axis=1) > 10.4  # as in test_detector's deviation test
@@ -70,6 +72,7 @@ def test_a_bulge_stands_out_against_the_twins(with_twins, rule, tmp_path):
     loaded = MVRDetector.load(tmp_path / "model")
     assert loaded.config.null_twins == 2 and loaded.config.twin_rule == rule
     np.testing.assert_array_equal(good.point_scores, loaded.score(sphere(8000, 10)).point_scores)
+    with_twins.config = config
 
 
 def test_scores_do_not_hang_on_the_batch(with_twins):
@@ -91,3 +94,21 @@ def test_scores_do_not_hang_on_the_batch(with_twins):
 def test_bad_twin_settings_are_refused(fields, match):
     with pytest.raises(InputError, match=match):
         tiny_config(**fields)
+
+
+def test_the_top_rule_shifts_each_scan_by_its_twins_object_score(with_twins):
+    scan = with_bulge(sphere(8000, 13), height=2.0)[0]
+    against = with_twins.score(scan)
+    config = with_twins.config
+    with_twins.config = type(config).from_dict({**config.to_dict(), "null_twins": 0})
+    try:
+        plain = with_twins.score(scan)
+    finally:
+        with_twins.config = config
+    shift = plain.point_scores - against.point_scores
+    # One constant for every point (float32 errors of the same kernels, batched differently).
+    assert np.ptp(shift) < 1e-4
+    placed = with_twins._placement().place_with_twins(as_points(scan))  # as score() places it
+    errors = with_twins._raw_scores(placed[1:])[0].split(len(scan))
+    tops = [float(np.mean(np.sort(e.numpy())[-round(0.01 * len(scan)):])) for e in errors]
+    assert shift.mean() == pytest.approx(np.mean(tops), abs=1e-4)

@@ -106,20 +106,23 @@ def raw_scores(placed: list[Placed], poses: torch.Tensor, config: MVRConfig, rad
 
 
 def against_twins(scores: torch.Tensor, coverage: torch.Tensor, counts: tuple[int, ...], placed: list[Placed],
-                  group: int, rule: str, blur: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+                  group: int, config: MVRConfig) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
     """Each scan's errors set against its normal twins' (``placed`` and the scores hold each scan
-    followed by its ``group - 1`` twins, point for point alike): "shift" less the twins' median
-    error, "level" divided by it, "local" less their mean over each point's ``blur`` nearest
-    points. Returns the scans' scores, coverage and point counts."""
+    followed by its ``group - 1`` twins, point for point alike), by ``config.twin_rule`` (see
+    MVRConfig.null_twins). Returns the scans' scores, coverage and point counts."""
     pieces = scores.split(list(counts))
     out = []
     for first in range(0, len(pieces), group):
-        own, null = pieces[first], torch.stack(pieces[first + 1:first + group]).mean(dim=0)
-        if rule == "local":
-            out.append(own - smooth_knn(placed[first].cloud, null, blur))
+        own, twins = pieces[first], pieces[first + 1:first + group]
+        if config.twin_rule == "top":
+            tops = [object_score(t.float().cpu().numpy(), config.object_score, config.top_fraction) for t in twins]
+            out.append(own - float(np.mean(tops)))
+        elif config.twin_rule == "local":
+            out.append(own - smooth_knn(placed[first].cloud, torch.stack(twins).mean(dim=0), config.twin_blur))
         else:
-            level = null.median()
-            out.append(own - level if rule == "shift" else own / level.clamp_min(torch.finfo(own.dtype).tiny))
+            level = torch.stack(twins).mean(dim=0).median()
+            shifted = config.twin_rule == "shift"
+            out.append(own - level if shifted else own / level.clamp_min(torch.finfo(own.dtype).tiny))
     return torch.cat(out), coverage[::group], counts[::group]
 
 

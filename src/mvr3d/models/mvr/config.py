@@ -14,7 +14,7 @@ SCORE_DTYPES = ("float16", "bfloat16", "float32")
 POSE_SEARCHES = ("sparse", "dense")
 VOXEL_POINTS = ("mean", "random")
 REFERENCE_DRAWS = ("template", "scan")
-TWIN_RULES = ("shift", "level", "local")
+TWIN_RULES = ("top", "shift", "level", "local")
 
 # Settings that decide how a run executes, not what it computes (scores agree within the
 # float tolerances of benchmarks/consistency_*.md). They stay out of the config key and the
@@ -124,12 +124,15 @@ class MVRConfig:
     # normal scans of the same sampling, density and noise level, its points moved onto the
     # template's planes with their own noise rearranged (geometry/surface.py: normal_twin), each
     # compared with its own cut of the template; their errors say what this scan's views,
-    # sampling and noise give on a normal part. "shift": the scan's errors less their median;
-    # "level": divided by it; "local": less their mean over each point's ``twin_blur`` nearest.
+    # sampling and noise give on a normal part. "top": the scan's errors less the twins' object
+    # score (the mean of their top ``top_fraction`` errors, or their max with object_score
+    # "max"), so the scan's object score is its excess over a normal scan's; "shift": less the
+    # twins' median error; "level": divided by it; "local": less their mean over each point's
+    # ``twin_blur`` nearest.
     null_twins: int = option(0, "with the template reference: also score each scan as this many normal twins "
                                 "(same sampling and noise, the template's shape) and report its errors against "
                                 "theirs (0 = off)")
-    twin_rule: str = option("shift", "how the twins' errors set each point's score", TWIN_RULES)
+    twin_rule: str = option("top", "how the twins' errors set each point's score", TWIN_RULES)
     twin_smoothing: int = option(32, "the neighbourhood (points) whose mean offset a twin's noise is measured about")
     twin_blur: int = option(128, "with twin_rule 'local': neighbours the twins' errors are averaged over")
     # Scanner noise on the augmented and calibration copies: Gaussian offsets along the

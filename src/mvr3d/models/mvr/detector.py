@@ -276,7 +276,7 @@ class MVRDetector(Detector):
         scores, coverage, counts = self._raw_scores(placed)
         if group > 1:
             scores, coverage, counts = batch_scoring.against_twins(scores, coverage, counts, placed, group,
-                                                                   self.config.twin_rule, self.config.twin_blur)
+                                                                   self.config)
             placed = placed[::group]
         with record_function("mvr3d.calibrate"):
             finished = batch_scoring.final_scores(scores, placed, counts, self.config.deviation_weight,
