@@ -196,7 +196,10 @@ def run_class(root: Path, category: str, seed: int, errors_dir: Path | None = No
             objects.setdefault(name, {})[sample.name] = value
         labels.append(sample.label)
         stems.append(sample.name)
-        print(category, sample.name, f"{objects['raw'][sample.name]:.4f}", flush=True)
+        # Every variant's object score, one JSON line a scan: a run cut short still tells
+        # its O-ROC and nuisance check over the scans it scored (partial_table.py reads them).
+        print("scan", json.dumps({"category": category, "scan": sample.name, "label": int(sample.label),
+                                  "objects": {n: round(v[sample.name], 6) for n, v in objects.items()}}), flush=True)
     seconds = (time.perf_counter() - started) / len(stems)
     facts = facts_of(root, category)
     pooled.update({name: pooled[name.split("@")[0]] for name in objects if "@" in name})
