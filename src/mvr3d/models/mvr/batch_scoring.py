@@ -106,24 +106,27 @@ def raw_scores(placed: list[Placed], poses: torch.Tensor, config: MVRConfig, rad
 
 
 def against_twins(scores: torch.Tensor, coverage: torch.Tensor, counts: tuple[int, ...], placed: list[Placed],
-                  group: int, config: MVRConfig) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+                  group: int, config: MVRConfig) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...], list[float]]:
     """Each scan's errors set against its normal twins' (``placed`` and the scores hold each scan
     followed by its ``group - 1`` twins, point for point alike), by ``config.twin_rule`` (see
-    MVRConfig.null_twins). Returns the scans' scores, coverage and point counts."""
+    MVRConfig.null_twins). Returns the scans' point scores, coverage, point counts and what
+    each scan's object score is to be lowered by (the twins' object score with "top", else 0)."""
     pieces = scores.split(list(counts))
-    out = []
+    out, offsets = [], []
     for first in range(0, len(pieces), group):
         own, twins = pieces[first], pieces[first + 1:first + group]
+        offset = 0.0
         if config.twin_rule == "top":
-            tops = [object_score(t.float().cpu().numpy(), config.object_score, config.top_fraction) for t in twins]
-            out.append(own - float(np.mean(tops)))
+            offset = float(np.mean([object_score(t.float().cpu().numpy(), config.object_score, config.top_fraction)
+                                    for t in twins]))
         elif config.twin_rule == "local":
-            out.append(own - smooth_knn(placed[first].cloud, torch.stack(twins).mean(dim=0), config.twin_blur))
+            own = own - smooth_knn(placed[first].cloud, torch.stack(twins).mean(dim=0), config.twin_blur)
         else:
             level = torch.stack(twins).mean(dim=0).median()
-            shifted = config.twin_rule == "shift"
-            out.append(own - level if shifted else own / level.clamp_min(torch.finfo(own.dtype).tiny))
-    return torch.cat(out), coverage[::group], counts[::group]
+            own = own - level if config.twin_rule == "shift" else own / level.clamp_min(torch.finfo(own.dtype).tiny)
+        out.append(own)
+        offsets.append(offset)
+    return torch.cat(out), coverage[::group], counts[::group], offsets
 
 
 def final_scores(scores: torch.Tensor, placed: list[Placed], counts: tuple[int, ...], weight: float,
@@ -146,11 +149,14 @@ def final_scores(scores: torch.Tensor, placed: list[Placed], counts: tuple[int, 
     return torch.cat(out)
 
 
-def results(host: np.ndarray, counts: tuple[int, ...], config: MVRConfig) -> list[ScanScore]:
-    """Concatenated point scores followed by one coverage per scan -> a result per scan."""
+def results(host: np.ndarray, counts: tuple[int, ...], config: MVRConfig,
+            offsets: list[float] | None = None) -> list[ScanScore]:
+    """Concatenated point scores followed by one coverage per scan -> a result per scan, each
+    object score lowered by its ``offsets`` entry (see :func:`against_twins`)."""
     scans = len(counts)
     per_scan = np.split(host[:-scans], np.cumsum(counts)[:-1])
+    offsets = offsets or [0.0] * scans
     return [
-        ScanScore(scores, object_score(scores, config.object_score, config.top_fraction), float(coverage))
-        for scores, coverage in zip(per_scan, host[-scans:], strict=True)
+        ScanScore(scores, object_score(scores, config.object_score, config.top_fraction) - offset, float(coverage))
+        for scores, coverage, offset in zip(per_scan, host[-scans:], offsets, strict=True)
     ]

@@ -124,11 +124,11 @@ class MVRConfig:
     # normal scans of the same sampling, density and noise level, its points moved onto the
     # template's planes with their own noise rearranged (geometry/surface.py: normal_twin), each
     # compared with its own cut of the template; their errors say what this scan's views,
-    # sampling and noise give on a normal part. "top": the scan's errors less the twins' object
-    # score (the mean of their top ``top_fraction`` errors, or their max with object_score
-    # "max"), so the scan's object score is its excess over a normal scan's; "shift": less the
-    # twins' median error; "level": divided by it; "local": less their mean over each point's
-    # ``twin_blur`` nearest.
+    # sampling and noise give on a normal part. "top": the point scores stay the scan's errors
+    # and its object score is lowered by the twins' (the mean of their top ``top_fraction``
+    # errors, or their max with object_score "max"): its excess over a normal scan's. The other
+    # rules change the point scores: "shift" less the twins' median error, "level" divided by it,
+    # "local" less their mean over each point's ``twin_blur`` nearest.
     null_twins: int = option(0, "with the template reference: also score each scan as this many normal twins "
                                 "(same sampling and noise, the template's shape) and report its errors against "
                                 "theirs (0 = off)")

@@ -274,16 +274,17 @@ class MVRDetector(Detector):
                           for p in together]
             warn_if_unlike_training([p.cloud for p in placed[::group]], scans, self.radius_)
         scores, coverage, counts = self._raw_scores(placed)
+        offsets = None
         if group > 1:
-            scores, coverage, counts = batch_scoring.against_twins(scores, coverage, counts, placed, group,
-                                                                   self.config)
+            scores, coverage, counts, offsets = batch_scoring.against_twins(scores, coverage, counts, placed, group,
+                                                                            self.config)
             placed = placed[::group]
         with record_function("mvr3d.calibrate"):
             finished = batch_scoring.final_scores(scores, placed, counts, self.config.deviation_weight,
                                                   self.score_stats_, self.deviation_stats_,
                                                   self.config.standardise_scores)
             host = torch.cat([finished.float(), coverage.to(finished.device)]).cpu().numpy()  # the one copy back
-        return batch_scoring.results(host, counts, self.config)
+        return batch_scoring.results(host, counts, self.config, offsets)
 
     def _raw_scores(self, placed: list[Placed]) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
         return batch_scoring.raw_scores(placed, self._poses(), self.config, self.radius_, self.view_maps, self._each,
