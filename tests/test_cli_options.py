@@ -130,7 +130,7 @@ def test_reference_preset_sets_the_template_reference(tmp_path) -> None:
     base = ["fit", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--method", "mvr", "--preset", "reference"]
     config = config_from_args(build_parser().parse_args(base))
     assert (config.reference, config.view_selection, config.align) == ("template", "scan", True)
-    assert config.sparse_discount == 1.5
+    assert config.sparse_discount == 1.5 and (config.null_twins, config.twin_rule) == (1, "top")
     assert config.views == "ring4x30+4x60" and make_poses(config.views).shape == (9, 3, 3)
     flagged = config_from_args(build_parser().parse_args([*base, "--view-selection", "fixed"]))
     assert (flagged.reference, flagged.view_selection) == ("template", "fixed")  # flags override the preset
