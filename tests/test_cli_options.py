@@ -18,6 +18,8 @@ from mvr3d.render.poses import make_poses
 # Values that pass validation where "the default, changed" would not (sizes must divide).
 SPECIAL = {"render_size": "448", "image_size": "112", "views": "paper27", "backbone": "tiny_test",
            "weights": "random", "device": "cpu", "max_points": "500"}
+# Flags a field's other value is only valid with.
+NEEDS = {"null_twins": ["--reference", "template"]}
 
 
 def other_value(field: dataclasses.Field, default: object) -> tuple[list[str], object]:
@@ -46,7 +48,8 @@ def test_every_config_field_has_a_working_flag(owner: str, field: dataclasses.Fi
     words, value = other_value(field, getattr(defaults, field.name))
     for command in (["fit", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
                     ["benchmark", "--data", str(tmp_path), "--out", str(tmp_path / "o")]):
-        config = config_from_args(build_parser().parse_args([*command, "--method", "mvr", *words]))
+        needed = NEEDS.get(field.name, [])
+        config = config_from_args(build_parser().parse_args([*command, "--method", "mvr", *needed, *words]))
         got = getattr(config if owner == "config" else config.render, field.name)
         assert got == value, f"{' '.join(words)} gave {got!r}"
 
