@@ -90,6 +90,8 @@ def test_scores_do_not_hang_on_the_batch(with_twins):
     ({"reference": "template", "twin_rule": "ratio"}, "twin_rule"),
     ({"reference": "template", "twin_smoothing": 1}, "twin_smoothing"),
     ({"reference": "template", "null_twins": -1}, "null_twins"),
+    ({"reference": "template", "null_twins": 1, "standardise_scores": True}, "null_twins"),
+    ({"reference": "template", "null_twins": 1, "deviation_weight": 0.5}, "null_twins"),
 ])
 def test_bad_twin_settings_are_refused(fields, match):
     with pytest.raises(InputError, match=match):

@@ -258,6 +258,10 @@ class MVRConfig:
         if self.null_twins > 0 and self.reference != "template":
             raise InputError(f"MVRConfig.null_twins={self.null_twins} needs reference='template': a twin is "
                              "compared with its own cut of the template")
+        if self.null_twins > 0 and (self.calibrate or self.standardise_scores or self.deviation_weight > 0):
+            raise InputError(f"MVRConfig.null_twins={self.null_twins} takes calibrate, standardise_scores and "
+                             "deviation_weight off: the twins' errors are compared before those steps would rescale "
+                             "the scan's")
         if self.scan_voxel > 0 and not self.align:
             raise InputError(f"MVRConfig.scan_voxel={self.scan_voxel} needs align=True: the grid is sized in "
                              "voxels of the registration templates")
