@@ -21,9 +21,10 @@ Variants (the MVRConfig fields they stand for):
                twin_diff_s e - smooth128(e0), twin_ratio_s e / smooth128(e0), twin_level
                e / median(e0), twin_shift e - median(e0), twin_top e - top1(e0) (the product's
                twin_rule "top"); twin_obj_diff / twin_obj_ratio: raw
-               point scores, the object score top1(e) - top1(e0) / top1(e) / top1(e0);
-               ownshape_diff: e - the error of the scan moved onto the template's shape with its
-               own noise (geometry/surface.py: shaped_like)
+               point scores, the object score top1(e) - top1(e0) / top1(e) / top1(e0). The twins
+               are the product's (Placement.place_with_twins, seeded by MVRConfig.seed and each
+               point's coordinates); the runs of code 1855652-f65f366 placed them here, seeded per scan,
+               and had an ownshape_diff variant (docs/accuracy.md, seventeenth session)
 
   usage: python benchmarks/mvr_reference_variants.py --data ROOT --out DIR [--classes ...] [--save-errors DIR]
              [--pose-search sparse|dense] [--views SPEC] [--object-fractions F ...] [--set FIELD=VALUE ...]
@@ -46,12 +47,10 @@ import torch
 from scipy.spatial import cKDTree
 
 from mvr3d.data.real3d import Real3DAD
-from mvr3d.geometry.surface import normal_twin, shaped_like
 from mvr3d.metrics.ranking import PooledScores
 from mvr3d.models import MVRConfig, MVRDetector
 from mvr3d.models.components.scoring import discount_sparse, robust_standardise
 from mvr3d.models.mvr.batch_scoring import reduce_points
-from mvr3d.models.mvr.placement import MIN_REFERENCE_POINTS
 from mvr3d.render.poses import views_spec
 from mvr3d.scans import object_score
 from variant_tables import facts_of, run_classes, variant_parser, variant_results
@@ -85,31 +84,19 @@ TWIN_SMOOTHING = 32  # the neighbourhood whose mean offset is the twin's shape (
 TWIN_BLUR = 128  # neighbours over which a twin's errors are averaged for the smoothed rules
 
 
-def twin_errors(detector: MVRDetector, cloud: np.ndarray, twins: int, seed: int) -> tuple[np.ndarray, ...]:
-    """The scan's raw point errors, the mean errors of ``twins`` normal twins, and the errors
-    of the scan moved onto the template's shape with its own noise, from one batch. Each twin
-    is placed as a scan is, with its own cut of the template as reference: the scan's cut has
-    holes where a defect lifts the scan off the template, which a normal scan's would not."""
-    placement = detector._placement()
+def twin_errors(detector: MVRDetector, cloud: np.ndarray, twins: int) -> tuple[np.ndarray, np.ndarray]:
+    """The scan's raw point errors and the mean errors of its ``twins`` normal twins, placed by
+    the product's own :meth:`Placement.place_with_twins` and scored in one batch."""
+    placement = dataclasses.replace(detector._placement(), twins=twins)
     if placement.reference_gap is None or placement.denoise_k > 1 or placement.fill_gap is not None:
         raise SystemExit("--twins needs the template reference, no denoise_k and no fill")
-    template, moved = detector.aligner_.to_template_frame(cloud.astype(np.float64))
-    placed = placement.in_template(moved, template)
-    points = torch.from_numpy(moved).to(detector.device)
-    candidates, gaps = placement._template_gaps(template, points)
-    reference = candidates[gaps <= placement.reference_gap]
-    if len(reference) < MIN_REFERENCE_POINTS:
-        reference = candidates
-    others = [normal_twin(points, reference, TWIN_SMOOTHING, seed + twin) for twin in range(twins)]
-    others.append(shaped_like(points, reference, TWIN_SMOOTHING))
-    placed_others = [placement.in_template(other.cpu().numpy(), template) for other in others]
     with torch.no_grad():
-        scores, _, counts = detector._raw_scores([placed, *placed_others])
+        scores, _, counts = detector._raw_scores(placement.place_with_twins(cloud))
     pieces = [piece.float().cpu().numpy() for piece in scores.split(list(counts))]
-    return pieces[0], np.mean(pieces[1:-1], axis=0), pieces[-1]
+    return pieces[0], np.mean(pieces[1:], axis=0)
 
 
-def twin_variants(points: np.ndarray, errors: np.ndarray, null: np.ndarray, own: np.ndarray, prefix: str = ""
+def twin_variants(points: np.ndarray, errors: np.ndarray, null: np.ndarray, prefix: str = ""
                   ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Point scores of the twin rules, and the object scores of the object-level ones."""
     _, neighbours = cKDTree(points).query(points, k=min(TWIN_BLUR, len(points)), workers=-1)
@@ -117,7 +104,7 @@ def twin_variants(points: np.ndarray, errors: np.ndarray, null: np.ndarray, own:
     level = float(np.median(null))
     points_out = {"twin_diff": errors - null, "twin_diff_s": errors - blurred,
                   "twin_ratio_s": errors / np.maximum(blurred, 1e-6), "twin_level": errors / max(level, 1e-6),
-                  "twin_shift": errors - level, "ownshape_diff": errors - own}
+                  "twin_shift": errors - level}
     top_e, top_0 = (object_score(v, "top1", OBJECT_FRACTION) for v in (errors, null))
     points_out["twin_top"] = errors - top_0  # the object score of twin_obj_diff, pooled points shifted per scan
     objects = {"twin_obj_diff": top_e - top_0, "twin_obj_ratio": top_e / max(top_0, 1e-6)}
@@ -167,7 +154,7 @@ def run_class(root: Path, category: str, seed: int, errors_dir: Path | None = No
         point_labels = sample.point_labels if sample.point_labels is not None else np.zeros(len(sample.points))
         if twins:
             cloud, inverse = detector._reduced(sample.points)
-            errors, null, own = twin_errors(detector, cloud, twins, seed * 100003 + len(stems))
+            errors, null = twin_errors(detector, cloud, twins)
             scored = (cloud.astype(np.float64), errors)
         else:
             errors = detector.score(sample.points).point_scores
@@ -178,12 +165,12 @@ def run_class(root: Path, category: str, seed: int, errors_dir: Path | None = No
         variants = variant_scores(*scored)
         object_only: dict[str, float] = {}
         if twins:
-            twin_points, object_only = twin_variants(scored[0], errors, null, own)
+            twin_points, object_only = twin_variants(scored[0], errors, null)
             variants.update(twin_points)
             ones = torch.ones(len(errors), dtype=torch.float64)  # the discount depends on the points alone
             discount = discount_sparse(torch.from_numpy(scored[0]), ones, 1.5).numpy()
             twin_points, discounted_objects = twin_variants(scored[0], variants["sparse1.5"], null * discount,
-                                                            own * discount, "sparse1.5_")
+                                                            "sparse1.5_")
             variants.update(twin_points)
             object_only.update(discounted_objects)
         for name, values in variants.items():
