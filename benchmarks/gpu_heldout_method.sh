@@ -18,7 +18,7 @@ source benchmarks/gpu_common.sh
 data=runs/data_s${seed}g shapes=runs/shapes_s${seed}g
 if [ ! -f $data/meta.json ] && ! running "out $data "; then
   mkdir -p "$shapes"
-  for class in $classes; do cp .shapes/"$class".* "$shapes"/; done
+  for class in $classes; do cp .shapes/"$class".* .shapes/"${class//_/-}".* "$shapes"/ 2>/dev/null; done
   cp .shapes/LICENSE* "$shapes"/ 2>/dev/null
   python3 -m mvr3d make-benchmark --out $data --preset standard --shapes "$shapes" --seed "$seed" \
     --good-scans 100 --workers 16 > runs/logs/data_s${seed}g.log 2>&1
