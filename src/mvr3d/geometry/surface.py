@@ -318,16 +318,19 @@ def shaped_like(points: Tensor, reference: Tensor, smoothing: int, neighbours: i
 
 
 def normal_twin(points: Tensor, reference: Tensor, smoothing: int, seed: int = 0,
-                neighbours: int = PLANE_NEIGHBOURS) -> Tensor:
+                neighbours: int = PLANE_NEIGHBOURS, keys: np.ndarray | None = None) -> Tensor:
     """A normal scan like ``points``: each point moved onto the reference's local plane, then
     off it by the noise (offset less its ``smoothing``-point mean, as in :func:`shaped_like`) of
     a point drawn at random among its ``smoothing`` nearest. Same sampling, density and local
     noise level as the scan, the reference's shape, and a fresh arrangement of the noise: what a
     normal part scanned the same way would give (a null to compare the scan's errors with).
-    The draw hangs on each point's coordinates and ``seed``, not on the order of the points."""
+    The draw hangs on each point's coordinates and ``seed``, not on the order of the points;
+    ``keys`` (one row per point) stands in for the coordinates, e.g. the scan as read, since
+    a registered scan's coordinates move in their last bits with the order of its points."""
     points64, normals, offsets, around, aligned = _offsets_about_reference(points, reference, smoothing, neighbours)
     noise = offsets - (offsets[around] * aligned).mean(dim=1)
-    uniforms = torch.from_numpy(point_uniforms(points64.cpu().numpy(), seed)).to(around.device)
+    keyed = points64.cpu().numpy() if keys is None else np.asarray(keys)
+    uniforms = torch.from_numpy(point_uniforms(keyed, seed)).to(around.device)
     pick = (uniforms * around.shape[1]).long().clamp_max(around.shape[1] - 1)
     rows = torch.arange(len(points64), device=around.device)
     lent = noise[around[rows, pick]] * aligned[rows, pick]
