@@ -119,6 +119,7 @@ classes measured, O-ROC unchanged at 100.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -128,7 +129,7 @@ import numpy as np
 import torch
 
 from mvr3d.baselines.registration import aligner_arrays, restore_aligner
-from mvr3d.errors import CheckpointError, InputError
+from mvr3d.errors import CheckpointError, InputError, ResourceError
 from mvr3d.geometry import SurfaceReference, TemplateAligner, fuse_templates
 from mvr3d.geometry.aligner import DENSE_POSE_SEARCH, SELECTION_CAP
 from mvr3d.geometry.density import thinned_to_spacing
@@ -153,7 +154,10 @@ from mvr3d.models.registry import register_detector
 from mvr3d.render.poses import fibonacci_directions
 from mvr3d.render.visibility import visible_from
 from mvr3d.scans import ScanScore, as_points, load_clouds, object_score
+from mvr3d.utils import memory
 from mvr3d.utils.parallel import host_map
+
+logger = logging.getLogger(__name__)
 
 # Surface spacing (share of the part's diagonal) the smoothing neighbourhoods are drawn at:
 # coarser than the test scans of the realistic preset (median 0.0017-0.0031, the templates
@@ -500,9 +504,28 @@ class TemplateDetector(ArrayStateDetector):
         return self.score_many([scan])[0]
 
     def score_many(self, scans: Sequence[object]) -> list[ScanScore]:
+        """Every scan's score; a batch that runs out of memory (other processes on the same
+        GPU) is scored in halves, and a single scan that does gets a ResourceError."""
         points = [as_points(scan) for scan in scans]
         if not points:
             return []
+        try:
+            return self._score_clouds(points)
+        except (MemoryError, RuntimeError) as error:
+            if not memory.is_out_of_memory(error):
+                raise
+            if len(points) == 1:
+                raise ResourceError(
+                    f"scoring a {len(points[0]):,}-point scan ran out of memory on {self.device}; free memory there "
+                    "(other processes may hold it) or score on the CPU (--device cpu)") from error
+        # Outside the handler, so the failed attempt's tensors are freed before the halves run.
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        logger.warning("out of memory scoring %d scans together on %s: scoring them in halves", len(points), self.device)
+        half = len(points) // 2
+        return self.score_many(points[:half]) + self.score_many(points[half:])
+
+    def _score_clouds(self, points: list[np.ndarray]) -> list[ScanScore]:
         moved, sizes, anchors = self._registered(points)
         deviations, floors, nearest, covered = self._offsets(self.reference_, moved, sizes, anchors, self.shared_)
         values = self._point_values(self._standardised(deviations, floors), nearest).split(sizes)
