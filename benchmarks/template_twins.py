@@ -19,6 +19,12 @@ Variants (object scores; P-ROC is the product's point scores for every one):
   minus_loo1/2      product - the first loo twin's / the mean of the first two's (cheaper)
   minus_loo_median  product - the median of the loo twins' object scores
 Twins are scored over the points the product counts for the scan (its coverage masks).
+With --blend A (0 < A <= 1) the loo twins give way to blend twins: the scan drawn on the fused
+reference's planes and moved A of the way to template k's planes (the same noise draw), scored
+against the fused reference as the scan is. With n templates of independent errors, a template
+less the fusion of all has (n-1)/n of a template's error variance and the fusion 1/n of it, so
+A = 1/sqrt(n-1) (0.577 for 4) gives the twin a misfit of the fused reference's expected size.
+  minus_blend       product - the mean of the blend twins' object scores
 
   usage: python benchmarks/template_twins.py --data ROOT --out DIR [--classes ...] [--seed S]
 Writes DIR/classes/<class>.json (a rerun skips finished classes), DIR/table.md and DIR/run.json.
@@ -42,15 +48,17 @@ from mvr3d.scans import load_clouds, object_score
 from variant_tables import facts_of, run_classes, variant_parser, variant_results
 
 TWIN_SMOOTHING = 32
+# --blend A: the blend twins instead of the loo ones (0: the loo twins).
+BLEND = 0.0
 
 
 def twin_object(detector: TemplateDetector, reference, points: torch.Tensor, anchors,
-                counted: np.ndarray) -> float:
+                counted: np.ndarray, shared: torch.Tensor | None = None) -> float:
     """The object score of ``points`` (a twin in the fused frame, in the scan's point order)
     against ``reference``, over the points the product counts for the scan (``counted``) and
     ``reference`` covers. The product's shared-coverage mask indexes the fused reference's
     samples, so it comes in through ``counted``."""
-    deviations, floors, _, covered = detector._offsets(reference, points, [len(points)], [anchors], shared=None)
+    deviations, floors, _, covered = detector._offsets(reference, points, [len(points)], [anchors], shared=shared)
     values = detector._standardised(deviations, floors).float().cpu().numpy()
     inside = covered[0].cpu().numpy() & counted
     return object_score(values[inside] if inside.any() else values, "top1", detector.top_fraction)
@@ -71,6 +79,22 @@ def scan_objects(detector: TemplateDetector, placed: list[np.ndarray], others: l
     product = object_score(values[inside] if inside.any() else values, "top1", detector.top_fraction)
     fused_twin = normal_twin(moved, detector.reference_.points.to(moved.device), TWIN_SMOOTHING, seed)
     fused = twin_object(detector, detector.reference_, fused_twin, anchors, inside)
+    if BLEND:
+        # The scan drawn on the fused reference's planes moved BLEND of the way to template k's
+        # (the same noise draw: same seed and keys), scored against the fused reference as the
+        # scan is: a misfit of the size the fused reference's own is expected to have.
+        fused_twin = normal_twin(moved, detector.reference_.points.to(moved.device), TWIN_SMOOTHING, seed,
+                                 keys=points)
+        blends = []
+        for template in placed:
+            on_template = normal_twin(moved, torch.from_numpy(template).to(moved.device), TWIN_SMOOTHING, seed,
+                                      keys=points)
+            blended = fused_twin + BLEND * (on_template - fused_twin)
+            blends.append(twin_object(detector, detector.reference_, blended, anchors, inside, detector.shared_))
+        mean_blend = float(np.mean(blends))
+        return values, {"product": product, "minus_fused": product - fused, "minus_blend": product - mean_blend,
+                        "twin_fused": fused, "twin_blend": mean_blend,
+                        **{f"twin_blend{k}": value for k, value in enumerate(blends)}}
     loo = [twin_object(detector, reference, normal_twin(moved, torch.from_numpy(template).to(moved.device),
                                                         TWIN_SMOOTHING, seed + k), anchors, inside)
            for k, (template, reference) in enumerate(zip(placed, others, strict=True))]
@@ -110,9 +134,14 @@ def run_class(root: Path, category: str, seed: int) -> dict:
 
 
 def main() -> None:
-    args = variant_parser(__doc__).parse_args()
+    global BLEND
+    parser = variant_parser(__doc__)
+    parser.add_argument("--blend", type=float, default=0.0)
+    args = parser.parse_args()
+    BLEND = args.blend
     run_classes(args, lambda category: run_class(args.data, category, args.seed),
-                {"script": "template_twins.py", "twin_smoothing": TWIN_SMOOTHING, "seed": args.seed})
+                {"script": "template_twins.py", "twin_smoothing": TWIN_SMOOTHING, "seed": args.seed,
+                 "blend": BLEND})
 
 
 if __name__ == "__main__":
