@@ -36,7 +36,10 @@ def test_a_place_one_template_missed_does_not_count_towards_the_object_score() -
     missed = ~shared.shared_.numpy()
     samples = shared.reference_.points.numpy()
     assert 0.02 < missed.mean() < 0.2  # the cap, most of it
-    assert (samples[missed, 2] > 8.5).all()
+    # Nearly all on the cap; a half sphere registers onto another with a tilt of a few degrees
+    # (measured up to 3), which can leave a few samples of the bottom rim off some template too.
+    assert (samples[missed, 2] > 8.5).mean() > 0.98
+    assert missed[samples[:, 2] > 9.2].mean() > 0.9
     scan = sphere_scan(6000, 20)
     on_cap = bumped(scan, np.array([0.0, 0.0, 1.0]))
     on_side = bumped(scan, np.array([0.6, 0.0, 0.8]))
