@@ -48,8 +48,6 @@ from mvr3d.scans import load_clouds, object_score
 from variant_tables import facts_of, run_classes, variant_parser, variant_results
 
 TWIN_SMOOTHING = 32
-# --blend A: the blend twins instead of the loo ones (0: the loo twins).
-BLEND = 0.0
 
 
 def twin_object(detector: TemplateDetector, reference, points: torch.Tensor, anchors,
@@ -65,8 +63,9 @@ def twin_object(detector: TemplateDetector, reference, points: torch.Tensor, anc
 
 
 def scan_objects(detector: TemplateDetector, placed: list[np.ndarray], others: list, points: np.ndarray,
-                 seed: int) -> tuple[np.ndarray, dict[str, float]]:
-    """The product's point scores of one scan and every variant's object score."""
+                 seed: int, blend: float) -> tuple[np.ndarray, dict[str, float]]:
+    """The product's point scores of one scan and every variant's object score (``blend`` > 0:
+    the blend twins instead of the loo ones)."""
     joined, sizes = join_clouds([points], detector.device)
     anchors = anchor_points(points, detector.anchor_stride, detector.seed)
     pose = detector.aligner_.pose_joined(joined, sizes)[0]
@@ -79,8 +78,8 @@ def scan_objects(detector: TemplateDetector, placed: list[np.ndarray], others: l
     product = object_score(values[inside] if inside.any() else values, "top1", detector.top_fraction)
     fused_twin = normal_twin(moved, detector.reference_.points.to(moved.device), TWIN_SMOOTHING, seed)
     fused = twin_object(detector, detector.reference_, fused_twin, anchors, inside)
-    if BLEND:
-        # The scan drawn on the fused reference's planes moved BLEND of the way to template k's
+    if blend:
+        # The scan drawn on the fused reference's planes moved ``blend`` of the way to template k's
         # (the same noise draw: same seed and keys), scored against the fused reference as the
         # scan is: a misfit of the size the fused reference's own is expected to have.
         fused_twin = normal_twin(moved, detector.reference_.points.to(moved.device), TWIN_SMOOTHING, seed,
@@ -89,7 +88,7 @@ def scan_objects(detector: TemplateDetector, placed: list[np.ndarray], others: l
         for template in placed:
             on_template = normal_twin(moved, torch.from_numpy(template).to(moved.device), TWIN_SMOOTHING, seed,
                                       keys=points)
-            blended = fused_twin + BLEND * (on_template - fused_twin)
+            blended = fused_twin + blend * (on_template - fused_twin)
             blends.append(twin_object(detector, detector.reference_, blended, anchors, inside, detector.shared_))
         mean_blend = float(np.mean(blends))
         return values, {"product": product, "minus_fused": product - fused, "minus_blend": product - mean_blend,
@@ -107,7 +106,7 @@ def scan_objects(detector: TemplateDetector, placed: list[np.ndarray], others: l
     return values, objects
 
 
-def run_class(root: Path, category: str, seed: int) -> dict:
+def run_class(root: Path, category: str, seed: int, blend: float) -> dict:
     train, test = Real3DAD(root, category, "train"), Real3DAD(root, category, "test")
     clouds = load_clouds(train)
     detector = TemplateDetector(seed=seed).fit(clouds, progress=False)
@@ -120,7 +119,8 @@ def run_class(root: Path, category: str, seed: int) -> dict:
     labels, stems = [], []
     started = time.perf_counter()
     for sample in test:
-        values, by_variant = scan_objects(detector, placed, others, np.asarray(sample.points, dtype=np.float64), seed)
+        values, by_variant = scan_objects(detector, placed, others, np.asarray(sample.points, dtype=np.float64), seed,
+                                          blend)
         point_labels = sample.point_labels if sample.point_labels is not None else np.zeros(len(sample.points))
         for name, value in by_variant.items():
             pooled.setdefault(name, PooledScores()).add(values, point_labels)
@@ -134,14 +134,12 @@ def run_class(root: Path, category: str, seed: int) -> dict:
 
 
 def main() -> None:
-    global BLEND
     parser = variant_parser(__doc__)
     parser.add_argument("--blend", type=float, default=0.0)
     args = parser.parse_args()
-    BLEND = args.blend
-    run_classes(args, lambda category: run_class(args.data, category, args.seed),
+    run_classes(args, lambda category: run_class(args.data, category, args.seed, args.blend),
                 {"script": "template_twins.py", "twin_smoothing": TWIN_SMOOTHING, "seed": args.seed,
-                 "blend": BLEND})
+                 "blend": args.blend})
 
 
 if __name__ == "__main__":
