@@ -19,14 +19,16 @@ Variants (object scores; P-ROC is the product's point scores for every one):
   minus_loo1/2      product - the first loo twin's / the mean of the first two's (cheaper)
   minus_loo_median  product - the median of the loo twins' object scores
 Twins are scored over the points the product counts for the scan (its coverage masks).
-With --blend A (0 < A <= 1) the loo twins give way to blend twins: the scan drawn on the fused
-reference's planes and moved A of the way to template k's planes (the same noise draw), scored
+With --blend the loo twins give way to the product's blend twins (``TemplateDetector(null_twins=n,
+twin_mode="blend")``, baselines/template.py, "Twins"): the scan drawn on the fused reference's
+planes and moved 1/sqrt(n-1) of the way to template k's planes (the same noise draw), scored
 against the fused reference as the scan is. With n templates of independent errors, a template
 less the fusion of all has (n-1)/n of a template's error variance and the fusion 1/n of it, so
-A = 1/sqrt(n-1) (0.577 for 4) gives the twin a misfit of the fused reference's expected size.
-  minus_blend       product - the mean of the blend twins' object scores
+the twin carries a misfit of the fused reference's expected size. (Until 2026-12-08 this script
+drew them itself, with ``--blend A`` for the fraction; the product gives the same scores.)
+  minus_blend       product - the mean of the blend twins' object scores (the product with twins)
 
-  usage: python benchmarks/template_twins.py --data ROOT --out DIR [--classes ...] [--seed S]
+  usage: python benchmarks/template_twins.py --data ROOT --out DIR [--classes ...] [--seed S] [--blend]
 Writes DIR/classes/<class>.json (a rerun skips finished classes), DIR/table.md and DIR/run.json.
 """
 
@@ -63,9 +65,9 @@ def twin_object(detector: TemplateDetector, reference, points: torch.Tensor, anc
 
 
 def scan_objects(detector: TemplateDetector, placed: list[np.ndarray], others: list, points: np.ndarray,
-                 seed: int, blend: float) -> tuple[np.ndarray, dict[str, float]]:
-    """The product's point scores of one scan and every variant's object score (``blend`` > 0:
-    the blend twins instead of the loo ones)."""
+                 seed: int, blend: bool) -> tuple[np.ndarray, dict[str, float]]:
+    """The product's point scores of one scan and every variant's object score (``blend``: the
+    product's blend twins instead of the loo ones)."""
     joined, sizes = join_clouds([points], detector.device)
     anchors = anchor_points(points, detector.anchor_stride, detector.seed)
     pose = detector.aligner_.pose_joined(joined, sizes)[0]
@@ -76,24 +78,11 @@ def scan_objects(detector: TemplateDetector, placed: list[np.ndarray], others: l
     values = detector._standardised(deviations, floors).float().cpu().numpy()
     inside = covered[0].cpu().numpy()
     product = object_score(values[inside] if inside.any() else values, "top1", detector.top_fraction)
+    if blend:
+        null = detector._twin_objects([points], moved, sizes, [anchors], covered)[0]
+        return values, {"product": product, "minus_blend": product - null, "twin_blend": null}
     fused_twin = normal_twin(moved, detector.reference_.points.to(moved.device), TWIN_SMOOTHING, seed)
     fused = twin_object(detector, detector.reference_, fused_twin, anchors, inside)
-    if blend:
-        # The scan drawn on the fused reference's planes moved ``blend`` of the way to template k's
-        # (the same noise draw: same seed and keys), scored against the fused reference as the
-        # scan is: a misfit of the size the fused reference's own is expected to have.
-        fused_twin = normal_twin(moved, detector.reference_.points.to(moved.device), TWIN_SMOOTHING, seed,
-                                 keys=points)
-        blends = []
-        for template in placed:
-            on_template = normal_twin(moved, torch.from_numpy(template).to(moved.device), TWIN_SMOOTHING, seed,
-                                      keys=points)
-            blended = fused_twin + blend * (on_template - fused_twin)
-            blends.append(twin_object(detector, detector.reference_, blended, anchors, inside, detector.shared_))
-        mean_blend = float(np.mean(blends))
-        return values, {"product": product, "minus_fused": product - fused, "minus_blend": product - mean_blend,
-                        "twin_fused": fused, "twin_blend": mean_blend,
-                        **{f"twin_blend{k}": value for k, value in enumerate(blends)}}
     loo = [twin_object(detector, reference, normal_twin(moved, torch.from_numpy(template).to(moved.device),
                                                         TWIN_SMOOTHING, seed + k), anchors, inside)
            for k, (template, reference) in enumerate(zip(placed, others, strict=True))]
@@ -106,14 +95,14 @@ def scan_objects(detector: TemplateDetector, placed: list[np.ndarray], others: l
     return values, objects
 
 
-def run_class(root: Path, category: str, seed: int, blend: float) -> dict:
+def run_class(root: Path, category: str, seed: int, blend: bool) -> dict:
     train, test = Real3DAD(root, category, "train"), Real3DAD(root, category, "test")
     clouds = load_clouds(train)
-    detector = TemplateDetector(seed=seed).fit(clouds, progress=False)
+    detector = TemplateDetector(seed=seed, null_twins=len(clouds) if blend else 0).fit(clouds, progress=False)
     placed = [detector.reference_.from_template(j, np.asarray(c, dtype=np.float64)) for j, c in enumerate(clouds)]
     voxel = FUSED_VOXEL * bounding_diagonal(np.asarray(clouds[0]))
-    others = [fuse_placed([p for j, p in enumerate(placed) if j != k], voxel, device=detector.device)
-              for k in range(len(placed))]
+    others = [] if blend else [fuse_placed([p for j, p in enumerate(placed) if j != k], voxel, device=detector.device)
+                               for k in range(len(placed))]
     pooled: dict[str, PooledScores] = {}
     objects: dict[str, dict[str, float]] = {}
     labels, stems = [], []
@@ -127,7 +116,7 @@ def run_class(root: Path, category: str, seed: int, blend: float) -> dict:
             objects.setdefault(name, {})[sample.name] = value
         labels.append(sample.label)
         stems.append(sample.name)
-        print("scan", sample.name, {n: round(v, 4) for n, v in by_variant.items()}, flush=True)
+        print("scan", sample.name, {n: round(float(v), 4) for n, v in by_variant.items()}, flush=True)
     seconds = (time.perf_counter() - started) / len(test)
     return {"category": category, "seconds_per_object": seconds,
             "variants": variant_results(objects, pooled, stems, labels, facts_of(root, category))}
@@ -135,7 +124,7 @@ def run_class(root: Path, category: str, seed: int, blend: float) -> dict:
 
 def main() -> None:
     parser = variant_parser(__doc__)
-    parser.add_argument("--blend", type=float, default=0.0)
+    parser.add_argument("--blend", action="store_true", help="the product's blend twins instead of the loo ones")
     args = parser.parse_args()
     run_classes(args, lambda category: run_class(args.data, category, args.seed, args.blend),
                 {"script": "template_twins.py", "twin_smoothing": TWIN_SMOOTHING, "seed": args.seed,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,8 @@ def read_log(path: Path) -> dict[str, dict[str, float]]:
     for line in path.read_text().splitlines():
         if line.startswith("scan "):
             _, stem, values = line.split(" ", 2)
-            rows[stem] = ast.literal_eval(values)
+            # Logs of 2026-12-08 hold numpy floats by their repr, np.float64(x).
+            rows[stem] = ast.literal_eval(re.sub(r"np\.float64\(([^)]*)\)", r"\1", values))
     return rows
 
 

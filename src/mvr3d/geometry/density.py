@@ -96,13 +96,17 @@ def anchored_areas(clouds: Sequence[Tensor], normals: Sequence[Tensor], anchors:
 
 
 def thinned_to_spacing(clouds: Sequence[Tensor], normals: Sequence[Tensor], spacing: float,
-                       seed: int = 0, anchors: Sequence[Tensor | None] | None = None) -> list[Tensor | None]:
+                       seed: int = 0, anchors: Sequence[Tensor | None] | None = None,
+                       keys: Sequence[np.ndarray] | None = None) -> list[Tensor | None]:
     """Indices of the points of each cloud kept so that about one point remains per
     ``spacing``^2 of surface: each point is kept with probability (its local area per point)
     / spacing^2, capped at 1, by a draw fixed by its coordinates (:func:`point_uniforms`).
     Sparser parts keep every point; None for a cloud that keeps them all (and for one of
     fewer than ``DENSITY_NEIGHBOURS`` points). With ``anchors`` (indices per cloud) the areas
-    are measured there only (:func:`anchored_areas`)."""
+    are measured there only (:func:`anchored_areas`). ``keys`` (per cloud, one row per point)
+    stand in for the coordinates in the draw, e.g. a scan as read: a registered scan's
+    coordinates move in their last bits with the order of its points, and a draw on them
+    would keep other points."""
     if spacing <= 0:
         return [None] * len(clouds)
     dense = [i for i, cloud in enumerate(clouds) if len(cloud) >= DENSITY_NEIGHBOURS]
@@ -111,7 +115,10 @@ def thinned_to_spacing(clouds: Sequence[Tensor], normals: Sequence[Tensor], spac
     areas = dict(zip(dense, measured, strict=True))
     kept: list[Tensor | None] = [None] * len(clouds)
     for i in dense:
-        draws = torch.from_numpy(point_uniforms(clouds[i].detach().cpu().numpy(), seed)).to(areas[i].device)
+        keyed = clouds[i].detach().cpu().numpy() if keys is None else np.asarray(keys[i])
+        if len(keyed) != len(clouds[i]):
+            raise ValueError(f"cloud {i} has {len(clouds[i])} points but {len(keyed)} keys")
+        draws = torch.from_numpy(point_uniforms(keyed, seed)).to(areas[i].device)
         chosen = torch.nonzero(draws < areas[i] / spacing**2).flatten()
         kept[i] = None if len(chosen) == len(clouds[i]) else chosen.to(clouds[i].device)
     return kept
