@@ -12,8 +12,8 @@ import pytest
 
 from checkpoints import assert_param_saves_and_old_checkpoints_get
 from mvr3d.baselines.template import TemplateDetector
-from mvr3d.errors import CheckpointError, InputError
 from mvr3d.detectors import load_detector
+from mvr3d.errors import CheckpointError, InputError
 from test_density import sphere_scan
 from test_shared_coverage import bumped
 
@@ -131,7 +131,7 @@ def test_blend_twins_move_toward_the_template_by_its_misfit(detectors) -> None:
         on_template = detector._drawn_on(scans, [scan], detector.twins_[0][0], 0)
         gaps[ripple] = float((on_template - fused).norm(dim=1).median())
     # Measured 0.023 (the templates' noise in their planes) and 0.093 (with the waves).
-    assert 0 < gaps[0.0] and gaps[0.3] > 2.5 * gaps[0.0]
+    assert gaps[0.0] > 0 and gaps[0.3] > 2.5 * gaps[0.0]
 
 
 def test_twin_settings_are_validated_and_one_template_has_none() -> None:
