@@ -52,13 +52,15 @@ from variant_tables import facts_of, run_classes, variant_parser, variant_result
 TWIN_SMOOTHING = 32
 
 
-def twin_object(detector: TemplateDetector, reference, points: torch.Tensor, anchors,
-                counted: np.ndarray, shared: torch.Tensor | None = None) -> float:
+def twin_object(detector: TemplateDetector, reference, points: torch.Tensor, anchors, counted: np.ndarray,
+                keys: np.ndarray, shared: torch.Tensor | None = None) -> float:
     """The object score of ``points`` (a twin in the fused frame, in the scan's point order)
     against ``reference``, over the points the product counts for the scan (``counted``) and
-    ``reference`` covers. The product's shared-coverage mask indexes the fused reference's
-    samples, so it comes in through ``counted``."""
-    deviations, floors, _, covered = detector._offsets(reference, points, [len(points)], [anchors], shared=shared)
+    ``reference`` covers, thinned by the draw of the scan as read (``keys``) as the product's
+    twins are. The product's shared-coverage mask indexes the fused reference's samples, so it
+    comes in through ``counted``."""
+    deviations, floors, _, covered = detector._offsets(reference, points, [len(points)], [anchors], shared=shared,
+                                                      keys=[keys])
     values = detector._standardised(deviations, floors).float().cpu().numpy()
     inside = covered[0].cpu().numpy() & counted
     return object_score(values[inside] if inside.any() else values, "top1", detector.top_fraction)
@@ -74,7 +76,7 @@ def scan_objects(detector: TemplateDetector, placed: list[np.ndarray], others: l
     rotation, shift = detector._to_reference(pose)
     moved = move_clouds(joined, sizes, [rotation], [shift])
     deviations, floors, _, covered = detector._offsets(detector.reference_, moved, sizes, [anchors],
-                                                      shared=detector.shared_)
+                                                      shared=detector.shared_, keys=[points])
     values = detector._standardised(deviations, floors).float().cpu().numpy()
     inside = covered[0].cpu().numpy()
     product = object_score(values[inside] if inside.any() else values, "top1", detector.top_fraction)
@@ -82,9 +84,9 @@ def scan_objects(detector: TemplateDetector, placed: list[np.ndarray], others: l
         null = detector._twin_objects([points], moved, sizes, [anchors], covered)[0]
         return values, {"product": product, "minus_blend": product - null, "twin_blend": null}
     fused_twin = normal_twin(moved, detector.reference_.points.to(moved.device), TWIN_SMOOTHING, seed)
-    fused = twin_object(detector, detector.reference_, fused_twin, anchors, inside)
+    fused = twin_object(detector, detector.reference_, fused_twin, anchors, inside, points)
     loo = [twin_object(detector, reference, normal_twin(moved, torch.from_numpy(template).to(moved.device),
-                                                        TWIN_SMOOTHING, seed + k), anchors, inside)
+                                                        TWIN_SMOOTHING, seed + k), anchors, inside, points)
            for k, (template, reference) in enumerate(zip(placed, others, strict=True))]
     mean_loo = float(np.mean(loo))
     objects = {"product": product, "minus_fused": product - fused, "minus_loo": product - mean_loo,

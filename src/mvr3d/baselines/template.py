@@ -114,7 +114,9 @@ scores stay the scan's. Each twin costs a scoring pass without registration. ``t
   and the fusion 1/n, so the twin carries a misfit of the size the fused reference's own is
   expected to have, where the scan looked. On development data (88-94 good scans) it lowered
   featuretype's view z (seed 8) from +0.35 to +0.13 and busted's (seed 3) from +0.32 to +0.17,
-  every value below 0.3.
+  every value below 0.3; held out on seed 13 it took featuretype's view z out (+0.24 -> -0.05)
+  but brought in its view x and visible share (+0.34 / -0.34), where the scan's own score had
+  no value at or above 0.3, so twins stay off.
 - "leave_one_out": the scan drawn on template k (voxel-averaged as the fusion is) and scored
   against the fusion of the other templates. On development data it took out the scanned side
   (featuretype +0.35 -> -0.00, busted +0.33 -> -0.04), but on held-out seed 12 it traded the
